@@ -1,0 +1,278 @@
+"""The ``chatsell`` command line: parse options, call the pipeline, render. Nothing else."""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import click
+
+from etl import __version__
+from etl.config import Settings, load_settings
+from etl.errors import ChatsellError, ConfigError
+from etl.load.store import Store, masked
+from etl.logs import configure
+from etl.pipeline import SyncOptions, run_sync
+from etl.report.render import render_csv_details, render_csv_summary, render_json, render_text
+
+log = logging.getLogger("chatsell")
+
+
+@dataclass
+class AppContext:
+    """What every command gets: settings (config file + environment + --db) and a store."""
+
+    config_file: str | None
+    db: str | None
+    _settings: Settings | None = None
+
+    @property
+    def settings(self) -> Settings:
+        if self._settings is None:
+            self._settings = load_settings(self.config_file, database_url=self.db)
+        return self._settings
+
+    def store(self) -> Store:
+        return Store(self.settings.database_url.get_secret_value())
+
+
+def _run(fn, *args, **kwargs):
+    """Call into the library; a ChatsellError becomes its exit code and a one-line message."""
+    try:
+        return fn(*args, **kwargs)
+    except ChatsellError as exc:
+        click.echo(f"chatsell: {exc}", err=True)
+        sys.exit(exc.exit_code)
+
+
+@click.group(
+    context_settings={"auto_envvar_prefix": "CHATSELL", "help_option_names": ["-h", "--help"]}
+)
+@click.option(
+    "--config",
+    "config_file",
+    type=click.Path(dir_okay=False),
+    envvar="CHATSELL_CONFIG",
+    help="TOML configuration file (see config/chatsell.example.toml).",
+)
+@click.option(
+    "--db",
+    envvar="CHATSELL_DATABASE_URL",
+    show_envvar=True,
+    show_default=False,
+    help="Store URL: sqlite:///chatsell.db (default) or postgresql+psycopg://user:pass@host/db.",
+)
+@click.option(
+    "--log-format",
+    type=click.Choice(["text", "json"]),
+    default="text",
+    show_default=True,
+    help="Log lines as text, or as one JSON object per line (for cron and log shippers).",
+)
+@click.option("-v", "--verbose", count=True, help="More log detail (-vv for SQL-level detail).")
+@click.option("-q", "--quiet", is_flag=True, help="Only warnings and errors.")
+@click.version_option(__version__, prog_name="chatsell")
+@click.pass_context
+def cli(
+    ctx: click.Context,
+    config_file: str | None,
+    db: str | None,
+    log_format: str,
+    verbose: int,
+    quiet: bool,
+) -> None:
+    """Keep a CRM store in step with Zendesk Chat: match chats to Sell records, load activities."""
+    configure(log_format, -1 if quiet else verbose)
+    ctx.obj = AppContext(config_file, db)
+
+
+def _paths_option(name: str, help_text: str):
+    return click.option(
+        name, required=True, type=click.Path(exists=False, path_type=Path), help=help_text
+    )
+
+
+@cli.command()
+@_paths_option("--chats", "Zendesk Chat export: a file or a directory (searched recursively).")
+@_paths_option("--sell", "Zendesk Sell export: a file or a directory.")
+@click.option(
+    "--full", is_flag=True, help="Re-read every export file, not only new or changed ones."
+)
+@click.option("--dry-run", is_flag=True, help="Compute and report everything; write nothing.")
+@click.option(
+    "--report-dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Also write the run's report files (JSON) into this directory.",
+)
+@click.option(
+    "--json", "as_json", is_flag=True, help="Print the run report as JSON, last on stdout."
+)
+@click.option(
+    "--fail-on-rejects", is_flag=True, help="Exit 3 when the run set records aside as rejects."
+)
+@click.pass_obj
+def sync(
+    app: AppContext,
+    chats: Path,
+    sell: Path,
+    full: bool,
+    dry_run: bool,
+    report_dir: Path | None,
+    as_json: bool,
+    fail_on_rejects: bool,
+) -> None:
+    """Sync chats and the Sell snapshot into the store, then report."""
+    options = SyncOptions(chats=chats, sell=sell, full=full, dry_run=dry_run, report_dir=report_dir)
+    result = _run(run_sync, _run(lambda: app.settings), options, progress=_progress())
+    click.echo(render_json(result.report) if as_json else render_text(result.report))
+    if fail_on_rejects and result.report["rejects"]:
+        sys.exit(3)
+
+
+def _progress():
+    """A progress bar on a terminal; nothing (the log lines suffice) under cron."""
+    if not sys.stderr.isatty():
+        return lambda *_: None
+    from rich.progress import Progress
+
+    bar = Progress(transient=True)
+    tasks: dict[str, int] = {}
+
+    def update(stage: str, done: int, total: int | None) -> None:
+        if not bar.live.is_started:
+            bar.start()
+        if stage not in tasks:
+            tasks[stage] = bar.add_task(stage, total=total)
+        bar.update(tasks[stage], completed=done, total=total)
+        if total is not None and done >= total:
+            bar.stop()
+
+    return update
+
+
+@cli.command()
+@click.argument("run_id", default="latest")
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["text", "json", "csv", "html"]),
+    default="text",
+    show_default=True,
+    help="Output format.",
+)
+@click.option(
+    "--details", is_flag=True, help="One row per chat (chat_id, outcome, email, records, reason)."
+)
+@click.option(
+    "--out",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Write to this file instead of stdout.",
+)
+@click.pass_obj
+def report(app: AppContext, run_id: str, fmt: str, details: bool, out: Path | None) -> None:
+    """Show a run's reconciliation report (RUN_ID or 'latest')."""
+    store = _run(app.store)
+    _run(store.prepare)
+    if run_id != "latest" and not run_id.isdigit():
+        raise click.BadParameter("RUN_ID is a run number or 'latest'", param_hint="RUN_ID")
+    row = store.run_row(run_id)
+    if row is None:
+        click.echo(f"chatsell: no run {run_id}", err=True)
+        sys.exit(2)
+    stored = json.loads(row["report"]) if row.get("report") else None
+    if stored is None:
+        stored = {"run_id": row["run_id"], "mode": row["mode"], "status": row["status"],
+                  "started_at": str(row["started_at"]), "finished_at": str(row["finished_at"]),
+                  "error": row.get("error")}  # fmt: skip
+    if details:
+        outcomes = store.outcome_rows(row["run_id"])
+        if fmt == "json":
+            text = outcomes.reindex(
+                columns=["chat_id", "outcome", "email_normalized", "records", "reason"]
+            ).to_json(orient="records", force_ascii=False, indent=2)
+        else:
+            text = render_csv_details(outcomes)
+    elif fmt == "json":
+        text = render_json(stored)
+    elif fmt == "csv":
+        text = render_csv_summary(stored)
+    elif fmt == "html":
+        raise click.UsageError("the HTML report is not available yet")
+    else:
+        text = (
+            render_text(stored)
+            if "outcomes" in stored
+            else json.dumps(stored, indent=2, default=str)
+        )
+    if out:
+        out.write_text(text if text.endswith("\n") else text + "\n", encoding="utf-8")
+    else:
+        click.echo(text.rstrip("\n"))
+
+
+@cli.command()
+@click.option(
+    "--limit",
+    default=20,
+    show_default=True,
+    type=click.IntRange(min=1),
+    help="How many runs to list.",
+)
+@click.pass_obj
+def runs(app: AppContext, limit: int) -> None:
+    """List recent runs, newest first."""
+    store = _run(app.store)
+    _run(store.prepare)
+    rows = store.recent_runs(limit)
+    header = f"{'run':>5}  {'mode':<9} {'status':<10} {'started':<20} {'secs':>7} {'chats':>9} {'leads':>7} {'rejects':>8}"
+    click.echo(header)
+    for row in rows:
+        report_data = json.loads(row["report"]) if row.get("report") else {}
+        started = row["started_at"]
+        finished = row["finished_at"]
+        seconds = (finished - started).total_seconds() if finished and started else None
+        click.echo(
+            f"{row['run_id']:>5}  {row['mode']:<9} {row['status']:<10} {started:%Y-%m-%d %H:%M:%S} "
+            f"{(f'{seconds:.1f}' if seconds is not None else '-'):>7} "
+            f"{report_data.get('inputs', {}).get('chats_read', '-'):>9} "
+            f"{report_data.get('writes', {}).get('leads_created', '-'):>7} "
+            f"{report_data.get('rejects', '-'):>8}"
+        )
+
+
+@cli.group()
+def db() -> None:
+    """Manage the store's schema (Alembic migrations)."""
+
+
+@db.command("upgrade")
+@click.pass_obj
+def db_upgrade(app: AppContext) -> None:
+    """Bring the store's schema to the newest migration."""
+    store = _run(app.store)
+    _run(store.check_reachable)
+    _run(store.upgrade)
+    click.echo(f"{masked(store.url)} at schema {store.current()}")
+
+
+@db.command("current")
+@click.pass_obj
+def db_current(app: AppContext) -> None:
+    """Show the store's schema revision and the newest one chatsell knows."""
+    store = _run(app.store)
+    _run(store.check_reachable)
+    current = store.current()
+    head = store.head()
+    state = "up to date" if current == head else "needs `chatsell db upgrade`"
+    click.echo(f"{masked(store.url)}: {current or 'empty'} (newest {head}, {state})")
+
+
+def main() -> None:
+    try:
+        cli.main(prog_name="chatsell", standalone_mode=True)
+    except ConfigError as exc:  # raised while building settings outside _run
+        click.echo(f"chatsell: {exc}", err=True)
+        sys.exit(exc.exit_code)

@@ -1,0 +1,176 @@
+"""Settings: TOML file (``--config``), then ``CHATSELL_*`` environment, then secret files.
+
+Later sources win: a value in the environment overrides the file. Secrets (the store URL, API
+tokens) are never printed: settings errors name the key, not the value
+(``hide_input_in_errors``), and URLs are rendered with the password masked.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
+
+from etl.errors import ConfigError
+
+DEFAULT_DATABASE_URL = "sqlite:///chatsell.db"
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", hide_input_in_errors=True)
+
+
+class ChatSettings(_Section):
+    subdomain: str = ""
+    transcript_url_template: str = "https://{subdomain}.zendesk.com/chat/agent#chats/{chat_id}"
+    token: SecretStr | None = None
+
+
+class SellSettings(_Section):
+    base_url: str = "https://api.getbase.com"
+    integration_user: str | int | None = None
+    snapshot_is_complete: bool = False
+    csv_labels: dict[str, str] = Field(default_factory=dict)
+    encoding: str | None = None
+    token: SecretStr | None = None
+
+
+class MatchSettings(_Section):
+    provider_rules: list[Literal["gmail"]] = Field(default_factory=list)
+    strip_plus_tags: bool = False
+    attach_to_deals: bool = True
+    converted_statuses: list[str] = Field(default_factory=lambda: ["Converted"])
+
+
+class LeadDefaults(_Section):
+    source: str = "Chat"
+    status: str = "New"
+    tags: list[str] = Field(default_factory=lambda: ["chat"])
+    max_chat_age_days: int | None = None
+    ignore_domains: list[str] = Field(default_factory=list)
+    create_from_offline: bool = True
+    enabled: bool = True
+
+
+class RuleSettings(_Section):
+    name: str
+    when: dict[str, Any] = Field(default_factory=dict)
+    pool: str | None = None
+    owner: str | int | None = None
+
+
+class PoolSettings(_Section):
+    members: list[str | int]
+    strategy: Literal["round_robin", "weighted"] = "round_robin"
+    weights: list[int] | None = None
+
+
+class AssignmentSettings(_Section):
+    rules: list[RuleSettings] = Field(default_factory=list)
+    pools: dict[str, PoolSettings] = Field(default_factory=dict)
+    default_pool: str | None = None
+    default_owner: str | int | None = None
+
+
+class NotifySettings(_Section):
+    tags: list[str] = Field(default_factory=lambda: ["notify_sales"])
+
+
+class PhoneSettings(_Section):
+    policy: Literal["fill_empty", "overwrite", "never"] = "fill_empty"
+    update_contacts: bool = False
+    require_sell_agent: bool = False
+    default_region: str = "US"
+
+
+class RunSettings(_Section):
+    chunk_size: int = Field(default=20_000, ge=1)
+
+
+class Settings(BaseSettings):
+    """Every configuration key chatsell reads; see config/chatsell.example.toml."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="CHATSELL_",
+        env_nested_delimiter="__",
+        extra="forbid",
+        hide_input_in_errors=True,
+    )
+
+    database_url: SecretStr = SecretStr(DEFAULT_DATABASE_URL)
+    chat: ChatSettings = Field(default_factory=ChatSettings)
+    sell: SellSettings = Field(default_factory=SellSettings)
+    match: MatchSettings = Field(default_factory=MatchSettings)
+    lead_defaults: LeadDefaults = Field(default_factory=LeadDefaults)
+    assignment: AssignmentSettings = Field(default_factory=AssignmentSettings)
+    notify: NotifySettings = Field(default_factory=NotifySettings)
+    phone: PhoneSettings = Field(default_factory=PhoneSettings)
+    run: RunSettings = Field(default_factory=RunSettings)
+    schedule: dict[str, Any] = Field(default_factory=dict)
+    widgets: dict[str, Any] = Field(default_factory=dict)
+
+    @field_validator("database_url", mode="before")
+    @classmethod
+    def _empty_url_is_default(cls, value: Any) -> Any:
+        return value or DEFAULT_DATABASE_URL
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        sources: list[PydanticBaseSettingsSource] = [
+            init_settings,
+            env_settings,
+            file_secret_settings,
+        ]
+        if settings_cls.model_config.get("toml_file"):
+            sources.append(TomlConfigSettingsSource(settings_cls))
+        return tuple(sources)
+
+
+def load_settings(config_file: str | Path | None = None, **overrides: Any) -> Settings:
+    """Read settings from ``config_file`` (TOML) and the environment.
+
+    Raises ConfigError naming the file, line or key at fault, never a value.
+    """
+    settings_cls: type[Settings] = Settings
+    if config_file is not None:
+        path = Path(config_file)
+        if not path.is_file():
+            raise ConfigError(f"config file not found: {path}")
+        try:
+            tomllib.loads(path.read_text(encoding="utf-8"))
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(f"{path}: not valid TOML: {exc}") from None
+        except UnicodeDecodeError:
+            raise ConfigError(f"{path}: not UTF-8 text") from None
+        settings_cls = type(
+            "Settings", (Settings,), {"model_config": {**Settings.model_config, "toml_file": path}}
+        )
+    try:
+        return settings_cls(**{k: v for k, v in overrides.items() if v is not None})
+    except ValidationError as exc:
+        raise ConfigError(describe_validation_error(exc, config_file)) from None
+
+
+def describe_validation_error(exc: ValidationError, source: str | Path | None) -> str:
+    """One line per bad key: where it is and what is wrong, never its value."""
+    where = f"{source}: " if source else ""
+    lines = []
+    for error in exc.errors(include_input=False, include_url=False):
+        key = ".".join(str(part) for part in error["loc"])
+        lines.append(f"{where}[{key}] {error['msg']}")
+    return "invalid configuration:\n  " + "\n  ".join(lines)

@@ -1,0 +1,369 @@
+"""Zendesk Chat exports: chats, agents and departments, in every shape the Chat API gives.
+
+Shapes: an Incremental Export page ``{"chats": [...], "end_id", "end_time", "next_page"}``,
+a bulk response ``{"docs": {"<id>": {...}}}``, a JSON array, NDJSON (one value per line), a
+single object; any of them gzipped. A file's kind comes from its name (``chats*``,
+``agents*``, ``departments*``) and, failing that, from each record's content.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+import pandas as pd
+
+from etl.extract.files import SourceFile, chat_kind_from_name
+from etl.extract.jsondoc import iter_values
+from etl.extract.rejects import Reject
+from etl.extract.timestamps import iso, parse_utc
+
+CHAT_COLUMNS = (
+    "chat_id",
+    "kind",
+    "started_at",
+    "ended_at",
+    "updated_at",
+    "version",
+    "visitor_id",
+    "visitor_name",
+    "visitor_email",
+    "visitor_phone",
+    "visitor_notes",
+    "department_id",
+    "department_name",
+    "tags",
+    "rating",
+    "comment",
+    "missed",
+    "agent_ids",
+    "agent_names",
+    "country_code",
+    "message_count",
+    "transcript",
+    "content_hash",
+    "deleted",
+    "source_file",
+    "position",
+)
+CHAT_KINDS = ("chat", "offline_msg")
+AGENT_COLUMNS = ("agent_id", "email", "display_name", "enabled", "department_ids")
+DEPARTMENT_COLUMNS = ("department_id", "name", "members")
+
+
+@dataclass(slots=True)
+class RawRecord:
+    """One record found in a Chat export, before typing."""
+
+    kind: str  # chats | agents | departments
+    source_file: str
+    position: str
+    value: Any
+
+
+@dataclass(slots=True)
+class ChatBatch:
+    """Typed frames for a bounded number of records, plus what could not be read."""
+
+    chats: pd.DataFrame
+    agents: pd.DataFrame
+    departments: pd.DataFrame
+    rejects: list[Reject] = field(default_factory=list)
+
+
+def iter_records(source: SourceFile) -> Iterator[RawRecord | Reject]:
+    """Every chat, agent and department record of one file, with its position."""
+    name_kind = chat_kind_from_name(source)
+    reject_kind = {"agents": "agent", "departments": "department"}.get(name_kind or "", "chat")
+    for item in iter_values(source, reject_kind):
+        if isinstance(item, Reject):
+            yield item
+            continue
+        position, value = item
+        prefix = "" if position == "document" else f"{position} "
+        yield from _unpack(source.name, prefix, value, name_kind)
+
+
+def _unpack(
+    source_name: str, prefix: str, value: Any, name_kind: str | None
+) -> Iterator[RawRecord | Reject]:
+    if isinstance(value, dict):
+        for key in ("chats", "agents", "departments"):
+            # an agent record has a "departments" list too; an envelope has no id
+            if isinstance(value.get(key), list) and "id" not in value:
+                for index, element in enumerate(value[key], start=1):
+                    yield _classify(source_name, f"{prefix}record {index}", element, key)
+                return
+        if isinstance(value.get("docs"), dict):
+            for index, (key, element) in enumerate(value["docs"].items(), start=1):
+                if isinstance(element, dict):
+                    element.setdefault("id", key)
+                yield _classify(source_name, f"{prefix}record {index}", element, "chats")
+            return
+        yield _classify(source_name, (prefix.strip() or "record 1"), value, name_kind)
+        return
+    if isinstance(value, list):
+        for index, element in enumerate(value, start=1):
+            yield _classify(source_name, f"{prefix}record {index}", element, name_kind)
+        return
+    yield Reject.of(
+        source_name, prefix.strip() or "file", "not a JSON object or array", _dump(value)
+    )
+
+
+def _classify(source_name: str, position: str, value: Any, kind: str | None) -> RawRecord | Reject:
+    if not isinstance(value, dict):
+        return Reject.of(
+            source_name, position, "record is not a JSON object", _dump(value), kind or "chat"
+        )
+    kind = kind or _kind_by_content(value)
+    if kind is None:
+        return Reject.of(
+            source_name, position, "not a chat, agent or department record", _dump(value)
+        )
+    return RawRecord(kind, source_name, position, value)
+
+
+def _kind_by_content(record: dict[str, Any]) -> str | None:
+    if record.get("type") in CHAT_KINDS or "visitor" in record or "history" in record:
+        return "chats"
+    if "display_name" in record or "roles" in record or ("email" in record and "enabled" in record):
+        return "agents"
+    if "members" in record:
+        return "departments"
+    return None
+
+
+def read_batches(files: Iterable[SourceFile], batch_size: int) -> Iterator[ChatBatch]:
+    """Typed batches of at most ``batch_size`` records over the given files, in file order."""
+    pending: list[RawRecord] = []
+    rejects: list[Reject] = []
+    for source in files:
+        for item in iter_records(source):
+            if isinstance(item, Reject):
+                rejects.append(item)
+            else:
+                pending.append(item)
+            if len(pending) >= batch_size:
+                yield build_batch(pending, rejects)
+                pending, rejects = [], []
+    if pending or rejects:
+        yield build_batch(pending, rejects)
+
+
+def build_batch(records: list[RawRecord], rejects: list[Reject]) -> ChatBatch:
+    """Type the raw records of a batch; records that do not type become rejects."""
+    rejects = list(rejects)
+    chats = [r for r in records if r.kind == "chats"]
+    agents = [r for r in records if r.kind == "agents"]
+    departments = [r for r in records if r.kind == "departments"]
+    return ChatBatch(
+        chats=chat_frame(chats, rejects),
+        agents=agent_frame(agents, rejects),
+        departments=department_frame(departments, rejects),
+        rejects=rejects,
+    )
+
+
+def _text(value: Any) -> str:
+    """Absent values are "" in the Chat API; keep that, and make numbers text."""
+    if value is None:
+        return ""
+    if isinstance(value, str):
+        return value
+    if isinstance(value, bool | int | float):
+        return str(value)
+    return _dump(value)
+
+
+def _dump(value: Any) -> str:
+    try:
+        return orjson.dumps(value, option=orjson.OPT_SORT_KEYS).decode()
+    except TypeError:
+        return repr(value)
+
+
+def _string_list(value: Any) -> list[str]:
+    if value is None or value == "":
+        return []
+    if isinstance(value, list | tuple):
+        return [_text(v) for v in value if v is not None]
+    return [_text(value)]
+
+
+def chat_frame(records: list[RawRecord], rejects: list[Reject]) -> pd.DataFrame:
+    """One row per chat record; see CHAT_COLUMNS. Records missing an id or a start become rejects."""
+    columns: dict[str, list[Any]] = {name: [] for name in CHAT_COLUMNS}
+    raw_started, raw_ended, raw_updated, kept = [], [], [], []
+    for record in records:
+        chat = record.value
+        chat_id = chat.get("id")
+        if chat_id is None or chat_id == "" or isinstance(chat_id, dict | list | bool):
+            rejects.append(
+                Reject.of(record.source_file, record.position, "chat has no id", _dump(chat))
+            )
+            continue
+        visitor = chat.get("visitor") if isinstance(chat.get("visitor"), dict) else {}
+        session = chat.get("session") if isinstance(chat.get("session"), dict) else {}
+        kind = chat.get("type") if chat.get("type") in CHAT_KINDS else "chat"
+        canonical = orjson.dumps(chat, option=orjson.OPT_SORT_KEYS | orjson.OPT_NON_STR_KEYS)
+        columns["chat_id"].append(_text(chat_id))
+        columns["kind"].append(kind)
+        columns["visitor_id"].append(_text(visitor.get("id")))
+        columns["visitor_name"].append(_text(visitor.get("name")))
+        columns["visitor_email"].append(_text(visitor.get("email")))
+        columns["visitor_phone"].append(_text(visitor.get("phone")))
+        columns["visitor_notes"].append(_text(visitor.get("notes")))
+        columns["department_id"].append(_text(chat.get("department_id")))
+        columns["department_name"].append(_text(chat.get("department_name")))
+        columns["tags"].append(_dump(_string_list(chat.get("tags"))))
+        columns["rating"].append(_text(chat.get("rating")))
+        columns["comment"].append(_text(chat.get("comment")))
+        columns["missed"].append(bool(chat.get("missed")))
+        columns["agent_ids"].append(_dump(_string_list(chat.get("agent_ids"))))
+        columns["agent_names"].append(_dump(_string_list(chat.get("agent_names"))))
+        columns["country_code"].append(_text(session.get("country_code")).upper())
+        count, transcript = render_transcript(chat, kind, visitor)
+        columns["message_count"].append(count)
+        columns["transcript"].append(transcript)
+        columns["content_hash"].append(hashlib.sha256(canonical).hexdigest())
+        columns["deleted"].append(bool(chat.get("deleted")))
+        columns["source_file"].append(record.source_file)
+        columns["position"].append(record.position)
+        raw_started.append(chat.get("timestamp"))
+        raw_ended.append(chat.get("end_timestamp"))
+        raw_updated.append(chat.get("update_timestamp"))
+        kept.append(record)
+    if not kept:
+        return empty_chat_frame()
+    frame = pd.DataFrame(
+        {
+            k: v
+            for k, v in columns.items()
+            if k not in ("started_at", "ended_at", "updated_at", "version")
+        }
+    )
+    started, ended, updated = parse_utc(raw_started), parse_utc(raw_ended), parse_utc(raw_updated)
+    ended = ended.fillna(started)
+    updated = updated.fillna(ended)
+    frame.insert(2, "started_at", started)
+    frame.insert(3, "ended_at", ended)
+    frame.insert(4, "updated_at", updated)
+    frame.insert(5, "version", iso(updated).fillna("") + "/" + frame["content_hash"].str[:16])
+    bad = frame["started_at"].isna()
+    for index in bad[bad].index:
+        record = kept[index]
+        rejects.append(
+            Reject.of(
+                record.source_file,
+                record.position,
+                f"chat timestamp missing or not ISO-8601: {raw_started[index]!r}",
+                _dump(record.value),
+                chat_id=frame.at[index, "chat_id"],
+            )
+        )
+    frame = frame[~bad].reset_index(drop=True)
+    return frame[list(CHAT_COLUMNS)]
+
+
+def empty_chat_frame() -> pd.DataFrame:
+    """A frame with CHAT_COLUMNS and their dtypes, and no rows."""
+    dtypes = {name: "str" for name in CHAT_COLUMNS}
+    dtypes.update({"started_at": "datetime64[us, UTC]", "ended_at": "datetime64[us, UTC]",
+                   "updated_at": "datetime64[us, UTC]", "missed": "bool", "deleted": "bool",
+                   "message_count": "int64"})  # fmt: skip
+    return pd.DataFrame({name: pd.Series(dtype=dtype) for name, dtype in dtypes.items()})
+
+
+def render_transcript(chat: dict[str, Any], kind: str, visitor: dict[str, Any]) -> tuple[int, str]:
+    """(message count, the conversation as one line per message: time, sender, text)."""
+    lines = []
+    history = chat.get("history")
+    if isinstance(history, list):
+        for event in history:
+            if not isinstance(event, dict):
+                continue
+            etype = event.get("type")
+            if etype == "chat.msg":
+                text = _text(event.get("msg"))
+            elif etype == "chat.file":
+                attachment = (
+                    event.get("attachment") if isinstance(event.get("attachment"), dict) else {}
+                )
+                text = "[file] " + _text(
+                    attachment.get("name") or attachment.get("url") or event.get("msg")
+                )
+            else:
+                continue
+            lines.append(
+                f"{_clock(event.get('timestamp'))} {_text(event.get('name'))}: {_one_line(text)}"
+            )
+    message = chat.get("message")
+    if message and (kind == "offline_msg" or not lines):
+        sender = _text(visitor.get("name")) or "visitor"
+        lines.append(f"{_clock(chat.get('timestamp'))} {sender}: {_one_line(_text(message))}")
+    return len(lines), "\n".join(lines)
+
+
+def _clock(value: Any) -> str:
+    text = _text(value)
+    return text[:19].replace("T", " ") if len(text) >= 19 else text
+
+
+def _one_line(text: str) -> str:
+    return text.replace("\r\n", "\n").replace("\r", "\n").replace("\n", " ⏎ ")
+
+
+def agent_frame(records: list[RawRecord], rejects: list[Reject]) -> pd.DataFrame:
+    """Chat agents; ``agent_id`` as text, because chats list agents by string id."""
+    rows = []
+    for record in records:
+        agent = record.value
+        if agent.get("id") is None:
+            rejects.append(
+                Reject.of(
+                    record.source_file, record.position, "agent has no id", _dump(agent), "agent"
+                )
+            )
+            continue
+        name = _text(agent.get("display_name")) or " ".join(
+            p for p in (_text(agent.get("first_name")), _text(agent.get("last_name"))) if p
+        )
+        rows.append(
+            (
+                _text(agent["id"]),
+                _text(agent.get("email")),
+                name,
+                bool(agent.get("enabled", True)),
+                _dump(_string_list(agent.get("departments"))),
+            )
+        )
+    return pd.DataFrame(rows, columns=list(AGENT_COLUMNS))
+
+
+def department_frame(records: list[RawRecord], rejects: list[Reject]) -> pd.DataFrame:
+    rows = []
+    for record in records:
+        department = record.value
+        if department.get("id") is None:
+            rejects.append(
+                Reject.of(
+                    record.source_file,
+                    record.position,
+                    "department has no id",
+                    _dump(department),
+                    "department",
+                )
+            )
+            continue
+        rows.append(
+            (
+                _text(department["id"]),
+                _text(department.get("name")),
+                _dump(_string_list(department.get("members"))),
+            )
+        )
+    return pd.DataFrame(rows, columns=list(DEPARTMENT_COLUMNS))

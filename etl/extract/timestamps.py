@@ -1,0 +1,38 @@
+"""ISO-8601 timestamps as the Chat and Sell APIs write them, vectorized."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import pandas as pd
+
+# "2021-04-26T13:54:02+00:00Z" (seen in real exports): an offset followed by a stray Z.
+_OFFSET_THEN_Z = r"([+-]\d\d:?\d\d)Z$"
+
+
+def parse_utc(values: Sequence[object] | pd.Series) -> pd.Series:
+    """Parse to tz-aware UTC (microseconds); unparseable or missing values become NaT.
+
+    Accepts whole seconds or fractions, ``Z`` or an offset, the ``+00:00Z`` form, and epoch
+    seconds given as numbers.
+    """
+    series = pd.Series(values, dtype="object")
+    numeric = series.map(lambda v: isinstance(v, int | float) and not isinstance(v, bool))
+    text = series.where(~numeric).astype("string").str.strip()
+    text = text.str.replace(_OFFSET_THEN_Z, r"\1", regex=True)
+    parsed = pd.to_datetime(text, utc=True, format="ISO8601", errors="coerce")
+    if numeric.any():
+        epochs = pd.to_datetime(
+            pd.to_numeric(series.where(numeric), errors="coerce"),
+            unit="s",
+            utc=True,
+            errors="coerce",
+        )
+        parsed = parsed.where(~numeric, epochs)
+    return parsed.astype("datetime64[us, UTC]")
+
+
+def iso(values: pd.Series) -> pd.Series:
+    """Fixed-width ISO strings (``2021-04-26T13:54:02.000000Z``), sortable as text; NaT -> None."""
+    out = values.dt.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    return out.astype(object).where(values.notna(), None)

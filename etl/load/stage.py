@@ -1,0 +1,124 @@
+"""The run's staging area: a scratch SQLite file outside the store.
+
+Chats read from any number of files go in as they are read; the same chat id met again keeps
+only its newest version (update time, then content hash, so file order never matters). They
+come back out in the one stable order every decision is made in (chat start time, then chat id)
+in bounded chunks, so memory stays flat however large the export. A dry run stages too: the
+store is never touched.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import pandas as pd
+
+from etl.extract.chats import CHAT_COLUMNS
+
+_TIME_COLUMNS = ("started_at", "ended_at", "updated_at")
+_BOOL_COLUMNS = ("missed", "deleted")
+
+
+class ChatStage:
+    """Deduplicated chats of one run, handed back in (started_at, chat_id) order."""
+
+    def __init__(self, directory: str | Path | None = None) -> None:
+        self._dir = tempfile.TemporaryDirectory(prefix="chatsell-stage-", dir=directory)
+        self.path = Path(self._dir.name) / "stage.sqlite"
+        self._db = sqlite3.connect(self.path)
+        self._db.executescript(
+            """
+            PRAGMA journal_mode = OFF;
+            PRAGMA synchronous = OFF;
+            PRAGMA temp_store = FILE;
+            PRAGMA cache_size = -65536;
+            """
+        )
+        cols = ", ".join(f'"{c}"' for c in CHAT_COLUMNS)
+        self._db.execute(f"CREATE TABLE chats ({cols}, PRIMARY KEY (chat_id)) WITHOUT ROWID")
+        updates = ", ".join(f'"{c}" = excluded."{c}"' for c in CHAT_COLUMNS if c != "chat_id")
+        marks = ", ".join("?" for _ in CHAT_COLUMNS)
+        # column names are the constants of CHAT_COLUMNS; values are always bound parameters
+        self._insert = (
+            f"INSERT INTO chats ({cols}) VALUES ({marks}) ON CONFLICT (chat_id) DO UPDATE SET "  # noqa: S608
+            f"{updates} WHERE excluded.version > chats.version"
+        )
+        self._indexed = False
+
+    def add(self, frame: pd.DataFrame) -> None:
+        """Stage a frame of chats (CHAT_COLUMNS); an older version of a staged chat is ignored."""
+        if frame.empty:
+            return
+        out = frame[list(CHAT_COLUMNS)].copy()
+        for name in _TIME_COLUMNS:
+            out[name] = _to_micros(out[name])
+        for name in _BOOL_COLUMNS:
+            out[name] = out[name].astype(int)
+        rows = out.astype(object).where(out.notna(), None).itertuples(index=False, name=None)
+        with self._db:
+            self._db.executemany(self._insert, rows)
+        self._indexed = False
+
+    def count(self) -> int:
+        return self._db.execute("SELECT count(*) FROM chats").fetchone()[0]
+
+    def chat_ids(self) -> set[str]:
+        return {row[0] for row in self._db.execute("SELECT chat_id FROM chats")}
+
+    def chunks(
+        self,
+        size: int,
+        since: pd.Timestamp | None = None,
+        until: pd.Timestamp | None = None,
+    ) -> Iterator[pd.DataFrame]:
+        """Staged chats in (started_at, chat_id) order, ``size`` at a time, optionally a window."""
+        if not self._indexed:
+            self._db.execute("CREATE INDEX IF NOT EXISTS by_start ON chats (started_at, chat_id)")
+            self._indexed = True
+        clauses, params = [], []
+        if since is not None:
+            clauses.append("started_at >= ?")
+            params.append(_micros(since))
+        if until is not None:
+            clauses.append("started_at < ?")
+            params.append(_micros(until))
+        where = f"WHERE {' AND '.join(clauses)}" if clauses else ""
+        cols = ", ".join(f'"{c}"' for c in CHAT_COLUMNS)
+        cursor = self._db.execute(
+            f"SELECT {cols} FROM chats {where} ORDER BY started_at, chat_id",  # noqa: S608
+            params,
+        )
+        while rows := cursor.fetchmany(size):
+            yield _frame(rows)
+
+    def close(self) -> None:
+        self._db.close()
+        self._dir.cleanup()
+
+    def __enter__(self) -> ChatStage:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def _to_micros(values: pd.Series) -> pd.Series:
+    micros = values.astype("datetime64[us, UTC]").astype("int64")
+    return micros.astype(object).where(values.notna(), None)
+
+
+def _micros(value: pd.Timestamp) -> int:
+    return int(pd.Timestamp(value).tz_convert("UTC").as_unit("us").value)
+
+
+def _frame(rows: list[tuple]) -> pd.DataFrame:
+    frame = pd.DataFrame(rows, columns=list(CHAT_COLUMNS))
+    for name in _TIME_COLUMNS:
+        frame[name] = pd.to_datetime(frame[name], unit="us", utc=True).astype("datetime64[us, UTC]")
+    for name in _BOOL_COLUMNS:
+        frame[name] = frame[name].astype(bool)
+    frame["message_count"] = frame["message_count"].astype("int64")
+    return frame

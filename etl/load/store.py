@@ -1,0 +1,340 @@
+"""The CRM store: engine, migrations, the run lock, run bookkeeping and reads.
+
+Writes live in ``etl.load.writers``; both are the only code that speaks SQL.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+from alembic import command
+from alembic.config import Config as AlembicConfig
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
+from sqlalchemy import create_engine, event, func, inspect, select, update
+from sqlalchemy.engine import URL, Connection, Engine, make_url
+from sqlalchemy.exc import ArgumentError, DBAPIError, OperationalError
+
+from etl.errors import ConfigError, StoreError
+from etl.load import schema
+from etl.load.lock import run_lock
+from etl.load.upsert import select_in
+
+log = logging.getLogger(__name__)
+
+MIGRATIONS = Path(__file__).parent / "migrations"
+INTERRUPTED = "interrupted: the process stopped before the run finished"
+
+
+def parse_url(url: str) -> URL:
+    """A store URL; ``postgresql://`` means psycopg 3. Errors never echo the URL (it may hold a password)."""
+    try:
+        parsed = make_url(url)
+    except ArgumentError:
+        raise ConfigError(
+            "the store URL (--db / CHATSELL_DATABASE_URL) is not a database URL"
+        ) from None
+    if parsed.drivername in ("postgresql", "postgres"):
+        parsed = parsed.set(drivername="postgresql+psycopg")
+    if parsed.get_backend_name() not in ("sqlite", "postgresql"):
+        raise ConfigError(
+            f"unsupported store {parsed.get_backend_name()!r}: use sqlite:/// or postgresql+psycopg://"
+        )
+    return parsed
+
+
+def masked(url: str | URL) -> str:
+    """The URL with its password hidden, for logs, errors and reports."""
+    try:
+        return (url if isinstance(url, URL) else make_url(url)).render_as_string(hide_password=True)
+    except ArgumentError:
+        return "<unparseable URL>"
+
+
+class Store:
+    """One CRM store (SQLite file or PostgreSQL database)."""
+
+    def __init__(self, url: str) -> None:
+        self.url = parse_url(url)
+        self.dialect = self.url.get_backend_name()
+        kwargs: dict[str, Any] = {}
+        if self.dialect == "sqlite":
+            kwargs["connect_args"] = {"timeout": 60}
+        self.engine: Engine = create_engine(self.url, **kwargs)
+        if self.dialect == "sqlite":
+            event.listen(self.engine, "connect", _sqlite_pragmas)
+
+    @property
+    def display_url(self) -> str:
+        return masked(self.url)
+
+    @property
+    def embedded(self) -> bool:
+        return self.dialect == "sqlite"
+
+    def dispose(self) -> None:
+        self.engine.dispose()
+
+    # -- reachability and migrations ---------------------------------------------------------
+
+    def check_reachable(self) -> None:
+        """Connect once; an unreachable store is a one-line StoreError."""
+        try:
+            with self.engine.connect() as conn:
+                conn.execute(select(1))
+        except (OperationalError, DBAPIError) as exc:
+            reason = str(exc.orig).strip().splitlines()[0] if exc.orig else type(exc).__name__
+            raise StoreError(f"cannot reach the store {self.display_url}: {reason}") from None
+
+    def _alembic(self) -> AlembicConfig:
+        cfg = AlembicConfig()
+        cfg.set_main_option("script_location", str(MIGRATIONS))
+        return cfg
+
+    def head(self) -> str:
+        return ScriptDirectory.from_config(self._alembic()).get_current_head() or ""
+
+    def current(self) -> str | None:
+        with self.engine.connect() as conn:
+            return MigrationContext.configure(conn).get_current_revision()
+
+    def upgrade(self) -> None:
+        """Bring the schema to the newest migration."""
+        cfg = self._alembic()
+        with self.engine.begin() as conn:
+            cfg.attributes["connection"] = conn
+            command.upgrade(cfg, "head")
+
+    def prepare(self) -> None:
+        """Reachable and at the newest schema: SQLite upgrades itself, PostgreSQL must be upgraded."""
+        self.check_reachable()
+        if self.current() == self.head():
+            return
+        if self.embedded:
+            self.upgrade()
+            return
+        raise ConfigError(
+            f"the store {self.display_url} is at schema {self.current() or 'none'}, chatsell needs "
+            f"{self.head()}: run `chatsell db upgrade` first"
+        )
+
+    @contextmanager
+    def lock(self) -> Iterator[dict[str, object]]:
+        with run_lock(self.engine) as holder:
+            yield holder
+
+    @contextmanager
+    def transaction(self) -> Iterator[Connection]:
+        """One transaction: committed when the block ends, rolled back if it raises."""
+        try:
+            with self.engine.begin() as conn:
+                yield conn
+        except (OperationalError, DBAPIError) as exc:
+            reason = str(exc.orig).strip().splitlines()[0] if exc.orig else type(exc).__name__
+            raise StoreError(f"the store refused a write: {reason}") from exc
+
+    # -- runs ----------------------------------------------------------------------------------
+
+    def begin_run(
+        self, mode: str, input_key: str, options: dict[str, Any], holder: dict[str, object]
+    ) -> tuple[int, bool]:
+        """(run_id, resumed). A run left ``running`` (its process died; we hold the lock) is
+        resumed when it is the latest run and had the same inputs, else marked failed."""
+        runs = schema.runs
+        now = datetime.now(UTC)
+        with self.transaction() as conn:
+            stale = conn.execute(
+                select(runs.c.run_id, runs.c.mode, runs.c.input_key)
+                .where(runs.c.status == "running")
+                .order_by(runs.c.run_id.desc())
+            ).all()
+            latest = conn.execute(select(func.max(runs.c.run_id))).scalar()
+            for run_id, stale_mode, stale_key in stale:
+                if run_id == latest and stale_mode == mode and stale_key == input_key:
+                    conn.execute(
+                        update(runs)
+                        .where(runs.c.run_id == run_id)
+                        .values(host=holder["host"], pid=holder["pid"])
+                    )
+                    log.info("resuming interrupted run %s", run_id)
+                    return run_id, True
+                conn.execute(
+                    update(runs)
+                    .where(runs.c.run_id == run_id)
+                    .values(status="failed", finished_at=now, error=INTERRUPTED)
+                )
+            result = conn.execute(
+                runs.insert().values(
+                    mode=mode,
+                    status="running",
+                    started_at=now,
+                    host=holder["host"],
+                    pid=holder["pid"],
+                    input_key=input_key,
+                    options=json.dumps(options, default=str),
+                    counters=json.dumps({}),
+                )
+            )
+            return int(result.inserted_primary_key[0]), False
+
+    def run_row(self, run_id: int | str) -> dict[str, Any] | None:
+        runs = schema.runs
+        with self.engine.connect() as conn:
+            if run_id == "latest":
+                query = (
+                    select(runs)
+                    .where(runs.c.status != "running")
+                    .order_by(runs.c.run_id.desc())
+                    .limit(1)
+                )
+            else:
+                query = select(runs).where(runs.c.run_id == int(run_id))
+            row = conn.execute(query).mappings().first()
+            return dict(row) if row else None
+
+    def recent_runs(self, limit: int) -> list[dict[str, Any]]:
+        runs = schema.runs
+        with self.engine.connect() as conn:
+            rows = (
+                conn.execute(select(runs).order_by(runs.c.run_id.desc()).limit(limit))
+                .mappings()
+                .all()
+            )
+            return [dict(r) for r in rows]
+
+    def counters(self, run_id: int) -> dict[str, Any]:
+        with self.engine.connect() as conn:
+            raw = conn.execute(
+                select(schema.runs.c.counters).where(schema.runs.c.run_id == run_id)
+            ).scalar()
+            return json.loads(raw or "{}")
+
+    def done_chat_ids(self, run_id: int) -> set[str]:
+        """Chats this run already accounted for (a resumed run skips them)."""
+        outcomes = schema.run_outcomes
+        with self.engine.connect() as conn:
+            rows = conn.execute(select(outcomes.c.chat_id).where(outcomes.c.run_id == run_id))
+            return {r[0] for r in rows}
+
+    def outcome_summary(self, run_id: int) -> tuple[dict[str, int], int]:
+        """(count per outcome, distinct emails that matched more than one record)."""
+        outcomes = schema.run_outcomes
+        with self.engine.connect() as conn:
+            rows = conn.execute(
+                select(outcomes.c.outcome, func.count())
+                .where(outcomes.c.run_id == run_id)
+                .group_by(outcomes.c.outcome)
+            ).all()
+            multi = conn.execute(
+                select(func.count(func.distinct(outcomes.c.email_normalized))).where(
+                    outcomes.c.run_id == run_id, outcomes.c.match_count > 1
+                )
+            ).scalar()
+        return {outcome: int(n) for outcome, n in rows}, int(multi or 0)
+
+    def outcome_rows(self, run_id: int) -> pd.DataFrame:
+        outcomes = schema.run_outcomes
+        with self.engine.connect() as conn:
+            return pd.read_sql(
+                select(outcomes).where(outcomes.c.run_id == run_id).order_by(outcomes.c.chat_id),
+                conn,
+            )
+
+    def reject_rows(self, run_id: int) -> pd.DataFrame:
+        rejects = schema.rejects
+        with self.engine.connect() as conn:
+            return pd.read_sql(
+                select(rejects)
+                .where(rejects.c.run_id == run_id)
+                .order_by(rejects.c.source_file, rejects.c.position),
+                conn,
+            )
+
+    # -- inputs --------------------------------------------------------------------------------
+
+    def source_files(self) -> dict[str, tuple[int, int, str]]:
+        """path -> (size, mtime_ns, sha256) of every export file loaded so far."""
+        files = schema.source_files
+        with self.engine.connect() as conn:
+            rows = conn.execute(
+                select(files.c.path, files.c.size, files.c.mtime_ns, files.c.sha256)
+            )
+            return {path: (size, mtime, sha) for path, size, mtime, sha in rows}
+
+    # -- CRM reads -----------------------------------------------------------------------------
+
+    def crm_frames(self) -> dict[str, pd.DataFrame]:
+        """The CRM as the match index needs it: leads, contacts, deals, users, lead conversions."""
+        wanted = {
+            "leads": ("id", "owner_id", "first_name", "last_name", "name", "organization_name", "status",
+                      "email", "email_normalized", "phone", "sell_hash", "origin", "created_run_id"),
+            "contacts": ("id", "owner_id", "is_organization", "contact_id", "name", "email",
+                         "email_normalized", "phone", "sell_hash"),
+            "deals": ("id", "owner_id", "name", "contact_id", "organization_id", "sell_hash"),
+            "users": ("id", "name", "email", "email_normalized", "status", "team_name", "group_id",
+                      "group_name", "sell_hash"),
+            "lead_conversions": ("id", "lead_id", "individual_id", "organization_id", "deal_id", "sell_hash"),
+            "sell_notes": ("id", "sell_hash"),
+        }  # fmt: skip
+        frames = {}
+        with self.engine.connect() as conn:
+            for name, columns in wanted.items():
+                table = schema.metadata.tables[name]
+                result = conn.execute(select(*[table.c[c] for c in columns]).order_by(table.c.id))
+                frame = pd.DataFrame(result.fetchall(), columns=list(columns))
+                for column in columns:
+                    if column == "id" or column.endswith("_id"):
+                        frame[column] = frame[column].astype("Int64")
+                frames[name] = frame
+        return frames
+
+    def agents_frame(self) -> pd.DataFrame:
+        with self.engine.connect() as conn:
+            return pd.read_sql(select(schema.agents), conn)
+
+    def departments_frame(self) -> pd.DataFrame:
+        with self.engine.connect() as conn:
+            return pd.read_sql(select(schema.departments), conn)
+
+    def chat_versions(self, chat_ids: Iterable[str]) -> pd.DataFrame:
+        with self.engine.connect() as conn:
+            return select_in(conn, schema.chats, ["chat_id"], chat_ids, ["chat_id", "version"])
+
+    def stored_chats(self, chat_ids: Iterable[str], columns: list[str]) -> pd.DataFrame:
+        with self.engine.connect() as conn:
+            frame = select_in(conn, schema.chats, ["chat_id"], chat_ids, columns)
+        return _utc(frame, ("started_at", "ended_at", "updated_at"))
+
+    def chats_by_email(self, emails: Iterable[str], columns: list[str]) -> pd.DataFrame:
+        with self.engine.connect() as conn:
+            frame = select_in(conn, schema.chats, ["email_normalized"], emails, columns)
+        return _utc(frame, ("started_at", "ended_at", "updated_at"))
+
+    def rematch_queue(self) -> set[str]:
+        with self.engine.connect() as conn:
+            return {r[0] for r in conn.execute(select(schema.rematch_queue.c.email_normalized))}
+
+    def table_names(self) -> list[str]:
+        return sorted(inspect(self.engine).get_table_names())
+
+
+def _utc(frame: pd.DataFrame, columns: Iterable[str]) -> pd.DataFrame:
+    for column in columns:
+        if column in frame:
+            frame[column] = pd.to_datetime(frame[column], utc=True).astype("datetime64[us, UTC]")
+    return frame
+
+
+def _sqlite_pragmas(dbapi_connection, _record) -> None:
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA journal_mode = WAL")
+    cursor.execute("PRAGMA synchronous = NORMAL")
+    cursor.execute("PRAGMA busy_timeout = 60000")
+    cursor.close()

@@ -1,0 +1,267 @@
+"""Idempotent writers: each takes an open transaction and applies part of a plan.
+
+Whether a row is new, changed or the same is decided by the database: natural keys are
+constraints, upserts carry their guard (an older chat version never overwrites a newer one; an
+unchanged Sell record is not rewritten). The pre-selects here only count what the statements do.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import pandas as pd
+from sqlalchemy import and_, delete, func, or_, update
+from sqlalchemy.engine import Connection
+
+from etl.extract.chats import CHAT_COLUMNS
+from etl.load import schema
+from etl.load.upsert import dialect_insert, select_in, upsert
+
+SELL_TABLES = {
+    "leads": schema.leads,
+    "contacts": schema.contacts,
+    "deals": schema.deals,
+    "users": schema.users,
+    "notes": schema.sell_notes,
+    "lead_conversions": schema.lead_conversions,
+}
+# Fields chatsell itself fills (phone updates, seed S10): an export without a value never empties them.
+KEEP_WHEN_EXPORT_EMPTY = ("phone",)
+
+
+@dataclass
+class ActivityWrites:
+    inserted: int = 0
+    updated: int = 0
+    unchanged: int = 0
+    removed: int = 0
+
+
+def apply_sell(conn: Connection, run_id: int, changes: dict[str, pd.DataFrame]) -> None:
+    """Upsert new or changed Sell records by id; the guard skips a row whose hash is the same."""
+    for resource, frame in changes.items():
+        if frame.empty:
+            continue
+        table = SELL_TABLES[resource]
+        frame = frame.assign(imported_run_id=run_id)
+        columns = [c for c in frame.columns if c in table.c and c != "id"]
+        stmt_table = table
+        set_ = {}
+        for name in KEEP_WHEN_EXPORT_EMPTY:
+            if name in columns:
+                excluded = dialect_insert(conn, table).excluded
+                set_[name] = func.coalesce(func.nullif(excluded[name], ""), stmt_table.c[name])
+        upsert(
+            conn,
+            table,
+            frame[["id", *columns]],
+            key=["id"],
+            update=columns,
+            where=table.c.sell_hash.is_distinct_from(
+                dialect_insert(conn, table).excluded.sell_hash
+            ),
+            set_=set_,
+        )
+
+
+def delete_missing(conn: Connection, resource: str, keep_ids: Iterable[int]) -> int:
+    """For a complete snapshot: delete Sell records of ``resource`` not in it (chat-created leads stay)."""
+    table = SELL_TABLES[resource]
+    keep = set(keep_ids)
+    existing = {r[0] for r in conn.execute(table.select().with_only_columns(table.c.id))}
+    if resource == "leads":
+        chat_made = {
+            r[0]
+            for r in conn.execute(
+                table.select().with_only_columns(table.c.id).where(table.c.origin == "chat")
+            )
+        }
+        existing -= chat_made
+    gone = sorted(existing - keep)
+    for start in range(0, len(gone), 5000):
+        conn.execute(delete(table).where(table.c.id.in_(gone[start : start + 5000])))
+    return len(gone)
+
+
+def queue_rematch(conn: Connection, run_id: int, emails: Iterable[str]) -> None:
+    frame = pd.DataFrame({"email_normalized": sorted(set(emails))})
+    upsert(conn, schema.rematch_queue, frame.assign(queued_run_id=run_id), key=["email_normalized"])
+
+
+def clear_rematch(conn: Connection, emails: Iterable[str]) -> None:
+    emails = sorted(set(emails))
+    table = schema.rematch_queue
+    for start in range(0, len(emails), 5000):
+        conn.execute(
+            delete(table).where(table.c.email_normalized.in_(emails[start : start + 5000]))
+        )
+
+
+def apply_reference(conn: Connection, agents: pd.DataFrame, departments: pd.DataFrame) -> None:
+    """Chat agents and departments: the newest export wins."""
+    upsert(
+        conn,
+        schema.agents,
+        agents,
+        key=["agent_id"],
+        update=[c for c in agents.columns if c != "agent_id"],
+    )
+    upsert(
+        conn,
+        schema.departments,
+        departments,
+        key=["department_id"],
+        update=[c for c in departments.columns if c != "department_id"],
+    )
+
+
+def record_rejects(
+    conn: Connection, run_id: int, rejects: pd.DataFrame, outcomes: pd.DataFrame
+) -> None:
+    """Rejects of a run and, for rejected chat records, their ``rejected`` outcome."""
+    upsert(
+        conn,
+        schema.rejects,
+        rejects.assign(run_id=run_id),
+        key=["run_id", "source_file", "position"],
+    )
+    upsert(conn, schema.run_outcomes, outcomes.assign(run_id=run_id), key=["run_id", "chat_id"])
+
+
+def upsert_chats(conn: Connection, chats: pd.DataFrame) -> None:
+    """Keep the newest version of each chat (for later runs and rematching)."""
+    table = schema.chats
+    excluded = dialect_insert(conn, table).excluded
+    columns = [c for c in (*CHAT_COLUMNS, "email_normalized") if c != "chat_id"]
+    upsert(
+        conn,
+        table,
+        chats[["chat_id", *columns]],
+        key=["chat_id"],
+        update=columns,
+        where=or_(
+            excluded.version > table.c.version,
+            and_(
+                excluded.version == table.c.version,
+                excluded.email_normalized.is_distinct_from(table.c.email_normalized),
+            ),
+        ),
+    )
+
+
+def classify_activities(
+    planned: pd.DataFrame, existing: pd.DataFrame, chat_versions: pd.DataFrame
+) -> tuple[pd.DataFrame, ActivityWrites, pd.DataFrame]:
+    """(rows to upsert, counts, stale keys to delete) for a chunk's planned activities.
+
+    Stale: an activity of a chat whose newer version no longer attaches to that record.
+    """
+    key = ["chat_id", "record_type", "record_id"]
+    counts = ActivityWrites()
+    if not existing.empty:
+        existing = existing.astype({"record_id": "int64"})
+    merged = planned.merge(existing, on=key, how="left", suffixes=("", "_old"), indicator=True)
+    new = merged["_merge"] == "left_only"
+    changed = (
+        (merged["_merge"] == "both")
+        & (merged["content_hash"] != merged["content_hash_old"])
+        & (merged["chat_version"] >= merged["chat_version_old"])
+    )
+    counts.inserted = int(new.sum())
+    counts.updated = int(changed.sum())
+    counts.unchanged = int(len(merged) - counts.inserted - counts.updated)
+    writes = planned[(new | changed).to_numpy()]
+    stale = pd.DataFrame(columns=key)
+    if not existing.empty:
+        old = existing.merge(chat_versions, on="chat_id", suffixes=("", "_new"))
+        old = old[old["version"] > old["chat_version"]]
+        if not old.empty:
+            still = old.merge(planned[key], on=key, how="left", indicator=True)
+            stale = still.loc[still["_merge"] == "left_only", key]
+    counts.removed = len(stale)
+    return writes, counts, stale
+
+
+def write_activities(conn: Connection, rows: pd.DataFrame, stale: pd.DataFrame) -> None:
+    table = schema.activities
+    excluded = dialect_insert(conn, table).excluded
+    columns = [c for c in rows.columns if c not in ("chat_id", "record_type", "record_id")]
+    upsert(
+        conn,
+        table,
+        rows,
+        key=["chat_id", "record_type", "record_id"],
+        update=columns,
+        where=and_(
+            excluded.chat_version >= table.c.chat_version,
+            excluded.content_hash != table.c.content_hash,
+        ),
+    )
+    for chat_id, record_type, record_id in stale.itertuples(index=False, name=None):
+        conn.execute(
+            delete(table).where(
+                table.c.chat_id == chat_id,
+                table.c.record_type == record_type,
+                table.c.record_id == int(record_id),
+            )
+        )
+
+
+def write_outcomes(conn: Connection, run_id: int, outcomes: pd.DataFrame) -> None:
+    """One row per chat per run; a resumed run never rewrites an outcome already recorded."""
+    upsert(conn, schema.run_outcomes, outcomes.assign(run_id=run_id), key=["run_id", "chat_id"])
+
+
+def save_counters(conn: Connection, run_id: int, counters: dict[str, Any]) -> None:
+    conn.execute(
+        update(schema.runs)
+        .where(schema.runs.c.run_id == run_id)
+        .values(counters=json.dumps(counters, sort_keys=True))
+    )
+
+
+def mark_files(conn: Connection, run_id: int, files: pd.DataFrame) -> None:
+    """Export files fully loaded by this run (path, kind, size, mtime_ns, sha256)."""
+    if files.empty:
+        return
+    files = files.assign(loaded_run_id=run_id, loaded_at=datetime.now(UTC))
+    upsert(
+        conn,
+        schema.source_files,
+        files,
+        key=["path"],
+        update=["kind", "size", "mtime_ns", "sha256", "loaded_run_id", "loaded_at"],
+    )
+
+
+def finish_run(
+    conn: Connection,
+    run_id: int,
+    status: str,
+    report: dict[str, Any] | None,
+    error: str | None = None,
+) -> None:
+    conn.execute(
+        update(schema.runs)
+        .where(schema.runs.c.run_id == run_id)
+        .values(
+            status=status,
+            finished_at=datetime.now(UTC),
+            report=json.dumps(report, sort_keys=False, default=str) if report is not None else None,
+            error=error,
+        )
+    )
+
+
+def existing_activities(conn: Connection, chat_ids: Iterable[str]) -> pd.DataFrame:
+    return select_in(
+        conn,
+        schema.activities,
+        ["chat_id"],
+        chat_ids,
+        ["chat_id", "record_type", "record_id", "content_hash", "chat_version"],
+    )

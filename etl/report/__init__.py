@@ -1,0 +1,1 @@
+"""Reconciliation: the run report built from a run's counts, rendered for people and tools."""

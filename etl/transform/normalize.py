@@ -1,0 +1,118 @@
+"""Normalization of the keys chats and CRM records are matched on: emails, phones, names.
+
+Pure and vectorized: string clean-up runs as pandas column operations, and the costly checks
+(email-validator's syntax and IDNA rules, about 20 µs an address; phonenumbers' parse) run once
+per distinct value, memoized across chunks.
+"""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+from collections.abc import Iterable
+from functools import lru_cache
+
+import pandas as pd
+import phonenumbers
+from email_validator import EmailNotValidError, validate_email
+
+EMPTY, INVALID, OK = "empty", "invalid", "ok"
+
+_ANGLE = r"<\s*([^<>]*)\s*>"
+_GMAIL_DOMAINS = ("gmail.com", "googlemail.com")
+_ANONYMOUS = re.compile(r"^\s*visitor\s*\d+\s*$", re.IGNORECASE)
+_CJK = re.compile(
+    r"[\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\uac00-\ud7af\uff66-\uff9f]"
+)
+
+
+def email_key(
+    raw: pd.Series, provider_rules: Iterable[str] = (), strip_plus_tags: bool = False
+) -> tuple[pd.Series, pd.Series]:
+    """(email_normalized, status) for a column of raw addresses.
+
+    ``email_normalized`` is the comparison key (None when there is no usable address);
+    ``status`` is ``ok``, ``empty`` (nothing given) or ``invalid`` (given but not an address).
+    """
+    text = raw.astype("string").fillna("")
+    text = text.str.strip().str.replace(r"^mailto:", "", regex=True, case=False)
+    bracketed = text.str.extract(_ANGLE, expand=False)
+    text = bracketed.where(bracketed.notna(), text)
+    text = text.str.normalize("NFKC").str.strip().str.lower().str.rstrip(".")
+    empty = text.eq("")
+    distinct = text[~empty].unique()
+    rules = tuple(sorted(provider_rules))
+    keys = {value: _email_key(value, rules, strip_plus_tags) for value in distinct}
+    normalized = text.map(keys).where(~empty, None).astype(object)
+    normalized = normalized.where(normalized.notna(), None)
+    status = pd.Series(OK, index=raw.index, dtype=object)
+    status[normalized.isna()] = INVALID
+    status[empty] = EMPTY
+    return normalized, status
+
+
+@lru_cache(maxsize=1_000_000)
+def _email_key(value: str, rules: tuple[str, ...], strip_plus_tags: bool) -> str | None:
+    """One cleaned address -> its key, or None when email-validator says it is not an address."""
+    try:
+        result = validate_email(value, check_deliverability=False)
+    except EmailNotValidError:
+        return None
+    local = result.local_part.lower()
+    domain = result.ascii_domain.lower()
+    if "gmail" in rules and domain in _GMAIL_DOMAINS:
+        domain = "gmail.com"
+        local = local.split("+", 1)[0].replace(".", "")
+    if strip_plus_tags and "+" in local:
+        local = local.split("+", 1)[0]
+    return f"{local}@{domain}" if local else None
+
+
+def email_domain(email_normalized: pd.Series) -> pd.Series:
+    """The domain of normalized addresses (None where there is no address)."""
+    return email_normalized.astype("string").str.split("@", n=1).str[1].astype(object)
+
+
+def phone_key(raw: pd.Series, default_region: str = "US") -> pd.Series:
+    """E.164 (``+81312345678``) where the number parses, else None; for comparison only."""
+    text = raw.astype("string").fillna("").str.strip()
+    distinct = text[text.ne("")].unique()
+    keys = {value: _phone_key(value, default_region) for value in distinct}
+    out = text.map(keys).astype(object)
+    return out.where(out.notna(), None)
+
+
+@lru_cache(maxsize=200_000)
+def _phone_key(value: str, region: str) -> str | None:
+    try:
+        number = phonenumbers.parse(value, region)
+    except phonenumbers.NumberParseException:
+        return None
+    if not phonenumbers.is_possible_number(number):
+        return None
+    return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
+
+
+def is_anonymous_name(name: str) -> bool:
+    """Chat's placeholder names ("Visitor 12345678") are not names."""
+    return bool(_ANONYMOUS.match(name or ""))
+
+
+def split_name(name: str) -> tuple[str, str]:
+    """(first_name, last_name) of a visitor name.
+
+    Western names split at the last space. CJK names are written family name first and are not
+    split Western-style: "山田 太郎" gives first "太郎", last "山田"; "山田太郎" stays whole as the last
+    name. Anonymous placeholders give ("", "").
+    """
+    text = unicodedata.normalize("NFKC", name or "").strip()
+    if not text or is_anonymous_name(text):
+        return "", ""
+    parts = text.split()
+    if _CJK.search(text):
+        if len(parts) >= 2:
+            return " ".join(parts[1:]), parts[0]
+        return "", text
+    if len(parts) == 1:
+        return "", parts[0]
+    return " ".join(parts[:-1]), parts[-1]

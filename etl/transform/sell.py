@@ -1,0 +1,126 @@
+"""The Sell snapshot against the store: what is new or changed, and the CRM as it will be.
+
+Records are upserted by id only when the exported version differs from the one last imported
+(its ``sell_hash``); re-reading an unchanged export changes nothing.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+
+import pandas as pd
+
+from etl.transform.normalize import email_key
+
+PEOPLE = ("leads", "contacts", "users")
+
+
+@dataclass
+class SellDelta:
+    """New or changed records per resource, and the emails whose matches may have changed."""
+
+    changes: dict[str, pd.DataFrame]
+    affected_emails: set[str] = field(default_factory=set)
+
+    def counts(self) -> dict[str, int]:
+        return {name: len(frame) for name, frame in self.changes.items()}
+
+
+def with_email_keys(
+    frames: dict[str, pd.DataFrame],
+    provider_rules: Iterable[str] = (),
+    strip_plus_tags: bool = False,
+) -> dict[str, pd.DataFrame]:
+    """Leads, contacts and users gain ``email_normalized`` (the same rules as chats)."""
+    out = dict(frames)
+    for name in PEOPLE:
+        frame = frames.get(name)
+        if frame is not None and "email" in frame:
+            normalized, _status = email_key(frame["email"], tuple(provider_rules), strip_plus_tags)
+            out[name] = frame.assign(email_normalized=normalized)
+    return out
+
+
+def resolve_owners(frames: dict[str, pd.DataFrame], users: pd.DataFrame) -> dict[str, pd.DataFrame]:
+    """CSV exports name owners by email or name: resolve those to ``owner_id`` via Sell users."""
+    if users.empty:
+        return frames
+    by_email = (
+        users.dropna(subset=["email_normalized"])
+        .drop_duplicates("email_normalized")
+        .set_index("email_normalized")["id"]
+    )
+    by_name = users.dropna(subset=["name"]).assign(_n=lambda f: f["name"].str.strip().str.lower())
+    by_name = by_name.drop_duplicates("_n").set_index("_n")["id"]
+    out = dict(frames)
+    for name in ("leads", "contacts", "deals"):
+        frame = frames.get(name)
+        if frame is None or frame.empty or "owner_ref" not in frame:
+            continue
+        ref = frame["owner_ref"].astype("string").str.strip().str.lower()
+        resolved = ref.map(by_email).fillna(ref.map(by_name))
+        owner = frame["owner_id"].astype("Int64").fillna(resolved.astype("Int64"))
+        out[name] = frame.assign(owner_id=owner)
+    return out
+
+
+def diff(store: dict[str, pd.DataFrame], exported: dict[str, pd.DataFrame]) -> SellDelta:
+    """Exported rows that are new (id unknown) or changed (sell_hash differs) versus the store."""
+    changes: dict[str, pd.DataFrame] = {}
+    affected: set[str] = set()
+    for name, frame in exported.items():
+        stored = store.get("sell_notes" if name == "notes" else name)
+        if frame.empty:
+            changes[name] = frame
+            continue
+        if stored is None or stored.empty:
+            changed = frame
+        else:
+            known = stored.set_index("id")["sell_hash"]
+            old_hash = frame["id"].map(known)
+            changed = frame[old_hash.isna() | (old_hash != frame["sell_hash"])]
+        changes[name] = changed.reset_index(drop=True)
+        if name in ("leads", "contacts") and not changed.empty:
+            affected |= set(changed["email_normalized"].dropna())
+    deals = changes.get("deals")
+    contacts = overlay(store.get("contacts"), changes.get("contacts"))
+    if deals is not None and not deals.empty and contacts is not None and not contacts.empty:
+        linked = set(deals["contact_id"].dropna()) | set(deals["organization_id"].dropna())
+        affected |= set(contacts.loc[contacts["id"].isin(linked), "email_normalized"].dropna())
+    return SellDelta(changes, affected)
+
+
+def overlay(stored: pd.DataFrame | None, changed: pd.DataFrame | None) -> pd.DataFrame | None:
+    """The store's rows with this run's new or changed rows in their place."""
+    if changed is None or changed.empty:
+        return stored
+    if stored is None or stored.empty:
+        return changed.reset_index(drop=True)
+    kept = stored[~stored["id"].isin(set(changed["id"]))]
+    columns = [c for c in stored.columns if c in changed.columns]
+    merged = pd.concat([kept, changed[columns]], ignore_index=True)
+    if "origin" in stored.columns:
+        merged["origin"] = merged["origin"].fillna("sell")
+    return merged
+
+
+def crm_after(store: dict[str, pd.DataFrame], delta: SellDelta) -> dict[str, pd.DataFrame]:
+    """The CRM frames as they are once ``delta`` is applied (what a dry run matches against)."""
+    out = dict(store)
+    for name, frame in delta.changes.items():
+        target = "sell_notes" if name == "notes" else name
+        merged = overlay(store.get(target), frame)
+        if merged is not None:
+            out[target] = merged
+    if "leads" in out and "phone" in out["leads"] and "leads" in store:
+        # a phone chatsell filled stays filled when the export has none (see writers.KEEP_WHEN_EXPORT_EMPTY)
+        old_phone = (
+            out["leads"]["id"].map(store["leads"].set_index("id")["phone"])
+            if not store["leads"].empty
+            else None
+        )
+        if old_phone is not None:
+            empty = out["leads"]["phone"].isna() | (out["leads"]["phone"].astype("string") == "")
+            out["leads"].loc[empty, "phone"] = old_phone[empty]
+    return out

@@ -1,0 +1,183 @@
+import gzip
+import json
+
+import pandas as pd
+import pytest
+from builders import chat, page, write_json, write_ndjson
+
+from etl.extract.chats import read_batches
+from etl.extract.files import discover
+
+
+def _read(path, batch_size=1000):
+    batches = list(read_batches(discover(path), batch_size))
+    chats = pd.concat([b.chats for b in batches], ignore_index=True)
+    agents = pd.concat([b.agents for b in batches], ignore_index=True)
+    departments = pd.concat([b.departments for b in batches], ignore_index=True)
+    rejects = [r for b in batches for r in b.rejects]
+    return chats, agents, departments, rejects
+
+
+def test_incremental_page(tmp_path):
+    write_json(tmp_path / "chats_1.json", page([chat("c1", "a@example.com"), chat("c2")]))
+    chats, _, _, rejects = _read(tmp_path)
+    assert chats["chat_id"].tolist() == ["c1", "c2"]
+    assert rejects == []
+
+
+def test_bulk_docs_map_takes_id_from_key(tmp_path):
+    one = chat("ignored", "a@example.com")
+    del one["id"]
+    write_json(tmp_path / "export.json", {"docs": {"c9": one}})
+    chats, _, _, rejects = _read(tmp_path)
+    assert chats["chat_id"].tolist() == ["c9"]
+    assert rejects == []
+
+
+def test_array_ndjson_single_and_gzip(tmp_path):
+    write_json(tmp_path / "a.json", [chat("c1"), chat("c2")])
+    write_ndjson(tmp_path / "b.jsonl", [chat("c3"), chat("c4")])
+    write_json(tmp_path / "c.json", chat("c5"))
+    write_json(tmp_path / "d.json.gz", page([chat("c6")]), gz=True)
+    (tmp_path / "e.ndjson.gz").write_bytes(
+        gzip.compress(b"\n".join(json.dumps(chat(f"c{i}")).encode() for i in (7, 8)))
+    )
+    chats, _, _, rejects = _read(tmp_path)
+    assert sorted(chats["chat_id"]) == [f"c{i}" for i in range(1, 9)]
+    assert rejects == []
+
+
+def test_ndjson_without_suffix_is_told_by_content(tmp_path):
+    write_ndjson(tmp_path / "export.json", [chat("c1"), chat("c2")])
+    chats, _, _, rejects = _read(tmp_path)
+    assert chats["chat_id"].tolist() == ["c1", "c2"]
+    assert rejects == []
+
+
+def test_truncated_ndjson_line_loses_only_that_line(tmp_path):
+    good = [chat(f"c{i}") for i in range(5)]
+    cut = json.dumps(chat("c-cut"))[:80]
+    path = tmp_path / "chats.jsonl"
+    lines = [json.dumps(c) for c in good[:2]] + [cut] + [json.dumps(c) for c in good[2:]]
+    path.write_text("\n".join(lines) + "\n")
+    chats, _, _, rejects = _read(tmp_path)
+    assert sorted(chats["chat_id"]) == [f"c{i}" for i in range(5)]
+    assert len(rejects) == 1
+    assert rejects[0].position == "line 3"
+    assert rejects[0].source_file.endswith("chats.jsonl")
+    assert "invalid JSON" in rejects[0].reason
+    assert rejects[0].raw == cut
+
+
+def test_truncated_document_keeps_records_before_the_cut(tmp_path):
+    text = json.dumps(page([chat("c1"), chat("c2"), chat("c3")]), indent=2)
+    cut_at = text.index('"c3"') + 10
+    (tmp_path / "chats_cut.json").write_text(text[:cut_at])
+    chats, _, _, rejects = _read(tmp_path)
+    assert chats["chat_id"].tolist() == ["c1", "c2"]
+    assert len(rejects) == 1
+    assert rejects[0].position.startswith("byte ")
+    assert "after record 2" in rejects[0].reason
+
+
+def test_raw_text_is_truncated_to_2kb(tmp_path):
+    path = tmp_path / "chats.jsonl"
+    path.write_text('{"id": "x", "visitor": "' + "y" * 10_000 + "\n")
+    _, _, _, rejects = _read(tmp_path)
+    assert len(rejects) == 1
+    assert len(rejects[0].raw) == 2048
+
+
+def test_records_without_id_or_timestamp_are_rejects(tmp_path):
+    no_id = chat("x")
+    del no_id["id"]
+    bad_time = chat("c2", start="yesterday")
+    write_json(tmp_path / "chats.json", [no_id, chat("c1"), bad_time, "not an object"])
+    chats, _, _, rejects = _read(tmp_path)
+    assert chats["chat_id"].tolist() == ["c1"]
+    reasons = sorted((r.position, r.reason.split(":")[0]) for r in rejects)
+    assert reasons == [
+        ("record 1", "chat has no id"),
+        ("record 3", "chat timestamp missing or not ISO-8601"),
+        ("record 4", "record is not a JSON object"),
+    ]
+    assert [r.chat_id for r in rejects if r.position == "record 3"] == ["c2"]
+
+
+def test_timestamps_whole_fractional_and_plus_zero_z(tmp_path):
+    write_json(
+        tmp_path / "chats.json",
+        [
+            chat("c1", start="2026-11-02T09:00:00Z"),
+            chat("c2", start="2026-11-02T09:00:00.250000Z"),
+            chat("c3", start="2026-11-02T09:00:00+00:00Z"),
+        ],
+    )
+    chats, _, _, rejects = _read(tmp_path)
+    assert rejects == []
+    assert chats["started_at"].dt.strftime("%H:%M:%S.%f").tolist() == [
+        "09:00:00.000000",
+        "09:00:00.250000",
+        "09:00:00.000000",
+    ]
+
+
+def test_version_falls_back_to_end_then_start(tmp_path):
+    without = chat("c1", end=None)
+    write_json(tmp_path / "chats.json", [without, chat("c2", updated="2026-11-03T00:00:00Z")])
+    chats, _, _, _ = _read(tmp_path)
+    assert chats["version"].str[:19].tolist() == ["2026-11-02T09:00:00", "2026-11-03T00:00:00"]
+
+
+def test_transcript_one_line_per_message(tmp_path):
+    one = chat("c1", name="Emily", messages=[("Emily", "Hi\nthere"), ("Aiko", "Hello Emily")])
+    offline = chat("c2", kind="offline_msg", name="Ken", messages=[("Ken", "Call me")])
+    write_json(tmp_path / "chats.json", [one, offline])
+    chats, _, _, _ = _read(tmp_path)
+    first, second = chats["transcript"].tolist()
+    assert first.splitlines() == [
+        "2026-11-02 09:00:10 Emily: Hi ⏎ there",
+        "2026-11-02 09:00:11 Aiko: Hello Emily",
+    ]
+    assert second == "2026-11-02 09:00:00 Ken: Call me"
+    assert chats["message_count"].tolist() == [2, 1]
+    assert chats["kind"].tolist() == ["chat", "offline_msg"]
+
+
+def test_agents_and_departments_by_name_and_by_content(tmp_path):
+    agent = {
+        "id": 4120927,
+        "email": "Aiko@Example.com",
+        "display_name": "Aiko",
+        "enabled": True,
+        "departments": [],
+    }
+    department = {"id": 1817719521, "name": "Sales JP", "members": [4120927]}
+    write_json(tmp_path / "agents.json", [agent])
+    write_json(tmp_path / "departments.json", [department])
+    write_json(tmp_path / "misc_export.json", [chat("c1"), {**agent, "id": 5}])
+    chats, agents, departments, rejects = _read(tmp_path)
+    assert rejects == []
+    assert chats["chat_id"].tolist() == ["c1"]
+    assert sorted(agents["agent_id"]) == ["4120927", "5"]
+    assert departments.to_dict("records") == [
+        {"department_id": "1817719521", "name": "Sales JP", "members": '["4120927"]'}
+    ]
+
+
+def test_batches_are_bounded(tmp_path):
+    write_ndjson(tmp_path / "chats.jsonl", [chat(f"c{i}") for i in range(25)])
+    sizes = [len(b.chats) for b in read_batches(discover(tmp_path), 10)]
+    assert sizes == [10, 10, 5]
+
+
+@pytest.mark.parametrize("content", [b"", b"\n\n"])
+def test_empty_file_is_nothing(tmp_path, content):
+    (tmp_path / "chats.json").write_bytes(content)
+    assert list(read_batches(discover(tmp_path), 10)) == []
+
+
+def test_not_gzip_despite_name_and_garbage(tmp_path):
+    (tmp_path / "chats.json.gz").write_bytes(b"\x1f\x8bgarbage")
+    _, _, _, rejects = _read(tmp_path)
+    assert len(rejects) == 1 and rejects[0].position == "file"
