@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import click
@@ -28,6 +28,7 @@ class AppContext:
     config_file: str | None
     db: str | None
     _settings: Settings | None = None
+    _stores: list[Store] = field(default_factory=list)
 
     @property
     def settings(self) -> Settings:
@@ -36,7 +37,13 @@ class AppContext:
         return self._settings
 
     def store(self) -> Store:
-        return Store(self.settings.database_url.get_secret_value())
+        store = Store(self.settings.database_url.get_secret_value())
+        self._stores.append(store)
+        return store
+
+    def close(self) -> None:
+        for store in self._stores:
+            store.dispose()
 
 
 def _run(fn, *args, **kwargs):
@@ -87,6 +94,7 @@ def cli(
     """Keep a CRM store in step with Zendesk Chat: match chats to Sell records, load activities."""
     configure(log_format, -1 if quiet else verbose)
     ctx.obj = AppContext(config_file, db)
+    ctx.call_on_close(ctx.obj.close)
 
 
 def _paths_option(name: str, help_text: str):
@@ -126,7 +134,9 @@ def sync(
 ) -> None:
     """Sync chats and the Sell snapshot into the store, then report."""
     options = SyncOptions(chats=chats, sell=sell, full=full, dry_run=dry_run, report_dir=report_dir)
-    result = _run(run_sync, _run(lambda: app.settings), options, progress=_progress())
+    result = _run(
+        run_sync, _run(lambda: app.settings), options, store=_run(app.store), progress=_progress()
+    )
     click.echo(render_json(result.report) if as_json else render_text(result.report))
     if fail_on_rejects and result.report["rejects"]:
         sys.exit(3)

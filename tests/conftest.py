@@ -71,7 +71,11 @@ def store_url(request: pytest.FixtureRequest, tmp_path) -> str:
     """The same test on an SQLite file and on PostgreSQL, schema upgraded (as `db upgrade` does)."""
     from etl.load.store import Store
 
-    url = f"sqlite:///{tmp_path / 'store.db'}" if request.param == "sqlite" else request.getfixturevalue("pg_url")
+    url = (
+        f"sqlite:///{tmp_path / 'store.db'}"
+        if request.param == "sqlite"
+        else request.getfixturevalue("pg_url")
+    )
     store = Store(url)
     store.upgrade()
     store.dispose()

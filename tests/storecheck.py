@@ -8,10 +8,22 @@ from etl.load import schema
 
 # History of runs, not data: a killed-and-resumed run or a rerun adds rows here by design.
 HISTORY = {"runs", "run_outcomes", "rejects", "run_lock", "source_files", "alembic_version"}
-RUN_COLUMNS = {"imported_run_id", "created_run_id", "run_id", "updated_run_id", "loaded_run_id", "queued_run_id", "loaded_at", "changed_at", "created_at"}
+RUN_COLUMNS = {
+    "imported_run_id",
+    "created_run_id",
+    "run_id",
+    "updated_run_id",
+    "loaded_run_id",
+    "queued_run_id",
+    "loaded_at",
+    "changed_at",
+    "created_at",
+}
 
 
-def dump(url: str, *, include_history: bool = False, drop_run_columns: bool = False) -> dict[str, list[tuple]]:
+def dump(
+    url: str, *, include_history: bool = False, drop_run_columns: bool = False
+) -> dict[str, list[tuple]]:
     """Every row of every table, sorted, as plain tuples (timestamps as UTC ISO text)."""
     engine = sa.create_engine(url)
     out: dict[str, list[tuple]] = {}

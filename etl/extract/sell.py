@@ -22,6 +22,7 @@ from etl.extract.files import SourceFile, decode_text, read_bytes, sell_kind_fro
 from etl.extract.jsondoc import iter_values
 from etl.extract.rejects import Reject
 from etl.extract.timestamps import parse_utc
+from etl.text import person_name
 
 RESOURCES = ("leads", "contacts", "deals", "users", "notes", "lead_conversions")
 _META_TYPES = {
@@ -334,8 +335,9 @@ def _frame(resource: str, rows: list[dict[str, Any]], rejects: list[Reject]) -> 
             group = row.get("group") if isinstance(row.get("group"), dict) else {}
             out["group_name"] = _value(row.get("group_name") or group.get("name"))
         if resource in ("leads", "contacts") and not out.get("name"):
-            person = " ".join(p for p in (out.get("first_name"), out.get("last_name")) if p)
-            out["name"] = person or out.get("organization_name") or None
+            out["name"] = person_name(out.get("first_name"), out.get("last_name")) or out.get(
+                "organization_name"
+            )
         if resource == "contacts":
             out["is_organization"] = bool(row.get("is_organization"))
         if resource == "leads" and out.get("source") is None and row.get("source_id") is not None:

@@ -82,6 +82,12 @@ class Store:
     def dispose(self) -> None:
         self.engine.dispose()
 
+    def __enter__(self) -> Store:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.dispose()
+
     # -- reachability and migrations ---------------------------------------------------------
 
     def check_reachable(self) -> None:

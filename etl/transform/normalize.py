@@ -16,14 +16,13 @@ import pandas as pd
 import phonenumbers
 from email_validator import EmailNotValidError, validate_email
 
+from etl.text import is_cjk
+
 EMPTY, INVALID, OK = "empty", "invalid", "ok"
 
 _ANGLE = r"<\s*([^<>]*)\s*>"
 _GMAIL_DOMAINS = ("gmail.com", "googlemail.com")
 _ANONYMOUS = re.compile(r"^\s*visitor\s*\d+\s*$", re.IGNORECASE)
-_CJK = re.compile(
-    r"[\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\uac00-\ud7af\uff66-\uff9f]"
-)
 
 
 def email_key(
@@ -109,7 +108,7 @@ def split_name(name: str) -> tuple[str, str]:
     if not text or is_anonymous_name(text):
         return "", ""
     parts = text.split()
-    if _CJK.search(text):
+    if is_cjk(text):
         if len(parts) >= 2:
             return " ".join(parts[1:]), parts[0]
         return "", text

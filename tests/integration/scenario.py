@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from builders import chat, contact, deal, lead, page, sell_dir, user, write_json, write_ndjson
 from etl.config import Settings, load_settings
 from etl.load.store import Store
 from etl.pipeline import SyncOptions, run_sync
+
+from builders import chat, contact, deal, lead, page, sell_dir, user, write_json, write_ndjson
 
 NOW = "2026-11-20T00:00:00Z"
 
@@ -16,7 +17,11 @@ def make_exports(root: Path) -> tuple[Path, Path]:
     chats_dir = root / "chat"
     sell = sell_dir(
         root / "sell",
-        leads=[lead(1, "a@example.com"), lead(2, "multi@example.com"), lead(3, None, last_name="NoMail")],
+        leads=[
+            lead(1, "a@example.com"),
+            lead(2, "multi@example.com"),
+            lead(3, None, last_name="NoMail"),
+        ],
         contacts=[
             contact(20, "info@acme.example", is_organization=True, name="Acme Inc"),
             contact(10, "b@example.com", contact_id=20, name="Bea Brown"),
@@ -29,9 +34,20 @@ def make_exports(root: Path) -> tuple[Path, Path]:
         chats_dir / "chats_page1.json",
         page(
             [
-                chat("c1", "a@example.com", name="Ann Archer", start="2026-11-02T09:00:00Z", updated="2026-11-02T09:10:00Z"),
+                chat(
+                    "c1",
+                    "a@example.com",
+                    name="Ann Archer",
+                    start="2026-11-02T09:00:00Z",
+                    updated="2026-11-02T09:10:00Z",
+                ),
                 chat("c2", " B@Example.com ", name="Bea Brown", start="2026-11-02T10:00:00Z"),
-                chat("c3", "mailto:info@acme.example", name="Acme buyer", start="2026-11-02T11:00:00Z"),
+                chat(
+                    "c3",
+                    "mailto:info@acme.example",
+                    name="Acme buyer",
+                    start="2026-11-02T11:00:00Z",
+                ),
                 chat("c4", "multi@example.com", name="Multi", start="2026-11-02T12:00:00Z"),
             ]
         ),
@@ -42,13 +58,26 @@ def make_exports(root: Path) -> tuple[Path, Path]:
             chat("c5", "", start="2026-11-03T09:00:00Z"),
             chat("c6", "taro@", name="山田 太郎", start="2026-11-03T10:00:00Z"),
             chat("c7", "new.visitor@example.org", name="New Visitor", start="2026-11-03T11:00:00Z"),
-            chat("c8", "ｎｅｗ．ｖｉｓｉｔｏｒ＠ｅｘａｍｐｌｅ．ｏｒｇ", start="2026-11-03T12:00:00Z", kind="offline_msg"),
+            chat(
+                "c8",
+                "ｎｅｗ．ｖｉｓｉｔｏｒ＠ｅｘａｍｐｌｅ．ｏｒｇ",
+                start="2026-11-03T12:00:00Z",
+                kind="offline_msg",
+            ),
         ],
         extra_lines=['{"id": "c-broken", "type": "chat", "visitor": {"email": "x@exa'],
     )
     write_json(
         chats_dir / "agents.json",
-        [{"id": 4120927, "email": "AIKO@example.com", "display_name": "Aiko Agent", "enabled": True, "departments": []}],
+        [
+            {
+                "id": 4120927,
+                "email": "AIKO@example.com",
+                "display_name": "Aiko Agent",
+                "enabled": True,
+                "departments": [],
+            }
+        ],
     )
     return chats_dir, sell
 

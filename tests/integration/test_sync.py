@@ -7,9 +7,10 @@ import json
 import pandas as pd
 import pytest
 
-from builders import chat, contact, envelope, lead, page, write_json, write_ndjson
 from etl.load import writers
 from etl.load.store import Store
+
+from builders import chat, contact, envelope, lead, page, write_json, write_ndjson
 from integration.scenario import make_exports, settings_for, sync
 from storecheck import dump, rows
 
@@ -32,7 +33,11 @@ def test_every_chat_read_has_one_outcome(store_url, tmp_path):
     assert report["inputs"]["sell_records"] == {"leads": 3, "contacts": 3, "deals": 2, "users": 2}
     outcomes = dict(rows(store_url, "SELECT chat_id, outcome FROM run_outcomes WHERE run_id = 1"))
     assert len(outcomes) == 9
-    assert outcomes["c1"] == "matched" and outcomes["c5"] == "no_email" and outcomes["c6"] == "invalid_email"
+    assert (
+        outcomes["c1"] == "matched"
+        and outcomes["c5"] == "no_email"
+        and outcomes["c6"] == "invalid_email"
+    )
     rejected = [k for k, v in outcomes.items() if v == "rejected"]
     assert len(rejected) == 1 and rejected[0].endswith("chats_more.jsonl#line 5")
     assert rows(store_url, "SELECT outcome, reason FROM run_outcomes WHERE chat_id = 'c7'") == [
@@ -43,7 +48,9 @@ def test_every_chat_read_has_one_outcome(store_url, tmp_path):
 def test_activities_attach_to_every_record_of_the_email(store_url, tmp_path):
     chats, sell = make_exports(tmp_path)
     report = sync(store_url, chats, sell).report
-    activities = rows(store_url, "SELECT chat_id, record_type, record_id FROM activities ORDER BY 1, 2, 3")
+    activities = rows(
+        store_url, "SELECT chat_id, record_type, record_id FROM activities ORDER BY 1, 2, 3"
+    )
     assert activities == [
         ("c1", "lead", 1),
         ("c2", "contact", 10),
@@ -54,7 +61,9 @@ def test_activities_attach_to_every_record_of_the_email(store_url, tmp_path):
         ("c4", "lead", 2),
     ]
     assert report["writes"]["activities_inserted"] == 7
-    records = dict(rows(store_url, "SELECT chat_id, records FROM run_outcomes WHERE records IS NOT NULL"))
+    records = dict(
+        rows(store_url, "SELECT chat_id, records FROM run_outcomes WHERE records IS NOT NULL")
+    )
     assert records["c2"] == "contact:10;deal:30"
     assert records["c4"] == "lead:2;contact:11"
 
@@ -94,14 +103,20 @@ def test_full_resync_writes_nothing_new(store_url, tmp_path):
     report = sync(store_url, chats, sell, full=True).report
     assert dump(store_url) == before
     writes = report["writes"]
-    assert (writes["activities_inserted"], writes["activities_updated"], writes["activities_unchanged"]) == (0, 0, 7)
+    assert (
+        writes["activities_inserted"],
+        writes["activities_updated"],
+        writes["activities_unchanged"],
+    ) == (0, 0, 7)
     assert report["accounting"]["balanced"] and report["accounting"]["chats_read"] == 9
 
 
 def test_changed_file_is_read_again(store_url, tmp_path):
     chats, sell = make_exports(tmp_path)
     sync(store_url, chats, sell)
-    write_ndjson(chats / "chats_more.jsonl", [chat("c9", "a@example.com", start="2026-11-04T09:00:00Z")])
+    write_ndjson(
+        chats / "chats_more.jsonl", [chat("c9", "a@example.com", start="2026-11-04T09:00:00Z")]
+    )
     report = sync(store_url, chats, sell).report
     assert report["inputs"]["chat_files"] == 1
     assert report["outcomes"]["matched"] == 1
@@ -116,12 +131,26 @@ def test_newer_version_updates_activity_in_place(store_url, tmp_path):
     write_json(chats / "chats_page2.json", page([newer]))
     report = sync(store_url, chats, sell).report
     assert report["writes"]["activities_updated"] == 1
-    assert rows(store_url, "SELECT tags, rating FROM activities WHERE chat_id = 'c1'") == [('["notify_sales"]', "good")]
+    assert rows(store_url, "SELECT tags, rating FROM activities WHERE chat_id = 'c1'") == [
+        ('["notify_sales"]', "good")
+    ]
 
 
 def _versions(tmp_path):
-    old = chat("c1", "a@example.com", start="2026-11-02T09:00:00Z", updated="2026-11-02T09:10:00Z", tags=["old"])
-    new = chat("c1", "a@example.com", start="2026-11-02T09:00:00Z", updated="2026-11-06T09:10:00Z", tags=["new"])
+    old = chat(
+        "c1",
+        "a@example.com",
+        start="2026-11-02T09:00:00Z",
+        updated="2026-11-02T09:10:00Z",
+        tags=["old"],
+    )
+    new = chat(
+        "c1",
+        "a@example.com",
+        start="2026-11-02T09:00:00Z",
+        updated="2026-11-06T09:10:00Z",
+        tags=["new"],
+    )
     return old, new
 
 
@@ -145,10 +174,15 @@ def test_older_version_never_overwrites_newer(store_url, tmp_path, order):
 def test_changed_email_moves_the_activity(store_url, tmp_path):
     chats, sell = make_exports(tmp_path)
     sync(store_url, chats, sell)
-    moved = chat("c1", "b@example.com", start="2026-11-02T09:00:00Z", updated="2026-11-07T00:00:00Z")
+    moved = chat(
+        "c1", "b@example.com", start="2026-11-02T09:00:00Z", updated="2026-11-07T00:00:00Z"
+    )
     write_json(chats / "chats_page2.json", page([moved]))
     report = sync(store_url, chats, sell).report
-    assert rows(store_url, "SELECT record_type, record_id FROM activities WHERE chat_id = 'c1' ORDER BY 1, 2") == [
+    assert rows(
+        store_url,
+        "SELECT record_type, record_id FROM activities WHERE chat_id = 'c1' ORDER BY 1, 2",
+    ) == [
         ("contact", 10),
         ("deal", 30),
     ]
@@ -158,10 +192,16 @@ def test_changed_email_moves_the_activity(store_url, tmp_path):
 def test_new_sell_contact_gets_earlier_chats(store_url, tmp_path):
     chats, sell = make_exports(tmp_path)
     sync(store_url, chats, sell)
-    write_json(sell / "contacts_new.json", envelope("contact", [contact(40, "new.visitor@example.org", name="New V")]))
+    write_json(
+        sell / "contacts_new.json",
+        envelope("contact", [contact(40, "new.visitor@example.org", name="New V")]),
+    )
     report = sync(store_url, chats, sell).report
     assert report["inputs"]["chats_rematched"] == 2
-    assert rows(store_url, "SELECT chat_id FROM activities WHERE record_id = 40 ORDER BY 1") == [("c7",), ("c8",)]
+    assert rows(store_url, "SELECT chat_id FROM activities WHERE record_id = 40 ORDER BY 1") == [
+        ("c7",),
+        ("c8",),
+    ]
     assert rows(store_url, "SELECT count(*) FROM rematch_queue") == [(0,)]
     again = sync(store_url, chats, sell, full=True).report
     assert again["writes"]["activities_inserted"] == 0
@@ -181,9 +221,14 @@ def test_filled_phone_survives_a_reimport_without_phone(store_url, tmp_path):
     with engine.begin() as conn:
         conn.exec_driver_sql("UPDATE leads SET phone = '+81312345678' WHERE id = 1")
     engine.dispose()
-    write_json(sell / "leads.json", envelope("lead", [lead(1, "a@example.com", updated_at="2026-11-01T00:00:00Z")]))
+    write_json(
+        sell / "leads.json",
+        envelope("lead", [lead(1, "a@example.com", updated_at="2026-11-01T00:00:00Z")]),
+    )
     sync(store_url, chats, sell)
-    assert rows(store_url, "SELECT phone, updated_at IS NOT NULL FROM leads WHERE id = 1") == [("+81312345678", True)]
+    assert rows(store_url, "SELECT phone, updated_at IS NOT NULL FROM leads WHERE id = 1") == [
+        ("+81312345678", True)
+    ]
 
 
 def test_snapshot_is_complete_deletes_missing_records(store_url, tmp_path):
@@ -199,7 +244,9 @@ def test_snapshot_is_complete_deletes_missing_records(store_url, tmp_path):
 def test_rejects_are_recorded_with_position(store_url, tmp_path):
     chats, sell = make_exports(tmp_path)
     sync(store_url, chats, sell)
-    ((source, position, kind, reason, raw),) = rows(store_url, "SELECT source_file, position, kind, reason, raw FROM rejects")
+    ((source, position, kind, reason, raw),) = rows(
+        store_url, "SELECT source_file, position, kind, reason, raw FROM rejects"
+    )
     assert source.endswith("chats_more.jsonl") and position == "line 5" and kind == "chat"
     assert reason.startswith("invalid JSON") and raw.startswith('{"id": "c-broken"')
 
@@ -208,16 +255,36 @@ def test_batch_proposing_one_key_twice(store_url, tmp_path):
     """PostgreSQL refuses ON CONFLICT batches with a key twice; the writer dedupes first."""
     store = Store(store_url)
     store.prepare()
-    frame = pd.DataFrame({"agent_id": ["7", "7", "8"], "email": ["a@x.example", "b@x.example", "c@x.example"]})
+    frame = pd.DataFrame(
+        {"agent_id": ["7", "7", "8"], "email": ["a@x.example", "b@x.example", "c@x.example"]}
+    )
     with store.transaction() as conn:
-        writers.apply_reference(conn, frame, pd.DataFrame(columns=["department_id", "name", "members"]))
+        writers.apply_reference(
+            conn, frame, pd.DataFrame(columns=["department_id", "name", "members"])
+        )
     store.dispose()
-    assert rows(store_url, "SELECT agent_id, email FROM agents ORDER BY 1") == [("7", "b@x.example"), ("8", "c@x.example")]
+    assert rows(store_url, "SELECT agent_id, email FROM agents ORDER BY 1") == [
+        ("7", "b@x.example"),
+        ("8", "c@x.example"),
+    ]
 
 
 def test_duplicate_chat_and_record_in_one_run(store_url, tmp_path):
     chats, sell = make_exports(tmp_path)
-    write_json(chats / "chats_dupe.json", page([chat("c1", "a@example.com", start="2026-11-02T09:00:00Z", updated="2026-11-02T09:10:00Z", name="Ann Archer")]))
+    write_json(
+        chats / "chats_dupe.json",
+        page(
+            [
+                chat(
+                    "c1",
+                    "a@example.com",
+                    start="2026-11-02T09:00:00Z",
+                    updated="2026-11-02T09:10:00Z",
+                    name="Ann Archer",
+                )
+            ]
+        ),
+    )
     write_json(sell / "leads_again.json", envelope("lead", [lead(1, "a@example.com")]))
     report = sync(store_url, chats, sell).report
     assert report["accounting"]["chats_read"] == 9
@@ -229,7 +296,9 @@ def test_interrupted_run_resumes_to_the_same_state(store_url, tmp_path, monkeypa
     settings = settings_for(store_url)
     settings.run.chunk_size = 2
     reference_url = f"sqlite:///{tmp_path / 'reference.db'}"
-    reference = sync(reference_url, chats, sell, settings=settings_for(reference_url, run=settings.run)).report
+    reference = sync(
+        reference_url, chats, sell, settings=settings_for(reference_url, run=settings.run)
+    ).report
 
     original = writers.write_outcomes
     calls = {"n": 0}
@@ -262,7 +331,9 @@ def test_failed_run_is_recorded_and_next_run_starts_fresh(store_url, tmp_path, m
     with pytest.raises(RuntimeError):
         sync(store_url, chats, sell)
     monkeypatch.undo()
-    assert rows(store_url, "SELECT status, error FROM runs") == [("failed", "RuntimeError: disk on fire")]
+    assert rows(store_url, "SELECT status, error FROM runs") == [
+        ("failed", "RuntimeError: disk on fire")
+    ]
     report = sync(store_url, chats, sell).report
     assert report["run_id"] == 2 and report["accounting"]["chats_read"] == 9
 

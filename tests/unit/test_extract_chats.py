@@ -3,10 +3,11 @@ import json
 
 import pandas as pd
 import pytest
-from builders import chat, page, write_json, write_ndjson
 
 from etl.extract.chats import read_batches
 from etl.extract.files import discover
+
+from builders import chat, page, write_json, write_ndjson
 
 
 def _read(path, batch_size=1000):

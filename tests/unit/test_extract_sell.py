@@ -1,8 +1,9 @@
 import pytest
-from builders import contact, envelope, lead, user, write_json, write_ndjson
 
 from etl.extract.files import discover
 from etl.extract.sell import read_sell
+
+from builders import contact, envelope, lead, user, write_json, write_ndjson
 
 
 def test_envelopes_with_item_meta_and_top_level_collection(tmp_path):

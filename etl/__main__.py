@@ -1,0 +1,5 @@
+"""``python -m etl`` is ``chatsell``."""
+
+from etl.cli import main
+
+main()

@@ -1,0 +1,171 @@
+"""The command line end to end: CliRunner for the options, a real subprocess for the entry point."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from etl.cli import cli
+
+from integration.scenario import make_exports
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture
+def runner():
+    return CliRunner()
+
+
+@pytest.fixture
+def exports(tmp_path):
+    return make_exports(tmp_path)
+
+
+def invoke(runner, *args, env=None):
+    return runner.invoke(cli, list(args), env=env, catch_exceptions=False)
+
+
+def test_sync_json_is_the_last_thing_on_stdout(runner, tmp_path, exports):
+    chats, sell = exports
+    db = f"sqlite:///{tmp_path / 'c.db'}"
+    result = invoke(
+        runner, "--db", db, "sync", "--chats", str(chats), "--sell", str(sell), "--json"
+    )
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.stdout)
+    assert report["status"] == "succeeded" and report["accounting"]["balanced"] is True
+
+
+def test_report_formats_and_runs(runner, tmp_path, exports):
+    chats, sell = exports
+    db = f"sqlite:///{tmp_path / 'c.db'}"
+    invoke(runner, "--db", db, "sync", "--chats", str(chats), "--sell", str(sell))
+    as_json = json.loads(invoke(runner, "--db", db, "report", "latest", "--format", "json").stdout)
+    assert as_json["run_id"] == 1 and as_json["outcomes"]["matched"] == 4
+    text = invoke(runner, "--db", db, "report", "1").stdout
+    assert "balanced" in text and "matched" in text
+    summary = list(
+        csv.reader(io.StringIO(invoke(runner, "--db", db, "report", "--format", "csv").stdout))
+    )
+    assert summary[0] == ["section", "key", "value"] and ["outcomes", "matched", "4"] in summary
+    details = list(
+        csv.DictReader(
+            io.StringIO(
+                invoke(
+                    runner, "--db", db, "report", "latest", "--details", "--format", "csv"
+                ).stdout
+            )
+        )
+    )
+    assert len(details) == 9
+    assert list(details[0]) == ["chat_id", "outcome", "email_normalized", "records", "reason"]
+    assert {d["chat_id"]: d["records"] for d in details}["c2"] == "contact:10;deal:30"
+    out = tmp_path / "r.json"
+    invoke(runner, "--db", db, "report", "latest", "--format", "json", "--out", str(out))
+    assert json.loads(out.read_text())["run_id"] == 1
+    listing = invoke(runner, "--db", db, "runs", "--limit", "5").stdout.splitlines()
+    assert listing[0].split()[:3] == ["run", "mode", "status"] and listing[1].split()[:3] == [
+        "1",
+        "sync",
+        "succeeded",
+    ]
+
+
+def test_report_dir_gets_the_json(runner, tmp_path, exports):
+    chats, sell = exports
+    db = f"sqlite:///{tmp_path / 'c.db'}"
+    invoke(
+        runner,
+        "--db",
+        db,
+        "sync",
+        "--chats",
+        str(chats),
+        "--sell",
+        str(sell),
+        "--report-dir",
+        str(tmp_path / "rep"),
+    )
+    assert json.loads((tmp_path / "rep" / "run-1.json").read_text())["run_id"] == 1
+
+
+def test_fail_on_rejects_exits_3(runner, tmp_path, exports):
+    chats, sell = exports
+    db = f"sqlite:///{tmp_path / 'c.db'}"
+    result = invoke(
+        runner, "--db", db, "sync", "--chats", str(chats), "--sell", str(sell), "--fail-on-rejects"
+    )
+    assert result.exit_code == 3
+
+
+def test_usage_and_config_errors_exit_2(runner, tmp_path, exports):
+    chats, sell = exports
+    db = f"sqlite:///{tmp_path / 'c.db'}"
+    missing = invoke(
+        runner, "--db", db, "sync", "--chats", str(tmp_path / "nope"), "--sell", str(sell)
+    )
+    assert missing.exit_code == 2 and "--chats: no such file or directory" in missing.stderr
+    bad = tmp_path / "bad.toml"
+    bad.write_text("[run]\nchunk_size = 0\n")
+    result = invoke(
+        runner, "--config", str(bad), "--db", db, "sync", "--chats", str(chats), "--sell", str(sell)
+    )
+    assert result.exit_code == 2 and "[run.chunk_size]" in result.stderr
+    assert invoke(runner, "--db", db, "report", "42").exit_code == 2
+
+
+def test_unreachable_store_exits_1_and_masks_password(runner, tmp_path, exports):
+    chats, sell = exports
+    db = "postgresql+psycopg://chatsell:hunter2@127.0.0.1:1/nowhere"
+    result = invoke(runner, "--db", db, "sync", "--chats", str(chats), "--sell", str(sell))
+    assert result.exit_code == 1
+    assert "cannot reach the store" in result.stderr and "***" in result.stderr
+    assert "hunter2" not in result.output + result.stderr
+
+
+def test_db_upgrade_and_current(runner, tmp_path):
+    db = f"sqlite:///{tmp_path / 'c.db'}"
+    assert "needs `chatsell db upgrade`" in invoke(runner, "--db", db, "db", "current").stdout
+    assert "at schema 0001" in invoke(runner, "--db", db, "db", "upgrade").stdout
+    assert "up to date" in invoke(runner, "--db", db, "db", "current").stdout
+
+
+def test_postgres_needs_db_upgrade_first(runner, pg_url, exports):
+    chats, sell = exports
+    result = invoke(runner, "--db", pg_url, "sync", "--chats", str(chats), "--sell", str(sell))
+    assert result.exit_code == 2 and "chatsell db upgrade" in result.stderr
+    assert invoke(runner, "--db", pg_url, "db", "upgrade").exit_code == 0
+    assert (
+        invoke(runner, "--db", pg_url, "sync", "--chats", str(chats), "--sell", str(sell)).exit_code
+        == 0
+    )
+
+
+def test_help_lists_every_command(runner):
+    text = invoke(runner, "--help").stdout
+    for command in ("sync", "report", "runs", "db"):
+        assert command in text
+
+
+def test_real_subprocess_json_logs(tmp_path, exports):
+    chats, sell = exports
+    env = {**os.environ, "CHATSELL_DATABASE_URL": f"sqlite:///{tmp_path / 'c.db'}"}
+    proc = subprocess.run(
+        [sys.executable, "-m", "etl", "--log-format", "json", "sync", "--chats", str(chats), "--sell", str(sell), "--json"],
+        capture_output=True, text=True, env=env, cwd=tmp_path, timeout=120,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads(proc.stdout)["accounting"]["balanced"] is True
+    events = [json.loads(line) for line in proc.stderr.splitlines()]
+    assert {"run_started", "run_finished"} <= {e["event"] for e in events}
+    finished = next(e for e in events if e["event"] == "run_finished")
+    assert finished["run_id"] == 1 and finished["chats_read"] == 9
