@@ -47,12 +47,23 @@ class AppContext:
 
 
 def _run(fn, *args, **kwargs):
-    """Call into the library; a ChatsellError becomes its exit code and a one-line message."""
+    """Call into the library; a ChatsellError becomes its exit code and a one-line message.
+
+    Anything else is a bug or an outage: one line on stderr, exit 1, the traceback only with -v.
+    """
     try:
         return fn(*args, **kwargs)
     except ChatsellError as exc:
         click.echo(f"chatsell: {exc}", err=True)
         sys.exit(exc.exit_code)
+    except Exception as exc:  # noqa: BLE001 - the last line of defence of a command
+        log.debug("unexpected error", exc_info=True)
+        first_line = (str(exc).strip().splitlines() or [""])[0][:300]
+        click.echo(
+            f"chatsell: the run failed: {type(exc).__name__}: {first_line} (-v shows the traceback)",
+            err=True,
+        )
+        sys.exit(1)
 
 
 @click.group(
@@ -103,6 +114,13 @@ def _paths_option(name: str, help_text: str):
     )
 
 
+def _create_notify_options(fn):
+    fn = click.option("--notify/--no-notify", default=True, show_default=True,
+                      help="Write notifications for chats tagged for sales.")(fn)  # fmt: skip
+    return click.option("--create-leads/--no-create-leads", default=True, show_default=True,
+                        help="Create leads for unmatched chats (matching goes on either way).")(fn)  # fmt: skip
+
+
 @cli.command()
 @_paths_option("--chats", "Zendesk Chat export: a file or a directory (searched recursively).")
 @_paths_option("--sell", "Zendesk Sell export: a file or a directory.")
@@ -121,6 +139,7 @@ def _paths_option(name: str, help_text: str):
 @click.option(
     "--fail-on-rejects", is_flag=True, help="Exit 3 when the run set records aside as rejects."
 )
+@_create_notify_options
 @click.pass_obj
 def sync(
     app: AppContext,
@@ -131,12 +150,14 @@ def sync(
     report_dir: Path | None,
     as_json: bool,
     fail_on_rejects: bool,
+    create_leads: bool,
+    notify: bool,
 ) -> None:
     """Sync chats and the Sell snapshot into the store, then report."""
-    options = SyncOptions(chats=chats, sell=sell, full=full, dry_run=dry_run, report_dir=report_dir)
-    result = _run(
-        run_sync, _run(lambda: app.settings), options, store=_run(app.store), progress=_progress()
-    )
+    options = SyncOptions(chats=chats, sell=sell, full=full, dry_run=dry_run, report_dir=report_dir,
+                          create_leads=create_leads, notify=notify)  # fmt: skip
+    settings = _run(lambda: app.settings)
+    result = _run(run_sync, settings, options, store=_run(app.store), progress=_progress())
     click.echo(render_json(result.report) if as_json else render_text(result.report))
     if fail_on_rejects and result.report["rejects"]:
         sys.exit(3)

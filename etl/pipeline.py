@@ -1,9 +1,9 @@
 """A sync, start to end: extract -> transform -> load -> report. Sequencing only.
 
-Every write of a run commits in a transaction that also records the progress it covers
-(the Sell snapshot with its file marks; each chunk of chats with its outcomes and the run's
-counters; the run's end with the chat files it loaded). A run killed at any point is resumed
-by the next run with the same inputs, which skips the chats already accounted for.
+Every write of a run commits in a transaction that also records the progress it covers: the
+Sell snapshot with its file marks; each chunk of chats with its outcomes, leads, pool pointers
+and the run's counters; the run's end with the chat files it loaded. A run killed at any point
+is resumed by the next run with the same inputs, which skips the chats already accounted for.
 """
 
 from __future__ import annotations
@@ -29,8 +29,17 @@ from etl.load import writers
 from etl.load.stage import ChatStage
 from etl.load.store import Store
 from etl.report.build import add_counts, build_report, empty_counters
+from etl.transform.assign import PoolState, build_assigner, resolve_user
 from etl.transform.match import build_index
-from etl.transform.plan import OUTCOME_COLUMNS, ChunkPlan, PlanContext, agent_user_map, plan_chunk
+from etl.transform.plan import (
+    OUTCOME_COLUMNS,
+    ChunkPlan,
+    LeadPolicy,
+    PhonePolicy,
+    PlanContext,
+    Planner,
+    agent_user_map,
+)
 from etl.transform.sell import crm_after, diff, resolve_owners, with_email_keys
 
 log = logging.getLogger("chatsell.pipeline")
@@ -44,6 +53,8 @@ class SyncOptions:
     dry_run: bool = False
     mode: str = "sync"
     report_dir: Path | None = None
+    create_leads: bool = True
+    notify: bool = True
 
 
 @dataclass
@@ -51,6 +62,9 @@ class RunResult:
     run_id: int | None
     report: dict[str, Any]
     warnings: list[str] = field(default_factory=list)
+    leads: pd.DataFrame = field(
+        default_factory=pd.DataFrame
+    )  # leads this run created (or would, dry)
 
 
 Progress = Callable[[str, int, int | None], None]
@@ -69,14 +83,18 @@ def run_sync(
     progress: Progress = _no_progress,
 ) -> RunResult:
     """Read the exports, plan, apply (unless a dry run) and report. One run under the store lock."""
+    own_store = store is None
     store = store or Store(settings.database_url.get_secret_value())
-    store.prepare()
-    chat_files = _discover(options.chats, "--chats")
-    sell_files = _discover(options.sell, "--sell")
-    with store.lock() as holder:
-        return _Run(settings, options, store, holder, now or datetime.now(UTC), progress).execute(
-            chat_files, sell_files
-        )
+    try:
+        store.prepare()
+        chat_files = _discover(options.chats, "--chats")
+        sell_files = _discover(options.sell, "--sell")
+        with store.lock() as holder:
+            run = _Run(settings, options, store, holder, now or datetime.now(UTC), progress)
+            return run.execute(chat_files, sell_files)
+    finally:
+        if own_store:
+            store.dispose()
 
 
 def _discover(path: Path, option: str) -> list[SourceFile]:
@@ -84,6 +102,19 @@ def _discover(path: Path, option: str) -> list[SourceFile]:
         return discover(path)
     except FileNotFoundError:
         raise ConfigError(f"{option}: no such file or directory: {path}") from None
+
+
+@dataclass
+class _SellRead:
+    """The Sell side of a run, read and checked before anything is written."""
+
+    todo: list[tuple[SourceFile, str]]
+    changes: dict[str, pd.DataFrame]
+    exported_ids: dict[str, pd.Series]
+    crm: dict[str, pd.DataFrame]
+    affected_emails: set[str]
+    counts: dict[str, int]
+    rejects: list[Reject]
 
 
 class _Run:
@@ -109,15 +140,16 @@ class _Run:
         self.started_at = now
         self.dry_outcomes: dict[str, int] = {}
         self.dry_multi: set[str] = set()
+        self.planned_leads: list[pd.DataFrame] = []
 
     # -- the run --------------------------------------------------------------------------------
 
     def execute(self, chat_files: list[SourceFile], sell_files: list[SourceFile]) -> RunResult:
         known = self.store.source_files()
-        sell_todo = self._changed(
-            sell_files, known, "sell", force=self.settings.sell.snapshot_is_complete
-        )
+        force_sell = self.settings.sell.snapshot_is_complete
+        sell = self._read_sell(self._changed(sell_files, known, "sell", force=force_sell))
         chat_todo = self._changed(chat_files, known, "chat")
+        self._configure(sell.crm)  # configuration errors end the run here, before any write
         resumed = False
         if not self.dry_run:
             self.run_id, resumed = self.store.begin_run(
@@ -128,14 +160,14 @@ class _Run:
         log.info(
             "run started",
             extra={"event": "run_started", "run_id": self.run_id, "mode": self.mode, "resumed": resumed,
-                   "store": self.store.display_url, "chat_files": len(chat_todo), "sell_files": len(sell_todo)},
+                   "store": self.store.display_url, "chat_files": len(chat_todo), "sell_files": len(sell.todo)},
         )  # fmt: skip
         try:
-            index_frames = self._load_sell(sell_todo, resumed)
+            self._write_sell(sell, resumed)
             with ChatStage() as stage:
-                self._stage_chats(stage, chat_todo, resumed)
-                self._process(stage, index_frames, resumed)
-                self._rematch(stage, index_frames)
+                self._stage_chats(stage, chat_todo, sell.rejects)
+                self._process(stage, sell.crm, resumed)
+                self._rematch(stage, sell.affected_emails)
             report = self._finish(chat_todo)
         except ChatsellError as exc:
             self._fail(str(exc))
@@ -150,7 +182,12 @@ class _Run:
                    "rejects": report["rejects"], **report["writes"]},
         )  # fmt: skip
         self._write_report_files(report)
-        return RunResult(self.run_id, report, report["warnings"])
+        leads = (
+            pd.concat(self.planned_leads, ignore_index=True)
+            if self.planned_leads
+            else pd.DataFrame()
+        )
+        return RunResult(self.run_id, report, report["warnings"], leads)
 
     def _changed(
         self,
@@ -161,92 +198,93 @@ class _Run:
     ) -> list[tuple[SourceFile, str]]:
         """Files not loaded before or changed since (size and mtime, then content hash)."""
         todo = []
+        reread = self.options.full or force
         for source in files:
             seen = known.get(_key(source))
-            if (
-                seen
-                and not (self.options.full or force)
-                and seen[0] == source.size
-                and seen[1] == source.mtime_ns
-            ):
+            if seen and not reread and seen[0] == source.size and seen[1] == source.mtime_ns:
                 continue
             sha = fingerprint(source.path)
-            if seen and not (self.options.full or force) and seen[2] == sha:
+            if seen and not reread and seen[2] == sha:
                 continue
             todo.append((source, sha))
         log.debug("%s files to read: %d of %d", kind, len(todo), len(files))
         return todo
 
     def _input_key(self) -> str:
-        material = json.dumps(
-            [
-                self.mode,
-                str(self.options.chats.resolve()),
-                str(self.options.sell.resolve()),
-                self.options.full,
-            ]
-        )
-        return hashlib.sha256(material.encode()).hexdigest()[:32]
+        options = self.options
+        material = [self.mode, str(options.chats.resolve()), str(options.sell.resolve()), options.full,
+                    options.create_leads, options.notify]  # fmt: skip
+        return hashlib.sha256(json.dumps(material).encode()).hexdigest()[:32]
 
     def _options(self) -> dict[str, Any]:
-        return {
-            "chats": str(self.options.chats),
-            "sell": str(self.options.sell),
-            "full": self.options.full,
+        options = self.options
+        return {"chats": str(options.chats), "sell": str(options.sell), "full": options.full,
+                "create_leads": options.create_leads, "notify": options.notify}  # fmt: skip
+
+    # -- configuration checked against the Sell users --------------------------------------------
+
+    def _configure(self, crm: dict[str, pd.DataFrame]) -> None:
+        users = crm["users"]
+        states = {
+            row["pool"]: PoolState.from_row(row["pointer"], row["state"], row["assigned"])
+            for row in self.store.pool_rows()
         }
+        self.assigner = build_assigner(self.settings.assignment, users, states)
+        self.integration_user_id = None
+        ref = self.settings.sell.integration_user
+        if ref is not None:
+            self.integration_user_id, _active = resolve_user(ref, users)
+            if self.integration_user_id is None:
+                raise ConfigError(f"[sell] integration_user: {ref!r} is no Sell user")
 
     # -- Sell -----------------------------------------------------------------------------------
 
-    def _load_sell(
-        self, todo: list[tuple[SourceFile, str]], resumed: bool
-    ) -> dict[str, pd.DataFrame]:
+    def _read_sell(self, todo: list[tuple[SourceFile, str]]) -> _SellRead:
         sell_settings = self.settings.sell
-        extract = read_sell([s for s, _ in todo], sell_settings.csv_labels, sell_settings.encoding)
         match = self.settings.match
+        extract = read_sell([s for s, _ in todo], sell_settings.csv_labels, sell_settings.encoding)
         exported = with_email_keys(extract.frames, match.provider_rules, match.strip_plus_tags)
         stored = self.store.crm_frames()
         users_after = crm_after(stored, diff(stored, {"users": exported["users"]}))["users"]
         exported = resolve_owners(exported, users_after)
         delta = diff(stored, exported)
-        crm = crm_after(stored, delta)
-        self.affected_emails = delta.affected_emails
+        return _SellRead(
+            todo=todo,
+            changes=delta.changes,
+            exported_ids={name: frame["id"] for name, frame in extract.frames.items()},
+            crm=crm_after(stored, delta),
+            affected_emails=delta.affected_emails,
+            counts=extract.counts(),
+            rejects=extract.rejects,
+        )
+
+    def _write_sell(self, sell: _SellRead, resumed: bool) -> None:
         if not resumed or not self.counters["inputs"]["sell_records"]:
-            self.counters["inputs"]["sell_records"] = {
-                k: int(v) for k, v in extract.counts().items()
-            }
-        self.sell_rejects = extract.rejects
-        if not self.dry_run:
-            files = _file_rows(todo, "sell")
-            with self.store.transaction() as conn:
-                writers.apply_sell(conn, self.run_id, delta.changes)
-                if sell_settings.snapshot_is_complete:
-                    for resource, frame in extract.frames.items():
-                        if any(True for _ in todo) and resource in (
-                            "leads",
-                            "contacts",
-                            "deals",
-                            "users",
-                        ):
-                            writers.delete_missing(conn, resource, frame["id"].dropna().astype(int))
-                writers.queue_rematch(conn, self.run_id, delta.affected_emails)
-                writers.mark_files(conn, self.run_id, files)
-                writers.save_counters(conn, self.run_id, self.counters)
+            self.counters["inputs"]["sell_records"] = {k: int(v) for k, v in sell.counts.items()}
         log.info(
             "sell snapshot read",
-            extra={
-                "event": "sell_loaded",
-                "run_id": self.run_id,
-                **{f"{k}_changed": v for k, v in delta.counts().items()},
-            },
-        )
-        return crm
+            extra={"event": "sell_loaded", "run_id": self.run_id,
+                   **{f"{k}_changed": len(v) for k, v in sell.changes.items()}},
+        )  # fmt: skip
+        if self.dry_run:
+            return
+        with self.store.transaction() as conn:
+            writers.apply_sell(conn, self.run_id, sell.changes)
+            if self.settings.sell.snapshot_is_complete and sell.todo:
+                for resource in ("leads", "contacts", "deals", "users"):
+                    writers.delete_missing(
+                        conn, resource, sell.exported_ids[resource].dropna().astype(int)
+                    )
+            writers.queue_rematch(conn, self.run_id, sell.affected_emails)
+            writers.mark_files(conn, self.run_id, _file_rows(sell.todo, "sell"))
+            writers.save_counters(conn, self.run_id, self.counters)
 
     # -- chats ----------------------------------------------------------------------------------
 
     def _stage_chats(
-        self, stage: ChatStage, todo: list[tuple[SourceFile, str]], resumed: bool
+        self, stage: ChatStage, todo: list[tuple[SourceFile, str]], sell_rejects: list[Reject]
     ) -> None:
-        rejects: list[Reject] = list(self.sell_rejects)
+        rejects: list[Reject] = list(sell_rejects)
         agents, departments = [], []
         read = 0
         for batch in read_batches([s for s, _ in todo], self.settings.run.chunk_size):
@@ -259,11 +297,8 @@ class _Run:
         self.agents = _latest(agents, "agent_id", self.store.agents_frame())
         self.departments = _latest(departments, "department_id", self.store.departments_frame())
         reject_frame = pd.DataFrame(
-            [
-                {"source_file": r.source_file, "position": r.position, "kind": r.kind, "reason": r.reason,
-                 "raw": r.raw, "chat_id": r.chat_id}
-                for r in rejects
-            ],
+            [{"source_file": r.source_file, "position": r.position, "kind": r.kind, "reason": r.reason,
+              "raw": r.raw, "chat_id": r.chat_id} for r in rejects],
             columns=["source_file", "position", "kind", "reason", "raw", "chat_id"],
         ).drop_duplicates(["source_file", "position"])  # fmt: skip
         chat_rejects = reject_frame[reject_frame["kind"] == "chat"]
@@ -284,40 +319,73 @@ class _Run:
         inputs["chat_rejects"] = len(reject_outcomes)
         self.counters["rejects"] = len(reject_frame)
         self.dry_outcomes["rejected"] = len(reject_outcomes)
-        self.reject_frame = reject_frame
         if not self.dry_run:
             with self.store.transaction() as conn:
                 writers.apply_reference(conn, self.agents, self.departments)
                 writers.record_rejects(conn, self.run_id, reject_frame, reject_outcomes)
                 writers.save_counters(conn, self.run_id, self.counters)
 
-    def _context(self) -> PlanContext:
-        match = self.settings.match
-        chat = self.settings.chat
-        return PlanContext(
+    def _planner(self, crm: dict[str, pd.DataFrame]) -> Planner:
+        settings = self.settings
+        index = build_index(
+            crm["leads"], crm["contacts"], crm["deals"], crm["users"], crm["lead_conversions"],
+            settings.match.converted_statuses, run_id=self.run_id,
+        )  # fmt: skip
+        users = crm["users"]
+        active = users.loc[users["status"].fillna("active").str.lower() != "inactive", "id"]
+        defaults = settings.lead_defaults
+        enabled = defaults.enabled and self.options.create_leads
+        ctx = PlanContext(
             now=pd.Timestamp(self.now),
             run_id=self.run_id,
-            provider_rules=tuple(match.provider_rules),
-            strip_plus_tags=match.strip_plus_tags,
-            attach_to_deals=match.attach_to_deals,
-            transcript_url_template=chat.transcript_url_template,
-            subdomain=chat.subdomain,
-            agent_users=agent_user_map(self.agents, self.index.users),
+            provider_rules=tuple(settings.match.provider_rules),
+            strip_plus_tags=settings.match.strip_plus_tags,
+            attach_to_deals=settings.match.attach_to_deals,
+            transcript_url_template=settings.chat.transcript_url_template,
+            subdomain=settings.chat.subdomain,
+            agent_users=agent_user_map(self.agents, users),
+            active_users=frozenset(int(i) for i in active.dropna()),
+            agent_emails=self.agents.set_index("agent_id")["email"]
+            if not self.agents.empty
+            else pd.Series(dtype=object),
             department_names=self.departments.set_index("department_id")["name"]
             if not self.departments.empty
             else pd.Series(dtype=object),
+            leads=LeadPolicy(
+                enabled=enabled,
+                source=defaults.source,
+                status=defaults.status,
+                tags=tuple(defaults.tags),
+                max_chat_age_days=defaults.max_chat_age_days,
+                ignore_domains=tuple(
+                    d.strip().lower().removeprefix("@") for d in defaults.ignore_domains
+                ),
+                create_from_offline=defaults.create_from_offline,
+                disabled_reason="lead creation disabled (--no-create-leads)"
+                if not self.options.create_leads
+                else "lead creation disabled ([lead_defaults] enabled = false)",
+            ),
+            phone=PhonePolicy(
+                policy=settings.phone.policy,
+                update_contacts=settings.phone.update_contacts,
+                require_sell_agent=settings.phone.require_sell_agent,
+                default_region=settings.phone.default_region,
+            ),
+            notify_tags=frozenset(settings.notify.tags) if self.options.notify else frozenset(),
+            integration_user_id=self.integration_user_id,
         )
-
-    def _process(self, stage: ChatStage, crm: dict[str, pd.DataFrame], resumed: bool) -> None:
-        self.index = build_index(
-            crm["leads"], crm["contacts"], crm["deals"], crm["users"], crm["lead_conversions"],
-            self.settings.match.converted_statuses,
-        )  # fmt: skip
-        self.ctx = self._context()
-        if "{subdomain}" in self.ctx.transcript_url_template and not self.ctx.subdomain:
+        if "{subdomain}" in ctx.transcript_url_template and not ctx.subdomain:
             self._warn(
                 "transcript links are empty: set [chat] subdomain (or transcript_url_template)"
             )
+        chat_leads = crm["leads"]["id"].dropna()
+        lowest = int(chat_leads.min()) if not chat_leads.empty else 0
+        return Planner(
+            index=index, ctx=ctx, assigner=self.assigner, next_lead_id=min(lowest, 0) - 1
+        )
+
+    def _process(self, stage: ChatStage, crm: dict[str, pd.DataFrame], resumed: bool) -> None:
+        self.planner = self._planner(crm)
         done = (
             self.store.done_chat_ids(self.run_id) if resumed and self.run_id is not None else set()
         )
@@ -328,20 +396,12 @@ class _Run:
             chunk = self._effective(chunk)
             if done:
                 chunk = chunk[~chunk["chat_id"].isin(done)]
-            if chunk.empty:
-                continue
-            plan = plan_chunk(chunk, self.index, self.ctx)
-            self._apply(plan, record_outcomes=True)
+            if not chunk.empty:
+                self._plan_and_apply(chunk, record_outcomes=True)
             self.progress("sync", processed, total)
             log.info(
                 "chunk applied",
-                extra={
-                    "event": "chunk",
-                    "run_id": self.run_id,
-                    "chats": len(chunk),
-                    "done": processed,
-                    "total": total,
-                },
+                extra={"event": "chunk", "run_id": self.run_id, "done": processed, "total": total},
             )
 
     def _effective(self, chunk: pd.DataFrame) -> pd.DataFrame:
@@ -361,12 +421,30 @@ class _Run:
         )
         return chunk.sort_values(["started_at", "chat_id"], kind="stable").reset_index(drop=True)
 
-    def _apply(
-        self, plan: ChunkPlan, record_outcomes: bool, clear_emails: set[str] | None = None
+    def _plan_and_apply(
+        self, chats: pd.DataFrame, record_outcomes: bool, clear_emails: set[str] | None = None
     ) -> None:
+        with self.store.engine.connect() as conn:
+            applied = writers.applied_phone_changes(conn, chats["chat_id"])
+        plan = self.planner.plan(chats, record_outcomes=record_outcomes, applied_changes=applied)
+        for warning in plan.warnings:
+            self._warn(warning)
+        self._apply(plan, record_outcomes, clear_emails)
+
+    def _apply(self, plan: ChunkPlan, record_outcomes: bool, clear_emails: set[str] | None) -> None:
+        writes = self.counters["writes"]
         if record_outcomes:
             add_counts(self.dry_outcomes, plan.outcome_counts())
             self.dry_multi |= plan.multi_match_emails
+        for group, counts in plan.assignment_counts().items():
+            add_counts(self.counters["assignments"][group], counts)
+        if not plan.leads.empty:
+            self.planned_leads.append(
+                plan.leads[["id", "email_normalized", "owner_id", "origin_chat_id"]].assign(
+                    pool=plan.assignments["pool"].to_numpy(),
+                    rule=plan.assignments["rule"].to_numpy(),
+                )
+            )
         chat_versions = plan.chats[["chat_id", "version"]]
         if self.dry_run:
             with self.store.engine.connect() as conn:
@@ -375,6 +453,9 @@ class _Run:
                 plan.activities, existing, chat_versions
             )
             self._count_activities(counts)
+            add_counts(writes, {"leads_created": len(plan.leads), "phone_updates": len(plan.phone_changes),
+                                "notes_created": self._new_keys("notes", plan.notes),
+                                "notifications_created": self._new_keys("notifications", plan.notifications)})  # fmt: skip
             return
         with self.store.transaction() as conn:
             existing = writers.existing_activities(conn, plan.chats["chat_id"])
@@ -382,13 +463,26 @@ class _Run:
                 plan.activities, existing, chat_versions
             )
             writers.upsert_chats(conn, plan.chats)
+            leads = writers.insert_leads(conn, self.run_id, plan.leads)
+            writers.save_pool_states(conn, self.run_id, plan.pool_states)
             writers.write_activities(conn, rows, stale)
+            notes = writers.write_notes(conn, self.run_id, plan.notes)
+            notifications = writers.write_notifications(conn, self.run_id, plan.notifications)
+            phones = writers.apply_phone_changes(conn, self.run_id, plan.phone_changes)
             if record_outcomes:
                 writers.write_outcomes(conn, self.run_id, plan.outcomes[list(OUTCOME_COLUMNS)])
             if clear_emails:
                 writers.clear_rematch(conn, clear_emails)
             self._count_activities(counts)
+            add_counts(writes, {"leads_created": leads, "notes_created": notes,
+                                "notifications_created": notifications, "phone_updates": phones})  # fmt: skip
             writers.save_counters(conn, self.run_id, self.counters)
+
+    def _new_keys(self, table: str, frame: pd.DataFrame) -> int:
+        if frame.empty:
+            return 0
+        with self.store.engine.connect() as conn:
+            return writers.count_new_keys(conn, table, frame)
 
     def _count_activities(self, counts: writers.ActivityWrites) -> None:
         add_counts(
@@ -401,18 +495,17 @@ class _Run:
             },
         )
 
-    def _rematch(self, stage: ChatStage, crm: dict[str, pd.DataFrame]) -> None:
+    def _rematch(self, stage: ChatStage, affected_emails: set[str]) -> None:
         """Chats already in the store whose email gained a record (a new lead, contact or deal):
         attach them too, so every card shows every chat of its email (seed S1)."""
-        emails = set(self.affected_emails) if self.dry_run else self.store.rematch_queue()
+        emails = set(affected_emails) if self.dry_run else self.store.rematch_queue()
         if not emails:
             return
         staged = stage.chat_ids()
         ordered = sorted(emails)
-        columns = [*CHAT_COLUMNS]
         for start in range(0, len(ordered), 5_000):
             part = set(ordered[start : start + 5_000])
-            chats = self.store.chats_by_email(part, columns)
+            chats = self.store.chats_by_email(part, list(CHAT_COLUMNS))
             chats = chats[~chats["chat_id"].isin(staged)]
             chats = chats.sort_values(["started_at", "chat_id"], kind="stable").reset_index(
                 drop=True
@@ -422,9 +515,8 @@ class _Run:
                     with self.store.transaction() as conn:
                         writers.clear_rematch(conn, part)
                 continue
-            plan = plan_chunk(chats, self.index, self.ctx)
             self.counters["inputs"]["chats_rematched"] += len(chats)
-            self._apply(plan, record_outcomes=False, clear_emails=part)
+            self._plan_and_apply(chats, record_outcomes=False, clear_emails=part)
 
     # -- end ------------------------------------------------------------------------------------
 

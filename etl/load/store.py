@@ -323,6 +323,10 @@ class Store:
             frame = select_in(conn, schema.chats, ["email_normalized"], emails, columns)
         return _utc(frame, ("started_at", "ended_at", "updated_at"))
 
+    def pool_rows(self) -> list[dict[str, Any]]:
+        with self.engine.connect() as conn:
+            return [dict(r) for r in conn.execute(select(schema.pool_state)).mappings()]
+
     def rematch_queue(self) -> set[str]:
         with self.engine.connect() as conn:
             return {r[0] for r in conn.execute(select(schema.rematch_queue.c.email_normalized))}

@@ -14,12 +14,13 @@ from datetime import UTC, datetime
 from typing import Any
 
 import pandas as pd
-from sqlalchemy import and_, delete, func, or_, update
+from sqlalchemy import and_, delete, func, or_, text, update
 from sqlalchemy.engine import Connection
 
+from etl.errors import RunFailed
 from etl.extract.chats import CHAT_COLUMNS
 from etl.load import schema
-from etl.load.upsert import dialect_insert, select_in, upsert
+from etl.load.upsert import dedupe, dialect_insert, frame_rows, select_in, upsert
 
 SELL_TABLES = {
     "leads": schema.leads,
@@ -265,3 +266,136 @@ def existing_activities(conn: Connection, chat_ids: Iterable[str]) -> pd.DataFra
         chat_ids,
         ["chat_id", "record_type", "record_id", "content_hash", "chat_version"],
     )
+
+
+def insert_leads(conn: Connection, run_id: int, leads: pd.DataFrame) -> int:
+    """Leads created from chats. The partial UNIQUE key (email_normalized among chat-created
+    leads) makes a second lead for an email impossible; a conflict means the plan was made on a
+    stale view of the store, so the chunk fails rather than attach chats to a lead that is not there."""
+    if leads.empty:
+        return 0
+    table = schema.leads
+    stmt = dialect_insert(conn, table).on_conflict_do_nothing(
+        index_elements=["email_normalized"], index_where=text("origin = 'chat'")
+    )
+    frame = dedupe(leads.assign(created_run_id=run_id), ["email_normalized"])
+    conn.execute(stmt, frame_rows(frame, [c for c in frame.columns if c in table.c]))
+    stored = select_in(conn, table, ["id"], frame["id"].tolist(), ["id", "email_normalized"])
+    if len(stored) != len(frame):
+        missing = sorted(set(frame["email_normalized"]) - set(stored["email_normalized"]))
+        raise RunFailed(
+            f"a chat-created lead already exists for {len(missing)} email(s); rerun the sync"
+        )
+    return len(frame)
+
+
+_CHAT_RECORD_KEY = ["chat_id", "record_type", "record_id", "kind"]
+
+
+def count_new_keys(conn: Connection, table_name: str, frame: pd.DataFrame) -> int:
+    """How many (chat, record, kind) keys of ``frame`` the table does not hold yet."""
+    if frame.empty:
+        return 0
+    table = schema.metadata.tables[table_name]
+    found = select_in(conn, table, ["chat_id"], frame["chat_id"], _CHAT_RECORD_KEY)
+    known = (
+        set(found.astype({"record_id": "int64"}).itertuples(index=False, name=None))
+        if not found.empty
+        else set()
+    )
+    keys = set(
+        frame[_CHAT_RECORD_KEY].astype({"record_id": "int64"}).itertuples(index=False, name=None)
+    )
+    return len(keys - known)
+
+
+def write_notes(conn: Connection, run_id: int, notes: pd.DataFrame) -> int:
+    """One note per (chat, record, kind); a changed note text is updated in place. Returns new notes."""
+    if notes.empty:
+        return 0
+    created = count_new_keys(conn, "notes", notes)
+    table = schema.notes
+    excluded = dialect_insert(conn, table).excluded
+    upsert(
+        conn,
+        table,
+        notes.assign(created_run_id=run_id),
+        key=_CHAT_RECORD_KEY,
+        update=["content", "creator_id"],
+        where=excluded.content != table.c.content,
+    )
+    return created
+
+
+def write_notifications(conn: Connection, run_id: int, notifications: pd.DataFrame) -> int:
+    """One notification per (chat, record, kind), never a second. Returns new notifications."""
+    if notifications.empty:
+        return 0
+    created = count_new_keys(conn, "notifications", notifications)
+    upsert(
+        conn,
+        schema.notifications,
+        notifications.assign(created_run_id=run_id),
+        key=_CHAT_RECORD_KEY,
+    )
+    return created
+
+
+def apply_phone_changes(conn: Connection, run_id: int, changes: pd.DataFrame) -> int:
+    """Set the phones and audit each change in field_changes (keyed record, field, chat)."""
+    if changes.empty:
+        return 0
+    tables = {"lead": schema.leads, "contact": schema.contacts}
+    audit = schema.field_changes
+    stmt = dialect_insert(conn, audit).on_conflict_do_nothing(
+        index_elements=["record_type", "record_id", "field", "chat_id"]
+    )
+    written = 0
+    for row in frame_rows(changes.assign(run_id=run_id), [*changes.columns, "run_id"]):
+        result = conn.execute(stmt.values(**row))
+        if result.rowcount:
+            table = tables[row["record_type"]]
+            conn.execute(
+                update(table).where(table.c.id == row["record_id"]).values(phone=row["new_value"])
+            )
+            written += 1
+    return written
+
+
+def save_pool_states(conn: Connection, run_id: int, states: dict[str, Any]) -> None:
+    """Pool pointers, committed with the leads they assigned."""
+    if not states:
+        return
+    frame = pd.DataFrame(
+        [
+            {
+                "pool": name,
+                "pointer": s.pointer,
+                "state": s.to_json(),
+                "assigned": s.assigned,
+                "updated_run_id": run_id,
+            }
+            for name, s in sorted(states.items())
+        ]
+    )
+    upsert(
+        conn,
+        schema.pool_state,
+        frame,
+        key=["pool"],
+        update=["pointer", "state", "assigned", "updated_run_id"],
+    )
+
+
+def applied_phone_changes(
+    conn: Connection, chat_ids: Iterable[str]
+) -> frozenset[tuple[str, int, str]]:
+    found = select_in(
+        conn,
+        schema.field_changes,
+        ["chat_id"],
+        chat_ids,
+        ["record_type", "record_id", "chat_id", "field"],
+    )
+    found = found[found["field"] == "phone"]
+    return frozenset((t, int(i), c) for t, i, c, _f in found.itertuples(index=False, name=None))

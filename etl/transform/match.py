@@ -19,34 +19,76 @@ TARGET_COLUMNS = (
     "owner_id",
     "phone",
     "origin",
-    "created_run_id",
+    "new_this_run",
 )
 DEAL_COLUMNS = ("record_id", "contact_id", "organization_id", "record_name", "owner_id")
-PAIR_COLUMNS = ("chat_id", "record_type", "record_id", "record_name", "owner_id")
+PAIR_COLUMNS = ("chat_id", "record_type", "record_id", "record_name", "owner_id", "new_this_run")
 
 
 @dataclass
 class CrmIndex:
-    """What chats are matched against: held whole, the only thing besides a chunk in memory."""
+    """What chats are matched against: held whole, the only thing besides a chunk in memory.
 
-    targets: pd.DataFrame  # TARGET_COLUMNS: every lead and contact that can take a chat
+    ``base`` is indexed by email once; records the run creates go to a small ``added`` frame and
+    phones the run changes to ``phones``, so neither rebuilds the large index.
+    """
+
+    base: pd.DataFrame  # TARGET_COLUMNS: every lead and contact that can take a chat
     deals: pd.DataFrame  # DEAL_COLUMNS
     users: pd.DataFrame  # id, email_normalized, status, name, team_name, group_name
+    added: pd.DataFrame = field(default_factory=lambda: pd.DataFrame(columns=list(TARGET_COLUMNS)))
+    phones: dict[tuple[str, int], str | None] = field(default_factory=dict)
     _by_email: pd.DataFrame | None = field(default=None, repr=False)
+
+    _base_phones: pd.Series | None = field(default=None, repr=False)
 
     def add_targets(self, rows: pd.DataFrame) -> None:
         """Records created during the run (leads from chats) become targets at once."""
         if rows.empty:
             return
-        self.targets = pd.concat([self.targets, rows[list(TARGET_COLUMNS)]], ignore_index=True)
-        self._by_email = None
+        rows = rows[list(TARGET_COLUMNS)]
+        self.added = (
+            rows.copy() if self.added.empty else pd.concat([self.added, rows], ignore_index=True)
+        )
+        for record_type, record_id, phone in rows[["record_type", "record_id", "phone"]].itertuples(
+            index=False
+        ):
+            self.set_phone(record_type, record_id, None if pd.isna(phone) else phone)
+
+    def set_phone(self, record_type: str, record_id: int, phone: str | None) -> None:
+        self.phones[(record_type, int(record_id))] = phone
+
+    def phone_of(self, record_type: str, record_id: int) -> str | None:
+        """The record's phone as the run has it now (its own changes included)."""
+        key = (record_type, int(record_id))
+        if key in self.phones:
+            return self.phones[key]
+        if self._base_phones is None:
+            base = self.base.dropna(subset=["phone"])
+            self._base_phones = pd.Series(
+                base["phone"].to_numpy(),
+                index=pd.MultiIndex.from_arrays(
+                    [base["record_type"], base["record_id"].astype("int64")]
+                ),
+            )
+        value = self._base_phones.get(key)
+        return None if value is None or pd.isna(value) else str(value)
 
     @property
     def by_email(self) -> pd.DataFrame:
         if self._by_email is None:
-            usable = self.targets[self.targets["email_normalized"].notna()]
+            usable = self.base[self.base["email_normalized"].notna()]
             self._by_email = usable.set_index("email_normalized").sort_index()
         return self._by_email
+
+    def lookup(self, emails: pd.DataFrame) -> pd.DataFrame:
+        """``emails`` (chat_id, email_normalized) joined to every target with that email."""
+        by_email = self.by_email
+        hits = emails[emails["email_normalized"].isin(by_email.index)]
+        found = [hits.merge(by_email.reset_index(), on="email_normalized", how="inner")]
+        if not self.added.empty:
+            found.append(emails.merge(self.added, on="email_normalized", how="inner"))
+        return pd.concat(found, ignore_index=True) if len(found) > 1 else found[0]
 
 
 def build_index(
@@ -56,6 +98,7 @@ def build_index(
     users: pd.DataFrame,
     conversions: pd.DataFrame,
     converted_statuses: list[str],
+    run_id: int | None = None,
 ) -> CrmIndex:
     """The match index from the store's (and this run's) CRM frames.
 
@@ -81,8 +124,8 @@ def build_index(
     lead_targets = leads[~superseded]
     targets = pd.concat(
         [
-            _targets(lead_targets, "lead"),
-            _targets(contacts, "contact"),
+            _targets(lead_targets, "lead", run_id),
+            _targets(contacts, "contact", run_id),
         ],
         ignore_index=True,
     )
@@ -95,10 +138,15 @@ def build_index(
             "owner_id": deals["owner_id"],
         }
     )
-    return CrmIndex(targets=targets, deals=deal_frame, users=users)
+    return CrmIndex(base=targets, deals=deal_frame, users=users)
 
 
-def _targets(frame: pd.DataFrame, record_type: str) -> pd.DataFrame:
+def _targets(frame: pd.DataFrame, record_type: str, run_id: int | None) -> pd.DataFrame:
+    created = (
+        frame["created_run_id"]
+        if "created_run_id" in frame
+        else pd.Series(pd.NA, index=frame.index)
+    )
     return pd.DataFrame(
         {
             "record_type": record_type,
@@ -108,7 +156,10 @@ def _targets(frame: pd.DataFrame, record_type: str) -> pd.DataFrame:
             "owner_id": frame["owner_id"].astype("Int64"),
             "phone": frame["phone"],
             "origin": frame.get("origin", "sell"),
-            "created_run_id": frame.get("created_run_id", pd.NA),
+            # leads a resumed run created before it was interrupted are this run's too
+            "new_this_run": (created.astype("Int64") == run_id).fillna(False).astype(bool)
+            if run_id is not None
+            else False,
         },
         columns=list(TARGET_COLUMNS),
     )
@@ -121,9 +172,7 @@ def match(chats: pd.DataFrame, index: CrmIndex, attach_to_deals: bool = True) ->
     matched contacts (as person or as organization); each (chat, record) once.
     """
     emails = chats.loc[chats["email_normalized"].notna(), ["chat_id", "email_normalized"]]
-    by_email = index.by_email
-    hits = emails[emails["email_normalized"].isin(by_email.index)]
-    direct = hits.merge(by_email.reset_index(), on="email_normalized", how="inner")
+    direct = index.lookup(emails)
     pairs = [direct[list(PAIR_COLUMNS)]]
     if attach_to_deals and not index.deals.empty:
         contacts = direct[direct["record_type"] == "contact"][["chat_id", "record_id"]]
@@ -137,12 +186,14 @@ def match(chats: pd.DataFrame, index: CrmIndex, attach_to_deals: bool = True) ->
                 suffixes=("_contact", ""),
             )
             if not joined.empty:
-                joined = joined.assign(record_type="deal")
+                joined = joined.assign(record_type="deal", new_this_run=False)
                 pairs.append(joined[list(PAIR_COLUMNS)])
     result = pd.concat(pairs, ignore_index=True) if len(pairs) > 1 else pairs[0]
-    result = result.drop_duplicates(["chat_id", "record_type", "record_id"])
+    result = result.drop_duplicates(["chat_id", "record_type", "record_id"]).reset_index(drop=True)
     result["record_id"] = result["record_id"].astype("int64")
-    return result.reset_index(drop=True)
+    result["owner_id"] = result["owner_id"].astype("Int64")
+    result["new_this_run"] = result["new_this_run"].astype(bool)
+    return result
 
 
 def match_counts(pairs: pd.DataFrame) -> pd.Series:

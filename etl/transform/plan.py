@@ -1,7 +1,9 @@
 """A chunk's plan: every chat's outcome and every row to write, computed without I/O.
 
 The loader applies a plan; a dry run reports it without applying. Chats arrive in the one
-stable order (start time, then chat id) and decisions that depend on order are made in it.
+stable order (start time, then chat id) and every decision that depends on order (which chat
+creates a lead, who owns it, which chat fills a phone) is made in it. The ``Planner`` carries
+what one chunk's decisions leave for the next: leads created, phones filled, pool pointers.
 """
 
 from __future__ import annotations
@@ -12,8 +14,18 @@ from urllib.parse import quote
 import orjson
 import pandas as pd
 
+from etl.text import person_name
+from etl.transform.assign import Assigner, PoolState
 from etl.transform.match import CrmIndex, match, match_counts, records_label
-from etl.transform.normalize import EMPTY, INVALID, email_key
+from etl.transform.normalize import (
+    EMPTY,
+    INVALID,
+    OK,
+    email_domain,
+    email_key,
+    phone_key,
+    split_name,
+)
 
 OUTCOMES = (
     "matched",
@@ -56,6 +68,61 @@ ACTIVITY_COLUMNS = (
     "chat_version",
 )
 _HASHED = ACTIVITY_COLUMNS[3:16]
+LEAD_COLUMNS = (
+    "id", "owner_id", "first_name", "last_name", "name", "email", "email_normalized", "phone",
+    "status", "source", "tags", "created_at", "updated_at", "origin", "origin_chat_id",
+)  # fmt: skip
+NOTE_COLUMNS = (
+    "chat_id",
+    "record_type",
+    "record_id",
+    "kind",
+    "creator_id",
+    "content",
+    "created_at",
+)
+NOTIFICATION_COLUMNS = (
+    "chat_id",
+    "record_type",
+    "record_id",
+    "kind",
+    "user_id",
+    "message",
+    "created_at",
+)
+CHANGE_COLUMNS = (
+    "record_type",
+    "record_id",
+    "field",
+    "chat_id",
+    "old_value",
+    "new_value",
+    "changed_at",
+)
+NOTE_KIND = "chat_notes"
+NOTIFY_KIND = "notify_sales"
+
+
+@dataclass(frozen=True)
+class LeadPolicy:
+    """When an unmatched chat with a usable email may create a lead (SPEC 3.3)."""
+
+    enabled: bool = True
+    source: str = "Chat"
+    status: str = "New"
+    tags: tuple[str, ...] = ("chat",)
+    max_chat_age_days: int | None = None
+    ignore_domains: tuple[str, ...] = ()
+    create_from_offline: bool = True
+    disabled_reason: str = "lead creation not enabled"
+
+
+@dataclass(frozen=True)
+class PhonePolicy:
+    policy: str = "fill_empty"  # fill_empty | overwrite | never
+    update_contacts: bool = False
+    require_sell_agent: bool = False
+    default_region: str = "US"
 
 
 @dataclass(frozen=True)
@@ -72,9 +139,17 @@ class PlanContext:
     agent_users: pd.Series = field(
         default_factory=lambda: pd.Series(dtype="Int64")
     )  # agent_id -> user id
+    active_users: frozenset[int] = frozenset()
+    agent_emails: pd.Series = field(
+        default_factory=lambda: pd.Series(dtype=object)
+    )  # agent_id -> email
     department_names: pd.Series = field(
         default_factory=lambda: pd.Series(dtype=object)
     )  # id -> name
+    leads: LeadPolicy = field(default_factory=LeadPolicy)
+    phone: PhonePolicy = field(default_factory=PhonePolicy)
+    notify_tags: frozenset[str] = frozenset({"notify_sales"})
+    integration_user_id: int | None = None
 
 
 @dataclass
@@ -82,11 +157,30 @@ class ChunkPlan:
     chats: pd.DataFrame  # the chunk's chats with email_normalized, to keep in the store
     outcomes: pd.DataFrame  # OUTCOME_COLUMNS, one row per chat
     activities: pd.DataFrame  # ACTIVITY_COLUMNS, one row per (chat, record)
+    leads: pd.DataFrame  # LEAD_COLUMNS, leads created from chats
+    notes: pd.DataFrame  # NOTE_COLUMNS
+    notifications: pd.DataFrame  # NOTIFICATION_COLUMNS
+    phone_changes: pd.DataFrame  # CHANGE_COLUMNS
+    pool_states: dict[str, PoolState] = field(default_factory=dict)
+    assignments: pd.DataFrame = field(
+        default_factory=lambda: pd.DataFrame(columns=["owner_id", "pool", "rule"])
+    )
     multi_match_emails: set[str] = field(default_factory=set)
+    warnings: list[str] = field(default_factory=list)
 
     def outcome_counts(self) -> dict[str, int]:
         counts = self.outcomes["outcome"].value_counts()
         return {name: int(counts.get(name, 0)) for name in OUTCOMES}
+
+    def assignment_counts(self) -> dict[str, dict[str, int]]:
+        frame = self.assignments
+        return {
+            "by_owner": {
+                str(k): int(v) for k, v in frame["owner_id"].dropna().value_counts().items()
+            },
+            "by_pool": {str(k): int(v) for k, v in frame["pool"].dropna().value_counts().items()},
+            "by_rule": {str(k): int(v) for k, v in frame["rule"].dropna().value_counts().items()},
+        }
 
 
 def normalize_chats(chats: pd.DataFrame, ctx: PlanContext) -> pd.DataFrame:
@@ -95,51 +189,280 @@ def normalize_chats(chats: pd.DataFrame, ctx: PlanContext) -> pd.DataFrame:
     return chats.assign(email_normalized=normalized, email_status=status)
 
 
-def plan_chunk(chats: pd.DataFrame, index: CrmIndex, ctx: PlanContext) -> ChunkPlan:
-    """Outcomes and activities for a chunk of chats (already deduplicated, in stable order)."""
-    chats = normalize_chats(chats, ctx).reset_index(drop=True)
-    chats = chats.assign(department=_department(chats, ctx), agent=_first_agent_name(chats))
-    pairs = match(chats, index, ctx.attach_to_deals)
-    counts = match_counts(pairs)
-    labels = records_label(pairs)
+@dataclass
+class Planner:
+    """Plans chunk after chunk; holds what earlier chunks decided (the index, pools, lead ids)."""
 
-    outcome = pd.Series("lead_skipped", index=chats.index, dtype=object)
-    reason = pd.Series("lead creation not enabled", index=chats.index, dtype=object)
-    matched = chats["chat_id"].isin(pairs["chat_id"])
-    outcome[matched] = "matched"
-    reason[matched] = None
-    outcome[chats["email_status"] == EMPTY] = "no_email"
-    reason[chats["email_status"] == EMPTY] = "visitor gave no email"
-    invalid = chats["email_status"] == INVALID
-    outcome[invalid] = "invalid_email"
-    reason[invalid] = (
-        "not an email address: " + chats.loc[invalid, "visitor_email"].astype(str).str[:200]
-    )
+    index: CrmIndex
+    ctx: PlanContext
+    assigner: Assigner
+    next_lead_id: int = -1  # chat-created leads get negative ids: they are no Sell record (yet)
 
-    match_count = chats["chat_id"].map(counts).fillna(0).astype("int64")
-    outcomes = pd.DataFrame(
-        {
-            "chat_id": chats["chat_id"],
-            "outcome": outcome,
-            "email_normalized": chats["email_normalized"],
-            "records": chats["chat_id"].map(labels).astype(object),
-            "reason": reason,
-            "match_count": match_count,
-            "chat_started_at": chats["started_at"],
-            "department": chats["department"],
-            "agent": chats["agent"],
-        },
-        columns=list(OUTCOME_COLUMNS),
-    )
-    outcomes["records"] = outcomes["records"].where(outcomes["records"].notna(), None)
-    multi = set(chats.loc[match_count > 1, "email_normalized"].dropna())
-    activities = build_activities(chats, pairs, ctx)
-    return ChunkPlan(
-        chats=chats.drop(columns=["email_status", "department", "agent"]),
-        outcomes=outcomes,
-        activities=activities,
-        multi_match_emails=multi,
-    )
+    def plan(
+        self,
+        chats: pd.DataFrame,
+        *,
+        record_outcomes: bool = True,
+        applied_changes: frozenset = frozenset(),
+    ) -> ChunkPlan:
+        """Plan a chunk of chats (deduplicated, in stable order).
+
+        ``applied_changes`` holds (record_type, record_id, chat_id) of phone changes already made,
+        so a rerun never makes them twice. With ``record_outcomes`` False (rematching chats
+        already accounted for), no lead is created.
+        """
+        ctx = self.ctx
+        chats = normalize_chats(chats, ctx).reset_index(drop=True)
+        chats = chats.assign(department=_department(chats, ctx), agent=_first_agent_name(chats))
+        pairs = match(chats, self.index, ctx.attach_to_deals)
+        counts = match_counts(pairs)
+
+        outcome = pd.Series(None, index=chats.index, dtype=object)
+        reason = pd.Series(None, index=chats.index, dtype=object)
+        matched = chats["chat_id"].isin(pairs["chat_id"])
+        people = pairs[pairs["record_type"] != "deal"]
+        only_new = people.groupby("chat_id")["new_this_run"].all()
+        outcome[matched] = "matched"
+        only_new_chat = chats["chat_id"].map(only_new).eq(True)
+        outcome[matched & only_new_chat] = "matched_new_lead"
+        empty = chats["email_status"] == EMPTY
+        outcome[empty] = "no_email"
+        reason[empty] = "visitor gave no email"
+        invalid = chats["email_status"] == INVALID
+        outcome[invalid] = "invalid_email"
+        reason[invalid] = (
+            "not an email address: " + chats.loc[invalid, "visitor_email"].astype(str).str[:200]
+        )
+
+        candidates = ~matched & (chats["email_status"] == OK)
+        skip = (
+            self._skip_reasons(chats)
+            if record_outcomes
+            else pd.Series("rematch", index=chats.index)
+        )
+        leads, assignments, new_pairs, created, attached = self._create_leads(
+            chats, candidates, skip
+        )
+        outcome[created] = "lead_created"
+        outcome[attached] = "matched_new_lead"
+        skipped = candidates & ~created & ~attached
+        outcome[skipped] = "lead_skipped"
+        reason[skipped] = skip[skipped]
+        if not new_pairs.empty:
+            pairs = pd.concat([pairs, new_pairs], ignore_index=True)
+
+        labels = records_label(pairs)
+        match_count = chats["chat_id"].map(counts).fillna(0).astype("int64")
+        outcomes = pd.DataFrame(
+            {
+                "chat_id": chats["chat_id"],
+                "outcome": outcome,
+                "email_normalized": chats["email_normalized"],
+                "records": chats["chat_id"].map(labels).astype(object),
+                "reason": reason,
+                "match_count": match_count,
+                "chat_started_at": chats["started_at"],
+                "department": chats["department"],
+                "agent": chats["agent"],
+            },
+            columns=list(OUTCOME_COLUMNS),
+        )
+        outcomes["records"] = outcomes["records"].where(outcomes["records"].notna(), None)
+        notify_on = ctx.notify_tags
+        plan = ChunkPlan(
+            chats=chats.drop(columns=["email_status", "department", "agent"]),
+            outcomes=outcomes,
+            activities=build_activities(chats, pairs, ctx),
+            leads=leads,
+            notes=build_notes(chats, pairs, ctx),
+            notifications=build_notifications(chats, pairs, ctx, notify_on),
+            phone_changes=self._phone_changes(chats, pairs, leads, applied_changes),
+            pool_states={
+                name: PoolState(s.pointer, list(s.current), s.assigned)
+                for name, s in self.assigner.state.items()
+                if name in set(assignments["pool"].dropna())
+            },
+            assignments=assignments,
+            multi_match_emails=set(chats.loc[match_count > 1, "email_normalized"].dropna()),
+            warnings=list(self.assigner.warnings),
+        )
+        self.assigner.warnings.clear()
+        return plan
+
+    # -- leads ----------------------------------------------------------------------------------
+
+    def _skip_reasons(self, chats: pd.DataFrame) -> pd.Series:
+        """Why policy keeps each chat from creating a lead (None: it may create one)."""
+        policy = self.ctx.leads
+        reason = pd.Series(None, index=chats.index, dtype=object)
+        if policy.max_chat_age_days is not None:
+            age = (self.ctx.now - chats["started_at"]).dt.days
+            old = age > policy.max_chat_age_days
+            reason[old] = f"chat older than max_chat_age_days ({policy.max_chat_age_days})"
+        if not policy.create_from_offline:
+            reason[chats["kind"] == "offline_msg"] = "offline message (create_from_offline = false)"
+        if policy.ignore_domains:
+            domains = email_domain(chats["email_normalized"]).fillna("")
+            ignored = pd.Series(False, index=chats.index)
+            for domain in policy.ignore_domains:
+                ignored |= (domains == domain) | domains.str.endswith("." + domain)
+            reason[ignored] = "email domain " + domains[ignored] + " is in ignore_domains"
+        if not policy.enabled:
+            reason[:] = policy.disabled_reason
+        return reason
+
+    def _create_leads(
+        self, chats: pd.DataFrame, candidates: pd.Series, skip: pd.Series
+    ) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame, pd.Series, pd.Series]:
+        """One lead per email: the first chat (in order) allowed to create one does; chats of that
+        email from then on attach to it (SPEC 3.3). Returns (leads, assignments, pairs, created, attached)."""
+        no = pd.Series(False, index=chats.index)
+        empty = pd.DataFrame(columns=list(LEAD_COLUMNS))
+        unmatched = chats[candidates]
+        if unmatched.empty:
+            return empty, pd.DataFrame(columns=["owner_id", "pool", "rule"]), pd.DataFrame(), no, no
+        allowed = skip[candidates].isna()
+        order = pd.Series(range(len(unmatched)), index=unmatched.index)
+        first_allowed = order[allowed].groupby(unmatched.loc[allowed, "email_normalized"]).min()
+        creator_pos = unmatched["email_normalized"].map(first_allowed)
+        created = no.copy()
+        attached = no.copy()
+        is_creator = order == creator_pos
+        created[is_creator[is_creator].index] = True
+        after = creator_pos.notna() & (order > creator_pos)
+        attached[after[after].index] = True
+        creators = unmatched[is_creator]
+        if creators.empty:
+            return (
+                empty,
+                pd.DataFrame(columns=["owner_id", "pool", "rule"]),
+                pd.DataFrame(),
+                created,
+                attached,
+            )
+
+        assignments = self.assigner.assign(creators, self.ctx.agent_emails)
+        ids = list(range(self.next_lead_id, self.next_lead_id - len(creators), -1))
+        self.next_lead_id -= len(creators)
+        names = creators["visitor_name"].map(split_name)
+        first = names.str[0]
+        local_part = creators["email_normalized"].str.split("@").str[0]
+        last = names.str[1].where(names.str[1] != "", local_part)
+        policy = self.ctx.leads
+        leads = pd.DataFrame(
+            {
+                "id": ids,
+                "owner_id": assignments["owner_id"].to_numpy(),
+                "first_name": first.where(first != "", None).to_numpy(),
+                "last_name": last.to_numpy(),
+                "name": [person_name(f or None, la) for f, la in zip(first, last, strict=True)],
+                "email": creators["visitor_email"]
+                .str.strip()
+                .str.replace(r"^mailto:", "", regex=True, case=False)
+                .to_numpy(),
+                "email_normalized": creators["email_normalized"].to_numpy(),
+                "phone": creators["visitor_phone"]
+                .where(creators["visitor_phone"] != "", None)
+                .to_numpy(),
+                "status": policy.status,
+                "source": policy.source,
+                "tags": orjson.dumps(list(policy.tags)).decode(),
+                "created_at": creators["ended_at"].to_numpy(),
+                "updated_at": creators["ended_at"].to_numpy(),
+                "origin": "chat",
+                "origin_chat_id": creators["chat_id"].to_numpy(),
+            }
+        )
+        leads["owner_id"] = leads["owner_id"].astype("Int64")
+        self.index.add_targets(
+            pd.DataFrame(
+                {
+                    "record_type": "lead",
+                    "record_id": leads["id"],
+                    "email_normalized": leads["email_normalized"],
+                    "record_name": leads["name"],
+                    "owner_id": leads["owner_id"],
+                    "phone": leads["phone"],
+                    "origin": "chat",
+                    "new_this_run": True,
+                }
+            )
+        )
+        by_email = leads.set_index("email_normalized")
+        joined = chats[created | attached]
+        new_pairs = pd.DataFrame(
+            {
+                "chat_id": joined["chat_id"],
+                "record_type": "lead",
+                "record_id": joined["email_normalized"].map(by_email["id"]).astype("int64"),
+                "record_name": joined["email_normalized"].map(by_email["name"]),
+                "owner_id": joined["email_normalized"].map(by_email["owner_id"]).astype("Int64"),
+                "new_this_run": True,
+            }
+        )
+        assignments = assignments.reset_index(drop=True)
+        return leads, assignments, new_pairs, created, attached
+
+    # -- phones ---------------------------------------------------------------------------------
+
+    def _phone_changes(
+        self, chats: pd.DataFrame, pairs: pd.DataFrame, leads: pd.DataFrame, applied: frozenset
+    ) -> pd.DataFrame:
+        """Visitor phones onto matched leads (and contacts) per ``[phone]`` (seed S10)."""
+        policy = self.ctx.phone
+        empty = pd.DataFrame(columns=list(CHANGE_COLUMNS))
+        if policy.policy == "never" or pairs.empty:
+            return empty
+        kinds = ["lead", "contact"] if policy.update_contacts else ["lead"]
+        with_phone = chats[chats["visitor_phone"].astype(str).str.strip() != ""]
+        if policy.require_sell_agent:
+            agent_users = agent_user_ids(with_phone, self.ctx.agent_users, self.ctx.active_users)
+            with_phone = with_phone[with_phone["chat_id"].isin(agent_users.index)]
+        creators = set(leads["origin_chat_id"]) if not leads.empty else set()
+        candidates = pairs[
+            pairs["record_type"].isin(kinds) & pairs["chat_id"].isin(with_phone["chat_id"])
+        ]
+        candidates = candidates[
+            ~(candidates["chat_id"].isin(creators) & (candidates["record_id"] < 0))
+        ]
+        if candidates.empty:
+            return empty
+        position = pd.Series(range(len(chats)), index=chats["chat_id"])
+        candidates = candidates.assign(_pos=candidates["chat_id"].map(position)).sort_values(
+            ["_pos", "record_type", "record_id"]
+        )
+        per_chat = chats.set_index("chat_id")
+        rows = []
+        for record_type, record_id, chat_id in candidates[
+            ["record_type", "record_id", "chat_id"]
+        ].itertuples(index=False):
+            if (record_type, int(record_id), chat_id) in applied:
+                continue
+            new = str(per_chat.at[chat_id, "visitor_phone"]).strip()
+            current = self.index.phone_of(record_type, record_id)
+            has_current = current is not None and str(current).strip() != ""
+            if policy.policy == "fill_empty" and has_current:
+                continue
+            if (
+                policy.policy == "overwrite"
+                and has_current
+                and _same_phone(current, new, policy.default_region)
+            ):
+                continue
+            rows.append((record_type, int(record_id), "phone", chat_id, current if has_current else None, new,
+                         per_chat.at[chat_id, "ended_at"]))  # fmt: skip
+            self.index.set_phone(record_type, record_id, new)
+        return pd.DataFrame(rows, columns=list(CHANGE_COLUMNS)) if rows else empty
+
+
+def _same_phone(a: str, b: str, region: str) -> bool:
+    if str(a).strip() == str(b).strip():
+        return True
+    keys = phone_key(pd.Series([a, b], dtype=object), region)
+    return keys.iloc[0] is not None and keys.iloc[0] == keys.iloc[1]
+
+
+# -- rows for activities, notes and notifications ------------------------------------------------
 
 
 def build_activities(chats: pd.DataFrame, pairs: pd.DataFrame, ctx: PlanContext) -> pd.DataFrame:
@@ -175,6 +498,73 @@ def build_activities(chats: pd.DataFrame, pairs: pd.DataFrame, ctx: PlanContext)
     return frame[list(ACTIVITY_COLUMNS)].reset_index(drop=True)
 
 
+def build_notes(chats: pd.DataFrame, pairs: pd.DataFrame, ctx: PlanContext) -> pd.DataFrame:
+    """The agent's notes (``visitor.notes``) on every record the chat attaches to (seed S8, S9).
+
+    Authored by the agent's Sell user when the agent is one, else by the integration user.
+    """
+    noted = chats[chats["visitor_notes"].astype(str).str.strip() != ""]
+    targets = pairs[pairs["chat_id"].isin(noted["chat_id"])]
+    if targets.empty:
+        return pd.DataFrame(columns=list(NOTE_COLUMNS))
+    per_chat = noted.set_index("chat_id")
+    authors = agent_user_ids(noted, ctx.agent_users)
+    urls = transcript_urls(per_chat.index.to_series(), ctx)
+    agent = per_chat["agent"].fillna("a chat agent")
+    content = (
+        "Note from " + agent + " (Zendesk Chat, " + per_chat["started_at"].dt.strftime("%Y-%m-%d %H:%M UTC") + "):\n"
+        + per_chat["visitor_notes"].astype(str).str.strip()
+        + urls.map(lambda u: f"\nTranscript: {u}" if u else "").to_numpy()
+    )  # fmt: skip
+    creator = (
+        authors.reindex(per_chat.index).astype("Int64").fillna(ctx.integration_user_id)
+        if ctx.integration_user_id is not None
+        else authors.reindex(per_chat.index).astype("Int64")
+    )
+    return pd.DataFrame(
+        {
+            "chat_id": targets["chat_id"].to_numpy(),
+            "record_type": targets["record_type"].to_numpy(),
+            "record_id": targets["record_id"].astype("int64").to_numpy(),
+            "kind": NOTE_KIND,
+            "creator_id": targets["chat_id"].map(creator).astype("Int64").to_numpy(),
+            "content": targets["chat_id"].map(content).to_numpy(),
+            "created_at": targets["chat_id"].map(per_chat["ended_at"]).to_numpy(),
+        }
+    )
+
+
+def build_notifications(
+    chats: pd.DataFrame, pairs: pd.DataFrame, ctx: PlanContext, tags: frozenset[str]
+) -> pd.DataFrame:
+    """A notification to each attached record's owner for chats tagged for sales (seed S8)."""
+    if not tags or pairs.empty:
+        return pd.DataFrame(columns=list(NOTIFICATION_COLUMNS))
+    wanted = {t.lower() for t in tags}
+    tagged = chats[chats["tags"].map(lambda t: bool({x.lower() for x in orjson.loads(t)} & wanted))]
+    targets = pairs[pairs["chat_id"].isin(tagged["chat_id"]) & pairs["owner_id"].notna()]
+    if targets.empty:
+        return pd.DataFrame(columns=list(NOTIFICATION_COLUMNS))
+    per_chat = tagged.set_index("chat_id")
+    urls = transcript_urls(per_chat.index.to_series(), ctx)
+    visitor = per_chat["visitor_name"].where(per_chat["visitor_name"] != "", "A visitor")
+    message = (
+        visitor + " chatted with " + per_chat["agent"].fillna("Chat") + " on "
+        + per_chat["started_at"].dt.strftime("%Y-%m-%d %H:%M UTC") + urls.map(lambda u: f": {u}" if u else "").to_numpy()
+    )  # fmt: skip
+    return pd.DataFrame(
+        {
+            "chat_id": targets["chat_id"].to_numpy(),
+            "record_type": targets["record_type"].to_numpy(),
+            "record_id": targets["record_id"].astype("int64").to_numpy(),
+            "kind": NOTIFY_KIND,
+            "user_id": targets["owner_id"].astype("Int64").to_numpy(),
+            "message": targets["chat_id"].map(message).to_numpy(),
+            "created_at": targets["chat_id"].map(per_chat["ended_at"]).to_numpy(),
+        }
+    )
+
+
 def activity_hash(frame: pd.DataFrame) -> pd.Series:
     """A stable 64-bit hash (hex) of what an activity shows; unchanged hash = nothing to write."""
     hashed = (
@@ -190,25 +580,29 @@ def transcript_urls(chat_ids: pd.Series, ctx: PlanContext) -> pd.Series:
     if not template or ("{subdomain}" in template and not ctx.subdomain):
         return pd.Series(None, index=chat_ids.index, dtype=object)
     return pd.Series(
-        [template.format(chat_id=quote(c, safe=".-_~"), subdomain=ctx.subdomain) for c in chat_ids],
+        [
+            template.format(chat_id=quote(str(c), safe=".-_~"), subdomain=ctx.subdomain)
+            for c in chat_ids
+        ],
         index=chat_ids.index,
         dtype=object,
     )
 
 
-def _agent_lists(column: pd.Series) -> pd.Series:
-    return column.map(orjson.loads)
-
-
-def agent_user_ids(chats: pd.DataFrame, agent_users: pd.Series) -> pd.Series:
-    """chat_id -> the Sell user id of the chat's first agent that maps to one (seed S9)."""
+def agent_user_ids(
+    chats: pd.DataFrame, agent_users: pd.Series, active: frozenset[int] | None = None
+) -> pd.Series:
+    """chat_id -> the Sell user id of the chat's first agent that maps to one (seed S9);
+    with ``active``, only agents that map to an active Sell user count."""
     if agent_users.empty or chats.empty:
         return pd.Series(dtype="Int64")
     exploded = pd.DataFrame(
-        {"chat_id": chats["chat_id"], "agent_id": _agent_lists(chats["agent_ids"])}
+        {"chat_id": chats["chat_id"], "agent_id": chats["agent_ids"].map(orjson.loads)}
     ).explode("agent_id")
     exploded["user_id"] = exploded["agent_id"].map(agent_users)
     mapped = exploded.dropna(subset=["user_id"])
+    if active is not None:
+        mapped = mapped[mapped["user_id"].astype("int64").isin(active)]
     return mapped.groupby("chat_id", sort=False)["user_id"].first()
 
 
@@ -227,7 +621,7 @@ def agent_user_map(agents: pd.DataFrame, users: pd.DataFrame) -> pd.Series:
 
 
 def _first_agent_name(chats: pd.DataFrame) -> pd.Series:
-    names = _agent_lists(chats["agent_names"])
+    names = chats["agent_names"].map(orjson.loads)
     return names.map(lambda items: items[0] if items else None)
 
 

@@ -21,9 +21,9 @@ def test_every_chat_read_has_one_outcome(store_url, tmp_path):
     assert report["accounting"] == {"chats_read": 9, "outcomes_total": 9, "balanced": True}
     assert report["outcomes"] == {
         "matched": 4,
-        "lead_created": 0,
-        "matched_new_lead": 0,
-        "lead_skipped": 2,
+        "lead_created": 1,
+        "matched_new_lead": 1,
+        "lead_skipped": 0,
         "no_email": 1,
         "invalid_email": 1,
         "rejected": 1,
@@ -40,8 +40,12 @@ def test_every_chat_read_has_one_outcome(store_url, tmp_path):
     )
     rejected = [k for k, v in outcomes.items() if v == "rejected"]
     assert len(rejected) == 1 and rejected[0].endswith("chats_more.jsonl#line 5")
-    assert rows(store_url, "SELECT outcome, reason FROM run_outcomes WHERE chat_id = 'c7'") == [
-        ("lead_skipped", "lead creation not enabled")
+    assert rows(
+        store_url,
+        "SELECT chat_id, outcome, records FROM run_outcomes WHERE chat_id IN ('c7', 'c8') ORDER BY 1",
+    ) == [
+        ("c7", "lead_created", "lead:-1"),
+        ("c8", "matched_new_lead", "lead:-1"),
     ]
 
 
@@ -59,8 +63,10 @@ def test_activities_attach_to_every_record_of_the_email(store_url, tmp_path):
         ("c3", "deal", 31),
         ("c4", "contact", 11),
         ("c4", "lead", 2),
+        ("c7", "lead", -1),
+        ("c8", "lead", -1),
     ]
-    assert report["writes"]["activities_inserted"] == 7
+    assert report["writes"]["activities_inserted"] == 9
     records = dict(
         rows(store_url, "SELECT chat_id, records FROM run_outcomes WHERE records IS NOT NULL")
     )
@@ -107,7 +113,7 @@ def test_full_resync_writes_nothing_new(store_url, tmp_path):
         writes["activities_inserted"],
         writes["activities_updated"],
         writes["activities_unchanged"],
-    ) == (0, 0, 7)
+    ) == (0, 0, 9)
     assert report["accounting"]["balanced"] and report["accounting"]["chats_read"] == 9
 
 
@@ -211,7 +217,9 @@ def test_unchanged_sell_export_is_not_rewritten(store_url, tmp_path):
     chats, sell = make_exports(tmp_path)
     sync(store_url, chats, sell)
     sync(store_url, chats, sell, full=True)
-    assert rows(store_url, "SELECT DISTINCT imported_run_id FROM leads") == [(1,)]
+    assert rows(store_url, "SELECT DISTINCT imported_run_id FROM leads WHERE origin = 'sell'") == [
+        (1,)
+    ]
 
 
 def test_filled_phone_survives_a_reimport_without_phone(store_url, tmp_path):
@@ -238,7 +246,7 @@ def test_snapshot_is_complete_deletes_missing_records(store_url, tmp_path):
     sync(store_url, chats, sell, settings=settings)
     write_json(sell / "leads.json", envelope("lead", [lead(1, "a@example.com")]))
     sync(store_url, chats, sell, settings=settings)
-    assert rows(store_url, "SELECT id FROM leads ORDER BY id") == [(1,)]
+    assert rows(store_url, "SELECT id FROM leads ORDER BY id") == [(-1,), (1,)]
 
 
 def test_rejects_are_recorded_with_position(store_url, tmp_path):
@@ -348,6 +356,6 @@ def test_dry_run_writes_nothing(store_url, tmp_path):
     assert dump(store_url, include_history=True) == before
     assert report["mode"] == "dry-run" and report["run_id"] is None
     assert report["accounting"]["balanced"] and report["outcomes"]["matched"] == 4
-    assert report["writes"]["activities_inserted"] == 7
+    assert report["writes"]["activities_inserted"] == 9 and report["writes"]["leads_created"] == 1
     real = sync(store_url, chats, sell).report
     assert real["outcomes"] == report["outcomes"] and real["writes"] == report["writes"]
