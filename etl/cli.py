@@ -6,6 +6,7 @@ import json
 import logging
 import sys
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import click
@@ -161,6 +162,111 @@ def sync(
     click.echo(render_json(result.report) if as_json else render_text(result.report))
     if fail_on_rejects and result.report["rejects"]:
         sys.exit(3)
+
+
+_UNITS = {"m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
+
+
+class WindowType(click.ParamType):
+    """A window length such as 1d, 12h, 30m or 2w."""
+
+    name = "window"
+
+    def convert(self, value, param, ctx):
+        if isinstance(value, timedelta):
+            return value
+        text = str(value).strip().lower()
+        if len(text) >= 2 and text[:-1].isdigit() and text[-1] in _UNITS and int(text[:-1]) > 0:
+            return timedelta(**{_UNITS[text[-1]]: int(text[:-1])})
+        self.fail(f"{value!r} is not a window like 1d, 12h, 30m or 2w", param, ctx)
+
+
+class DateType(click.ParamType):
+    """A date (2026-11-01) or an ISO-8601 date-time; UTC unless it carries an offset."""
+
+    name = "date"
+
+    def convert(self, value, param, ctx):
+        if isinstance(value, datetime):
+            return value
+        try:
+            parsed = datetime.fromisoformat(str(value).strip().replace("Z", "+00:00"))
+        except ValueError:
+            self.fail(f"{value!r} is not a date (YYYY-MM-DD) or ISO-8601 date-time", param, ctx)
+        return parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed.astimezone(UTC)
+
+
+@cli.command()
+@_paths_option("--chats", "Zendesk Chat export: a file or a directory (searched recursively).")
+@_paths_option("--sell", "Zendesk Sell export: a file or a directory.")
+@click.option(
+    "--since", required=True, type=DateType(), help="First chat start time to take (inclusive)."
+)
+@click.option(
+    "--until", required=True, type=DateType(), help="Chat start time to stop at (exclusive)."
+)
+@click.option(
+    "--window",
+    type=WindowType(),
+    default="1d",
+    show_default=True,
+    help="Window length; each window commits on its own.",
+)
+@click.option(
+    "--resume",
+    is_flag=True,
+    help="Continue the last unfinished backfill of these inputs after its last finished window.",
+)
+@click.option("--dry-run", is_flag=True, help="Compute and report everything; write nothing.")
+@click.option(
+    "--json", "as_json", is_flag=True, help="Print the run report as JSON, last on stdout."
+)
+@click.option(
+    "--report-dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Also write the run's report files into this directory.",
+)
+@click.option(
+    "--engine",
+    type=click.Choice(["local", "dask"]),
+    default="local",
+    show_default=True,
+    help="Where the work runs (dask: not available in this version).",
+)
+@click.option("--scheduler", "dask_scheduler", help="Dask scheduler address (with --engine dask).")
+@click.option(
+    "--workers", type=click.IntRange(min=1), help="Dask local workers (with --engine dask)."
+)
+@_create_notify_options
+@click.pass_obj
+def backfill(
+    app: AppContext,
+    chats: Path,
+    sell: Path,
+    since: datetime,
+    until: datetime,
+    window: timedelta,
+    resume: bool,
+    dry_run: bool,
+    as_json: bool,
+    report_dir: Path | None,
+    engine: str,
+    dask_scheduler: str | None,
+    workers: int | None,
+    create_leads: bool,
+    notify: bool,
+) -> None:
+    """Load the chats started in [--since, --until), window by window."""
+    if engine == "dask":
+        raise click.UsageError("--engine dask is not available in this version; use --engine local")
+    if since >= until:
+        raise click.BadParameter("--since must be before --until", param_hint="--since")
+    options = SyncOptions(chats=chats, sell=sell, dry_run=dry_run, mode="backfill", report_dir=report_dir,
+                          create_leads=create_leads, notify=notify, since=since, until=until, window=window,
+                          resume=resume)  # fmt: skip
+    settings = _run(lambda: app.settings)
+    result = _run(run_sync, settings, options, store=_run(app.store), progress=_progress())
+    click.echo(render_json(result.report) if as_json else render_text(result.report))
 
 
 def _progress():

@@ -10,8 +10,17 @@ from __future__ import annotations
 import tomllib
 from pathlib import Path
 from typing import Any, Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -95,6 +104,48 @@ class RunSettings(_Section):
     chunk_size: int = Field(default=20_000, ge=1)
 
 
+class ScheduledSync(_Section):
+    cron: str
+    chats: str
+    sell: str
+    full: bool = False
+    report_dir: str | None = None
+
+
+class ScheduledReport(_Section):
+    cron: str
+    out: str = "reports/"
+
+
+class ScheduleSettings(_Section):
+    """``chatsell schedule`` jobs: standard 5-field cron expressions in ``timezone``."""
+
+    timezone: str = "UTC"
+    misfire_grace_time: int = Field(default=600, ge=1)  # seconds a late job may still start
+    sync: ScheduledSync | None = None
+    report: ScheduledReport | None = None
+
+    @model_validator(mode="after")
+    def _cron_and_timezone_parse(self) -> ScheduleSettings:
+        from apscheduler.triggers.cron import CronTrigger
+
+        try:
+            ZoneInfo(self.timezone)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"unknown timezone {self.timezone!r}") from None
+        for name in ("sync", "report"):
+            job = getattr(self, name)
+            if job is None:
+                continue
+            try:
+                CronTrigger.from_crontab(job.cron, timezone=self.timezone)
+            except ValueError as exc:
+                raise ValueError(
+                    f"[schedule.{name}] cron {job.cron!r} is not a 5-field cron expression: {exc}"
+                ) from None
+        return self
+
+
 class Settings(BaseSettings):
     """Every configuration key chatsell reads; see config/chatsell.example.toml."""
 
@@ -114,7 +165,7 @@ class Settings(BaseSettings):
     notify: NotifySettings = Field(default_factory=NotifySettings)
     phone: PhoneSettings = Field(default_factory=PhoneSettings)
     run: RunSettings = Field(default_factory=RunSettings)
-    schedule: dict[str, Any] = Field(default_factory=dict)
+    schedule: ScheduleSettings = Field(default_factory=ScheduleSettings)
     widgets: dict[str, Any] = Field(default_factory=dict)
 
     @field_validator("database_url", mode="before")

@@ -3,6 +3,8 @@
 ChatsellError
  ├── ConfigError        bad configuration or usage; stops before any write, exit 2
  ├── LockHeld           another run holds the store lock; exit 75
+ ├── RunStopped         asked to stop (SIGTERM under the scheduler); stops between chunks, the
+ │                      run stays open and the next run with the same inputs resumes it
  └── RunFailed          the run cannot go on; the open chunk is rolled back, exit 1
       └── StoreError    the store is unreachable or refused a statement
 
@@ -29,6 +31,12 @@ class LockHeld(ChatsellError):
     """Another run holds the store lock."""
 
     exit_code = 75
+
+
+class RunStopped(ChatsellError):
+    """Asked to stop; what was committed stays and the run can be resumed."""
+
+    exit_code = 143
 
 
 class RunFailed(ChatsellError):

@@ -13,14 +13,14 @@ import json
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
 from etl.config import Settings
-from etl.errors import ChatsellError, ConfigError
+from etl.errors import ChatsellError, ConfigError, RunStopped
 from etl.extract.chats import CHAT_COLUMNS, read_batches
 from etl.extract.files import SourceFile, discover, fingerprint
 from etl.extract.rejects import Reject
@@ -51,10 +51,18 @@ class SyncOptions:
     sell: Path
     full: bool = False
     dry_run: bool = False
-    mode: str = "sync"
+    mode: str = "sync"  # or "backfill"
     report_dir: Path | None = None
     create_leads: bool = True
     notify: bool = True
+    since: datetime | None = None  # backfill: chats started in [since, until)
+    until: datetime | None = None
+    window: timedelta | None = None  # backfill: each window commits on its own
+    resume: bool = False  # backfill: continue the last unfinished backfill of these inputs
+
+    @property
+    def backfill(self) -> bool:
+        return self.mode == "backfill"
 
 
 @dataclass
@@ -81,8 +89,13 @@ def run_sync(
     store: Store | None = None,
     now: datetime | None = None,
     progress: Progress = _no_progress,
+    should_stop: Callable[[], bool] = lambda: False,
 ) -> RunResult:
-    """Read the exports, plan, apply (unless a dry run) and report. One run under the store lock."""
+    """Read the exports, plan, apply (unless a dry run) and report. One run under the store lock.
+
+    ``should_stop`` is asked between chunks (a scheduler's SIGTERM): the run then stops after
+    the chunk it is in has committed, and the next run with the same inputs finishes it.
+    """
     own_store = store is None
     store = store or Store(settings.database_url.get_secret_value())
     try:
@@ -90,7 +103,9 @@ def run_sync(
         chat_files = _discover(options.chats, "--chats")
         sell_files = _discover(options.sell, "--sell")
         with store.lock() as holder:
-            run = _Run(settings, options, store, holder, now or datetime.now(UTC), progress)
+            run = _Run(
+                settings, options, store, holder, now or datetime.now(UTC), progress, should_stop
+            )
             return run.execute(chat_files, sell_files)
     finally:
         if own_store:
@@ -126,7 +141,9 @@ class _Run:
         holder: dict[str, object],
         now: datetime,
         progress: Progress,
+        should_stop: Callable[[], bool] = lambda: False,
     ) -> None:
+        self.should_stop = should_stop
         self.settings = settings
         self.options = options
         self.store = store
@@ -148,15 +165,24 @@ class _Run:
         known = self.store.source_files()
         force_sell = self.settings.sell.snapshot_is_complete
         sell = self._read_sell(self._changed(sell_files, known, "sell", force=force_sell))
-        chat_todo = self._changed(chat_files, known, "chat")
+        # a backfill reads every chat file and takes its window from them; sync reads what is new
+        chat_todo = self._changed(chat_files, known, "chat", force=self.options.backfill)
         self._configure(sell.crm)  # configuration errors end the run here, before any write
         resumed = False
         if not self.dry_run:
+            if self.options.backfill:
+                policy = "unfinished" if self.options.resume else "never"
+            else:
+                policy = "interrupted"
             self.run_id, resumed = self.store.begin_run(
-                self.mode, self._input_key(), self._options(), self.holder
+                self.mode, self._input_key(), self._options(), self.holder, resume=policy
             )
             if resumed:
                 self.counters = self.store.counters(self.run_id) or empty_counters()
+            elif self.options.resume:
+                self._warn(
+                    "nothing to resume: no unfinished backfill of these inputs; starting anew"
+                )
         log.info(
             "run started",
             extra={"event": "run_started", "run_id": self.run_id, "mode": self.mode, "resumed": resumed,
@@ -169,6 +195,12 @@ class _Run:
                 self._process(stage, sell.crm, resumed)
                 self._rematch(stage, sell.affected_emails)
             report = self._finish(chat_todo)
+        except RunStopped:
+            log.warning(
+                "run stopped; the next run with the same inputs resumes it",
+                extra={"event": "run_stopped", "run_id": self.run_id},
+            )
+            raise
         except ChatsellError as exc:
             self._fail(str(exc))
             raise
@@ -213,13 +245,19 @@ class _Run:
     def _input_key(self) -> str:
         options = self.options
         material = [self.mode, str(options.chats.resolve()), str(options.sell.resolve()), options.full,
-                    options.create_leads, options.notify]  # fmt: skip
+                    options.create_leads, options.notify, str(options.since), str(options.until),
+                    str(options.window)]  # fmt: skip
         return hashlib.sha256(json.dumps(material).encode()).hexdigest()[:32]
 
     def _options(self) -> dict[str, Any]:
         options = self.options
-        return {"chats": str(options.chats), "sell": str(options.sell), "full": options.full,
-                "create_leads": options.create_leads, "notify": options.notify}  # fmt: skip
+        out = {"chats": str(options.chats), "sell": str(options.sell), "full": options.full,
+               "create_leads": options.create_leads, "notify": options.notify}  # fmt: skip
+        if options.backfill:
+            out.update(
+                since=str(options.since), until=str(options.until), window=str(options.window)
+            )
+        return out
 
     # -- configuration checked against the Sell users --------------------------------------------
 
@@ -315,7 +353,9 @@ class _Run:
         )
         inputs = self.counters["inputs"]
         inputs["chat_files"] = len(todo)
-        inputs["chats_staged"] = stage.count()
+        inputs["chats_staged"] = stage.count(self.options.since, self.options.until)
+        if self.options.backfill:
+            inputs["chats_outside_window"] = stage.count() - inputs["chats_staged"]
         inputs["chat_rejects"] = len(reject_outcomes)
         self.counters["rejects"] = len(reject_frame)
         self.dry_outcomes["rejected"] = len(reject_outcomes)
@@ -389,9 +429,65 @@ class _Run:
         done = (
             self.store.done_chat_ids(self.run_id) if resumed and self.run_id is not None else set()
         )
+        if not self.options.backfill:
+            self._process_range(stage, None, None, done)
+            return
+        windows = self._windows(stage)
+        finished = (
+            self.store.finished_windows(self.run_id)
+            if resumed and self.run_id is not None
+            else set()
+        )
+        for number, (start, end) in enumerate(windows, start=1):
+            if start in finished:
+                continue
+            chats = self._process_range(stage, start, end, done)
+            if not self.dry_run:
+                with self.store.transaction() as conn:
+                    writers.finish_window(
+                        conn, self.run_id, start.to_pydatetime(), end.to_pydatetime(), chats
+                    )
+            self.progress("backfill", number, len(windows))
+            log.info(
+                "window done",
+                extra={"event": "window", "run_id": self.run_id, "window_start": start.isoformat(),
+                       "window_end": end.isoformat(), "chats": chats, "window": number, "windows": len(windows)},
+            )  # fmt: skip
+
+    def _windows(self, stage: ChatStage) -> list[tuple[pd.Timestamp, pd.Timestamp]]:
+        """[since, until) cut into windows; without bounds, from the first to the last chat staged."""
+        span = stage.span()
+        since = (
+            pd.Timestamp(self.options.since)
+            if self.options.since is not None
+            else (span[0] if span else None)
+        )
+        until = pd.Timestamp(self.options.until) if self.options.until is not None else None
+        if until is None and span is not None:
+            until = span[1] + pd.Timedelta(microseconds=1)
+        if since is None or until is None or since >= until:
+            return []
+        step = pd.Timedelta(self.options.window or timedelta(days=1))
+        edges = list(pd.date_range(since, until, freq=step))
+        if edges[-1] < until:
+            edges.append(until)
+        return list(zip(edges[:-1], edges[1:], strict=True))
+
+    def _process_range(
+        self,
+        stage: ChatStage,
+        since: pd.Timestamp | None,
+        until: pd.Timestamp | None,
+        done: set[str],
+    ) -> int:
+        """Plan and apply the staged chats started in [since, until), chunk by chunk."""
         total = self.counters["inputs"]["chats_staged"]
+        since = since if since is not None else self.options.since
+        until = until if until is not None else self.options.until
         processed = 0
-        for chunk in stage.chunks(self.settings.run.chunk_size):
+        for chunk in stage.chunks(self.settings.run.chunk_size, since, until):
+            if self.should_stop():
+                raise RunStopped("stopped on request between chunks")
             processed += len(chunk)
             chunk = self._effective(chunk)
             if done:
@@ -400,9 +496,9 @@ class _Run:
                 self._plan_and_apply(chunk, record_outcomes=True)
             self.progress("sync", processed, total)
             log.info(
-                "chunk applied",
-                extra={"event": "chunk", "run_id": self.run_id, "done": processed, "total": total},
+                "chunk applied", extra={"event": "chunk", "run_id": self.run_id, "chats": processed}
             )
+        return processed
 
     def _effective(self, chunk: pd.DataFrame) -> pd.DataFrame:
         """The newest version of each chat: the staged one, or the store's when that is newer."""
@@ -536,7 +632,8 @@ class _Run:
             self._warn("accounting is not balanced: chats read and outcomes differ")
             report["warnings"] = list(self.counters["warnings"])
         with self.store.transaction() as conn:
-            writers.mark_files(conn, self.run_id, _file_rows(chat_todo, "chat"))
+            if not self.options.backfill:  # a backfill took only a window of these files
+                writers.mark_files(conn, self.run_id, _file_rows(chat_todo, "chat"))
             writers.save_counters(conn, self.run_id, self.counters)
             writers.finish_run(conn, self.run_id, "succeeded", report)
         return report

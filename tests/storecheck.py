@@ -7,7 +7,15 @@ import sqlalchemy as sa
 from etl.load import schema
 
 # History of runs, not data: a killed-and-resumed run or a rerun adds rows here by design.
-HISTORY = {"runs", "run_outcomes", "rejects", "run_lock", "source_files", "alembic_version"}
+HISTORY = {
+    "runs",
+    "run_outcomes",
+    "rejects",
+    "run_lock",
+    "source_files",
+    "alembic_version",
+    "backfill_windows",
+}
 RUN_COLUMNS = {
     "imported_run_id",
     "created_run_id",

@@ -380,6 +380,17 @@ rematch_queue = Table(
     Column("queued_run_id", Integer),
 )
 
+backfill_windows = Table(
+    "backfill_windows",
+    metadata,
+    Column("run_id", Integer, nullable=False),
+    _ts("window_start", nullable=False),
+    _ts("window_end", nullable=False),
+    Column("chats", Integer, nullable=False, server_default="0"),
+    _ts("finished_at"),
+    PrimaryKeyConstraint("run_id", "window_start"),
+)
+
 run_lock = Table(
     "run_lock",
     metadata,

@@ -62,8 +62,18 @@ class ChatStage:
             self._db.executemany(self._insert, rows)
         self._indexed = False
 
-    def count(self) -> int:
-        return self._db.execute("SELECT count(*) FROM chats").fetchone()[0]
+    def count(self, since: pd.Timestamp | None = None, until: pd.Timestamp | None = None) -> int:
+        where, params = _window(since, until)
+        return self._db.execute(f"SELECT count(*) FROM chats {where}", params).fetchone()[0]  # noqa: S608
+
+    def span(self) -> tuple[pd.Timestamp, pd.Timestamp] | None:
+        """The earliest and latest chat start staged."""
+        low, high = self._db.execute(
+            "SELECT min(started_at), max(started_at) FROM chats"
+        ).fetchone()
+        if low is None:
+            return None
+        return pd.Timestamp(low, unit="us", tz="UTC"), pd.Timestamp(high, unit="us", tz="UTC")
 
     def chat_ids(self) -> set[str]:
         return {row[0] for row in self._db.execute("SELECT chat_id FROM chats")}
@@ -78,14 +88,7 @@ class ChatStage:
         if not self._indexed:
             self._db.execute("CREATE INDEX IF NOT EXISTS by_start ON chats (started_at, chat_id)")
             self._indexed = True
-        clauses, params = [], []
-        if since is not None:
-            clauses.append("started_at >= ?")
-            params.append(_micros(since))
-        if until is not None:
-            clauses.append("started_at < ?")
-            params.append(_micros(until))
-        where = f"WHERE {' AND '.join(clauses)}" if clauses else ""
+        where, params = _window(since, until)
         cols = ", ".join(f'"{c}"' for c in CHAT_COLUMNS)
         cursor = self._db.execute(
             f"SELECT {cols} FROM chats {where} ORDER BY started_at, chat_id",  # noqa: S608
@@ -105,13 +108,26 @@ class ChatStage:
         self.close()
 
 
+def _window(since: pd.Timestamp | None, until: pd.Timestamp | None) -> tuple[str, list[int]]:
+    clauses, params = [], []
+    if since is not None:
+        clauses.append("started_at >= ?")
+        params.append(_micros(since))
+    if until is not None:
+        clauses.append("started_at < ?")
+        params.append(_micros(until))
+    return (f"WHERE {' AND '.join(clauses)}" if clauses else ""), params
+
+
 def _to_micros(values: pd.Series) -> pd.Series:
     micros = values.astype("datetime64[us, UTC]").astype("int64")
     return micros.astype(object).where(values.notna(), None)
 
 
 def _micros(value: pd.Timestamp) -> int:
-    return int(pd.Timestamp(value).tz_convert("UTC").as_unit("us").value)
+    stamp = pd.Timestamp(value)
+    stamp = stamp.tz_localize("UTC") if stamp.tzinfo is None else stamp.tz_convert("UTC")
+    return int(stamp.value // 1000)  # .value is nanoseconds whatever the unit
 
 
 def _frame(rows: list[tuple]) -> pd.DataFrame:

@@ -23,7 +23,7 @@ from sqlalchemy.engine import URL, Connection, Engine, make_url
 from sqlalchemy.exc import ArgumentError, DBAPIError, OperationalError
 
 from etl.errors import ConfigError, StoreError
-from etl.load import schema
+from etl.load import faults, schema
 from etl.load.lock import run_lock
 from etl.load.upsert import select_in
 
@@ -142,6 +142,8 @@ class Store:
         try:
             with self.engine.begin() as conn:
                 yield conn
+                faults.point("before_commit")
+            faults.point("after_commit")
         except (OperationalError, DBAPIError) as exc:
             reason = str(exc.orig).strip().splitlines()[0] if exc.orig else type(exc).__name__
             raise StoreError(f"the store refused a write: {reason}") from exc
@@ -149,33 +151,59 @@ class Store:
     # -- runs ----------------------------------------------------------------------------------
 
     def begin_run(
-        self, mode: str, input_key: str, options: dict[str, Any], holder: dict[str, object]
+        self,
+        mode: str,
+        input_key: str,
+        options: dict[str, Any],
+        holder: dict[str, object],
+        resume: str = "interrupted",
     ) -> tuple[int, bool]:
-        """(run_id, resumed). A run left ``running`` (its process died; we hold the lock) is
-        resumed when it is the latest run and had the same inputs, else marked failed."""
+        """(run_id, resumed). We hold the lock, so a run still marked ``running`` has died.
+
+        ``resume``: ``interrupted`` resumes such a run when it is the latest and had the same
+        inputs (what ``sync`` does, so a killed cron run is finished by the next one);
+        ``unfinished`` also resumes a failed one (``backfill --resume``); ``never`` starts anew.
+        Runs not resumed are marked failed.
+        """
         runs = schema.runs
         now = datetime.now(UTC)
+        resumable = {"interrupted": ("running",), "unfinished": ("running", "failed"), "never": ()}[
+            resume
+        ]
         with self.transaction() as conn:
-            stale = conn.execute(
-                select(runs.c.run_id, runs.c.mode, runs.c.input_key)
-                .where(runs.c.status == "running")
+            latest = conn.execute(
+                select(runs.c.run_id, runs.c.mode, runs.c.input_key, runs.c.status)
                 .order_by(runs.c.run_id.desc())
-            ).all()
-            latest = conn.execute(select(func.max(runs.c.run_id))).scalar()
-            for run_id, stale_mode, stale_key in stale:
-                if run_id == latest and stale_mode == mode and stale_key == input_key:
-                    conn.execute(
-                        update(runs)
-                        .where(runs.c.run_id == run_id)
-                        .values(host=holder["host"], pid=holder["pid"])
-                    )
-                    log.info("resuming interrupted run %s", run_id)
-                    return run_id, True
+                .limit(1)
+            ).first()
+            if (
+                latest
+                and latest.status in resumable
+                and latest.mode == mode
+                and latest.input_key == input_key
+            ):
                 conn.execute(
                     update(runs)
-                    .where(runs.c.run_id == run_id)
-                    .values(status="failed", finished_at=now, error=INTERRUPTED)
+                    .where(runs.c.run_id == latest.run_id)
+                    .values(
+                        status="running",
+                        host=holder["host"],
+                        pid=holder["pid"],
+                        error=None,
+                        finished_at=None,
+                    )
                 )
+                log.info(
+                    "resuming run %s",
+                    latest.run_id,
+                    extra={"event": "run_resumed", "run_id": latest.run_id},
+                )
+                return int(latest.run_id), True
+            conn.execute(
+                update(runs)
+                .where(runs.c.status == "running")
+                .values(status="failed", finished_at=now, error=INTERRUPTED)
+            )
             result = conn.execute(
                 runs.insert().values(
                     mode=mode,
@@ -189,6 +217,17 @@ class Store:
                 )
             )
             return int(result.inserted_primary_key[0]), False
+
+    def finished_windows(self, run_id: int) -> set[datetime]:
+        table = schema.backfill_windows
+        with self.engine.connect() as conn:
+            rows = conn.execute(select(table.c.window_start).where(table.c.run_id == run_id))
+            return {
+                pd.Timestamp(r[0]).tz_localize("UTC")
+                if pd.Timestamp(r[0]).tzinfo is None
+                else pd.Timestamp(r[0])
+                for r in rows
+            }
 
     def run_row(self, run_id: int | str) -> dict[str, Any] | None:
         runs = schema.runs
@@ -333,6 +372,12 @@ class Store:
 
     def table_names(self) -> list[str]:
         return sorted(inspect(self.engine).get_table_names())
+
+
+def _as_utc(value: Any) -> pd.Timestamp:
+    """SQLite hands timestamps back naive (they are stored as UTC), PostgreSQL aware."""
+    stamp = pd.Timestamp(value)
+    return stamp.tz_localize("UTC") if stamp.tzinfo is None else stamp.tz_convert("UTC")
 
 
 def _utc(frame: pd.DataFrame, columns: Iterable[str]) -> pd.DataFrame:

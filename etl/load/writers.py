@@ -399,3 +399,25 @@ def applied_phone_changes(
     )
     found = found[found["field"] == "phone"]
     return frozenset((t, int(i), c) for t, i, c, _f in found.itertuples(index=False, name=None))
+
+
+def finish_window(conn: Connection, run_id: int, start: Any, end: Any, chats: int) -> None:
+    """A backfill window done; ``backfill --resume`` goes on after it."""
+    frame = pd.DataFrame(
+        [
+            {
+                "run_id": run_id,
+                "window_start": start,
+                "window_end": end,
+                "chats": chats,
+                "finished_at": datetime.now(UTC),
+            }
+        ]
+    )
+    upsert(
+        conn,
+        schema.backfill_windows,
+        frame,
+        key=["run_id", "window_start"],
+        update=["chats", "finished_at"],
+    )

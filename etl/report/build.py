@@ -71,6 +71,11 @@ def build_report(
             "chats_read": chats_read,
             "sell_records": sell,
             "chats_rematched": int(inputs.get("chats_rematched", 0)),
+            **(
+                {"chats_outside_window": int(inputs["chats_outside_window"])}
+                if "chats_outside_window" in inputs
+                else {}
+            ),
         },
         "outcomes": outcome_counts,
         "accounting": {

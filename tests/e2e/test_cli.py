@@ -135,7 +135,7 @@ def test_unreachable_store_exits_1_and_masks_password(runner, tmp_path, exports)
 def test_db_upgrade_and_current(runner, tmp_path):
     db = f"sqlite:///{tmp_path / 'c.db'}"
     assert "needs `chatsell db upgrade`" in invoke(runner, "--db", db, "db", "current").stdout
-    assert "at schema 0001" in invoke(runner, "--db", db, "db", "upgrade").stdout
+    assert "at schema 0002" in invoke(runner, "--db", db, "db", "upgrade").stdout
     assert "up to date" in invoke(runner, "--db", db, "db", "current").stdout
 
 

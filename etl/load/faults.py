@@ -1,0 +1,26 @@
+"""Fault injection for crash tests: kill this process at a named point, nowhere else.
+
+Inactive unless ``CHATSELL_KILL_AT`` is set (``<point>:<n>``: SIGKILL at the n-th time the run
+reaches ``point``). The points are the edges of the store's transactions: ``before_commit``
+(inside an open transaction) and ``after_commit``. Tests use it to show that a run killed at
+any of them and run again ends in the state of an uninterrupted run.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+
+_counts: dict[str, int] = {}
+
+
+def point(name: str) -> None:
+    target = os.environ.get("CHATSELL_KILL_AT")
+    if not target:
+        return
+    where, _, nth = target.partition(":")
+    if where != name:
+        return
+    _counts[name] = _counts.get(name, 0) + 1
+    if _counts[name] == int(nth or 1):
+        os.kill(os.getpid(), signal.SIGKILL)
