@@ -5,19 +5,29 @@ from __future__ import annotations
 import json
 import logging
 import sys
+import threading
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import click
+import pandas as pd
 
 from etl import __version__
 from etl.config import Settings, load_settings
 from etl.errors import ChatsellError, ConfigError
 from etl.load.store import Store, masked
 from etl.logs import configure
-from etl.pipeline import SyncOptions, run_sync
-from etl.report.render import render_csv_details, render_csv_summary, render_json, render_text
+from etl.pipeline import SyncOptions, export_widgets, load_run_report, read_feed, run_sync
+from etl.report.compare import render_compare_text
+from etl.report.html import render_html
+from etl.report.render import (
+    DETAIL_COLUMNS,
+    render_csv_details,
+    render_csv_summary,
+    render_json,
+    render_text,
+)
 
 log = logging.getLogger("chatsell")
 
@@ -298,7 +308,7 @@ def _progress():
     type=click.Choice(["text", "json", "csv", "html"]),
     default="text",
     show_default=True,
-    help="Output format.",
+    help="Output format (html: one self-contained page with charts).",
 )
 @click.option(
     "--details", is_flag=True, help="One row per chat (chat_id, outcome, email, records, reason)."
@@ -308,43 +318,41 @@ def _progress():
     type=click.Path(dir_okay=False, path_type=Path),
     help="Write to this file instead of stdout.",
 )
+@click.option("--compare", "compare_to", help="Show what changed since this run (a run id).")
 @click.pass_obj
-def report(app: AppContext, run_id: str, fmt: str, details: bool, out: Path | None) -> None:
+def report(
+    app: AppContext, run_id: str, fmt: str, details: bool, out: Path | None, compare_to: str | None
+) -> None:
     """Show a run's reconciliation report (RUN_ID or 'latest')."""
-    store = _run(app.store)
-    _run(store.prepare)
-    if run_id != "latest" and not run_id.isdigit():
-        raise click.BadParameter("RUN_ID is a run number or 'latest'", param_hint="RUN_ID")
-    row = store.run_row(run_id)
-    if row is None:
-        click.echo(f"chatsell: no run {run_id}", err=True)
-        sys.exit(2)
-    stored = json.loads(row["report"]) if row.get("report") else None
-    if stored is None:
-        stored = {"run_id": row["run_id"], "mode": row["mode"], "status": row["status"],
-                  "started_at": str(row["started_at"]), "finished_at": str(row["finished_at"]),
-                  "error": row.get("error")}  # fmt: skip
+    for value, hint in ((run_id, "RUN_ID"), (compare_to, "--compare")):
+        if value is not None and value != "latest" and not value.isdigit():
+            raise click.BadParameter("a run number or 'latest'", param_hint=hint)
+    settings = _run(lambda: app.settings)
+    stored = _run(load_run_report, settings, run_id, compare_to=compare_to, store=_run(app.store))
+    report_data, comparison = stored.report, stored.comparison
     if details:
-        outcomes = store.outcome_rows(row["run_id"])
         if fmt == "json":
-            text = outcomes.reindex(
-                columns=["chat_id", "outcome", "email_normalized", "records", "reason"]
-            ).to_json(orient="records", force_ascii=False, indent=2)
+            text = stored.outcomes.reindex(columns=list(DETAIL_COLUMNS)).to_json(
+                orient="records", force_ascii=False, indent=2
+            )
         else:
-            text = render_csv_details(outcomes)
+            text = render_csv_details(stored.outcomes)
     elif fmt == "json":
-        text = render_json(stored)
+        text = render_json({**report_data, "comparison": comparison} if comparison else report_data)
     elif fmt == "csv":
-        text = render_csv_summary(stored)
+        text = render_csv_summary(report_data)
     elif fmt == "html":
-        raise click.UsageError("the HTML report is not available yet")
+        text = render_html(report_data, stored.outcomes, stored.rejects, comparison)
     else:
         text = (
-            render_text(stored)
-            if "outcomes" in stored
-            else json.dumps(stored, indent=2, default=str)
+            render_text(report_data)
+            if "outcomes" in report_data
+            else json.dumps(report_data, indent=2)
         )
+        if comparison:
+            text += "\n\n" + render_compare_text(comparison)
     if out:
+        out.parent.mkdir(parents=True, exist_ok=True)
         out.write_text(text if text.endswith("\n") else text + "\n", encoding="utf-8")
     else:
         click.echo(text.rstrip("\n"))
@@ -378,6 +386,123 @@ def runs(app: AppContext, limit: int) -> None:
             f"{report_data.get('writes', {}).get('leads_created', '-'):>7} "
             f"{report_data.get('rejects', '-'):>8}"
         )
+
+
+@cli.command()
+@click.argument("record")
+@click.option(
+    "--type",
+    "kind",
+    type=click.Choice(["chat", "note", "all"]),
+    default="all",
+    show_default=True,
+    help="Chats, notes or both.",
+)
+@click.option("--user", help="Only items of this agent's Sell user (id, email or name).")
+@click.option("--team", help="Only items of agents in this Sell team.")
+@click.option("--group", help="Only items of agents in this Sell group.")
+@click.option(
+    "--limit",
+    default=50,
+    show_default=True,
+    type=click.IntRange(min=1),
+    help="Show at most N items.",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print the items as JSON.")
+@click.pass_obj
+def feed(
+    app: AppContext,
+    record: str,
+    kind: str,
+    user: str | None,
+    team: str | None,
+    group: str | None,
+    limit: int,
+    as_json: bool,
+) -> None:
+    """Show a record's chat activities and notes, newest first.
+
+    RECORD is lead:ID, contact:ID, deal:ID or an email address (all records with that email).
+    """
+    settings = _run(lambda: app.settings)
+    result = _run(read_feed, settings, record, kind=kind, user=user, team=team, group=group, limit=limit,
+                  store=_run(app.store))  # fmt: skip
+    if result.total > len(result.items):
+        click.echo(
+            f"warning: showing the {len(result.items)} newest of {result.total} items for {record} "
+            f"(capped by --limit {limit})",
+            err=True,
+        )
+    if as_json:
+        click.echo(
+            result.items.to_json(orient="records", date_format="iso", force_ascii=False, indent=2)
+        )
+        return
+    if result.items.empty:
+        click.echo(f"no chats or notes for {record}")
+        return
+    for item in result.items.to_dict("records"):
+        click.echo(_feed_line(item))
+
+
+def _feed_line(item: dict) -> str:
+    when = (
+        item["at"].strftime("%Y-%m-%d %H:%M")
+        if item["at"] is not None and not pd.isna(item["at"])
+        else "?"
+    )
+    target = f"{item['record_type']}:{item['record_id']}"
+    agent = item.get("user_name") or ""
+    if item["type"] == "note":
+        body = str(item.get("content") or "").replace("\n", " / ")
+        return f"{when}        note  {target}  by {agent or 'integration user'}: {body}"
+    ended = item.get("ended_at")
+    until = ended.strftime("%H:%M") if ended is not None and not pd.isna(ended) else "     "
+    agents = ", ".join(json.loads(item["agent_names"] or "[]")) or "no agent"
+    lines = [
+        f"{when}-{until}  chat  {target} {item.get('record_name') or ''}  visitor: {item.get('visitor_name') or '-'}"
+        f"  agents: {agents}  ({int(item.get('message_count') or 0)} messages)"
+    ]
+    if item.get("transcript_url"):
+        lines.append(f"    {item['transcript_url']}")
+    return "\n".join(lines)
+
+
+@cli.command()
+@click.option(
+    "--out", required=True, type=click.Path(dir_okay=False, path_type=Path), help="File to write."
+)
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["ndjson", "csv"]),
+    default="ndjson",
+    show_default=True,
+    help="One JSON object per card, or one CSV row per card.",
+)
+@click.pass_obj
+def widgets(app: AppContext, out: Path, fmt: str) -> None:
+    """Export Sell card data for Chat, per visitor email ([widgets.*] layout is an allow-list)."""
+    settings = _run(lambda: app.settings)
+    count = _run(export_widgets, settings, out, fmt, store=_run(app.store))
+    click.echo(f"{count} cards written to {out}")
+
+
+@cli.command()
+@click.option("--once", is_flag=True, help="Run each configured job once, now, and exit.")
+@click.pass_obj
+def schedule(app: AppContext, once: bool) -> None:
+    """Run the jobs of [schedule] in the config (cron expressions, APScheduler)."""
+    from jobs.scheduler import configured_jobs, run_forever, run_once
+
+    settings = _run(lambda: app.settings)
+    if not configured_jobs(settings, threading.Event()):
+        raise click.UsageError(
+            "no jobs configured: add [schedule.sync] and/or [schedule.report] to the config"
+        )
+    if once:
+        sys.exit(0 if _run(run_once, settings) else 1)
+    _run(run_forever, settings)
 
 
 @cli.group()

@@ -104,6 +104,29 @@ class RunSettings(_Section):
     chunk_size: int = Field(default=20_000, ge=1)
 
 
+class WidgetLayout(_Section):
+    """The fields a Chat agent sees on one card type, in order: standard field names (the
+    store's columns, plus ``owner_name``) or custom field names. Nothing else is exported."""
+
+    fields: list[str]
+
+
+class WidgetsSettings(_Section):
+    lead: WidgetLayout = Field(
+        default_factory=lambda: WidgetLayout(
+            fields=["name", "organization_name", "status", "source", "email", "phone", "owner_name"]
+        )
+    )
+    contact: WidgetLayout = Field(
+        default_factory=lambda: WidgetLayout(
+            fields=["name", "title", "email", "phone", "mobile", "owner_name"]
+        )
+    )
+    company: WidgetLayout = Field(
+        default_factory=lambda: WidgetLayout(fields=["name", "email", "phone", "owner_name"])
+    )
+
+
 class ScheduledSync(_Section):
     cron: str
     chats: str
@@ -166,7 +189,7 @@ class Settings(BaseSettings):
     phone: PhoneSettings = Field(default_factory=PhoneSettings)
     run: RunSettings = Field(default_factory=RunSettings)
     schedule: ScheduleSettings = Field(default_factory=ScheduleSettings)
-    widgets: dict[str, Any] = Field(default_factory=dict)
+    widgets: WidgetsSettings = Field(default_factory=lambda: WidgetsSettings())
 
     @field_validator("database_url", mode="before")
     @classmethod

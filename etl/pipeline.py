@@ -11,12 +11,14 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import orjson
 import pandas as pd
 
 from etl.config import Settings
@@ -29,8 +31,11 @@ from etl.load import writers
 from etl.load.stage import ChatStage
 from etl.load.store import Store
 from etl.report.build import add_counts, build_report, empty_counters
+from etl.report.compare import compare_reports
+from etl.report.render import to_csv
 from etl.transform.assign import PoolState, build_assigner, resolve_user
 from etl.transform.match import build_index
+from etl.transform.normalize import email_key
 from etl.transform.plan import (
     OUTCOME_COLUMNS,
     ChunkPlan,
@@ -41,6 +46,7 @@ from etl.transform.plan import (
     agent_user_map,
 )
 from etl.transform.sell import crm_after, diff, resolve_owners, with_email_keys
+from etl.transform.widgets import card_rows, csv_columns
 
 log = logging.getLogger("chatsell.pipeline")
 
@@ -158,6 +164,8 @@ class _Run:
         self.dry_outcomes: dict[str, int] = {}
         self.dry_multi: set[str] = set()
         self.planned_leads: list[pd.DataFrame] = []
+        self.dry_outcome_rows: list[pd.DataFrame] = []
+        self.reject_frame = pd.DataFrame()
 
     # -- the run --------------------------------------------------------------------------------
 
@@ -359,6 +367,8 @@ class _Run:
         inputs["chat_rejects"] = len(reject_outcomes)
         self.counters["rejects"] = len(reject_frame)
         self.dry_outcomes["rejected"] = len(reject_outcomes)
+        self.reject_frame = reject_frame
+        self.dry_outcome_rows.append(reject_outcomes)
         if not self.dry_run:
             with self.store.transaction() as conn:
                 writers.apply_reference(conn, self.agents, self.departments)
@@ -532,6 +542,8 @@ class _Run:
         if record_outcomes:
             add_counts(self.dry_outcomes, plan.outcome_counts())
             self.dry_multi |= plan.multi_match_emails
+            if self.dry_run and self.options.report_dir is not None:
+                self.dry_outcome_rows.append(plan.outcomes)
         for group, counts in plan.assignment_counts().items():
             add_counts(self.counters["assignments"][group], counts)
         if not plan.leads.empty:
@@ -560,6 +572,8 @@ class _Run:
             )
             writers.upsert_chats(conn, plan.chats)
             leads = writers.insert_leads(conn, self.run_id, plan.leads)
+            if not plan.leads.empty:  # earlier chats of these emails now have a lead to show on
+                writers.queue_rematch(conn, self.run_id, plan.leads["email_normalized"])
             writers.save_pool_states(conn, self.run_id, plan.pool_states)
             writers.write_activities(conn, rows, stale)
             notes = writers.write_notes(conn, self.run_id, plan.notes)
@@ -597,12 +611,11 @@ class _Run:
         emails = set(affected_emails) if self.dry_run else self.store.rematch_queue()
         if not emails:
             return
-        staged = stage.chat_ids()
         ordered = sorted(emails)
         for start in range(0, len(ordered), 5_000):
             part = set(ordered[start : start + 5_000])
             chats = self.store.chats_by_email(part, list(CHAT_COLUMNS))
-            chats = chats[~chats["chat_id"].isin(staged)]
+            chats = chats[~chats["chat_id"].isin(stage.staged(chats["chat_id"]))]
             chats = chats.sort_values(["started_at", "chat_id"], kind="stable").reset_index(
                 drop=True
             )
@@ -657,12 +670,19 @@ class _Run:
     def _write_report_files(self, report: dict[str, Any]) -> None:
         if self.options.report_dir is None:
             return
-        directory = self.options.report_dir
-        directory.mkdir(parents=True, exist_ok=True)
-        name = f"run-{report['run_id']}" if report["run_id"] is not None else "dry-run"
-        (directory / f"{name}.json").write_text(
-            json.dumps(report, indent=2, ensure_ascii=False) + "\n", encoding="utf-8"
-        )
+        if self.dry_run:
+            outcomes = (
+                pd.concat(self.dry_outcome_rows, ignore_index=True)
+                if self.dry_outcome_rows
+                else pd.DataFrame()
+            )
+            rejects = self.reject_frame
+        else:
+            outcomes, rejects = (
+                self.store.outcome_rows(self.run_id),
+                self.store.reject_rows(self.run_id),
+            )
+        write_report_files(report, outcomes, rejects, self.options.report_dir)
 
 
 def _key(source: SourceFile) -> str:
@@ -687,3 +707,182 @@ def _latest(frames: list[pd.DataFrame], key: str, stored: pd.DataFrame) -> pd.Da
     return (
         pd.concat(parts, ignore_index=True).drop_duplicates(key, keep="last").reset_index(drop=True)
     )
+
+
+def publish_report(
+    settings: Settings, run_id: int | str, out_dir: Path, *, store: Store | None = None
+) -> list[Path]:
+    """Write a stored run's report as JSON and HTML into ``out_dir``; the files written."""
+    own_store = store is None
+    store = store or Store(settings.database_url.get_secret_value())
+    try:
+        store.prepare()
+        row = store.run_row(run_id)
+        if row is None or not row.get("report"):
+            raise ConfigError(f"no finished run {run_id} to report")
+        report = json.loads(row["report"])
+        return write_report_files(
+            report, store.outcome_rows(row["run_id"]), store.reject_rows(row["run_id"]), out_dir
+        )
+    finally:
+        if own_store:
+            store.dispose()
+
+
+def write_report_files(
+    report: dict[str, Any], outcomes: pd.DataFrame, rejects: pd.DataFrame, out_dir: Path
+) -> list[Path]:
+    """``run-<id>.json`` and ``run-<id>.html`` (``dry-run.*`` for a dry run) in ``out_dir``."""
+    from etl.report.html import render_html
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    name = f"run-{report['run_id']}" if report.get("run_id") is not None else "dry-run"
+    json_path, html_path = out_dir / f"{name}.json", out_dir / f"{name}.html"
+    json_path.write_text(json.dumps(report, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+    html_path.write_text(render_html(report, outcomes, rejects), encoding="utf-8")
+    return [json_path, html_path]
+
+
+def export_widgets(
+    settings: Settings, out: Path, fmt: str = "ndjson", *, store: Store | None = None
+) -> int:
+    """Write the Sell card data for Chat, per visitor email seen in chats; the number of cards."""
+    own_store = store is None
+    store = store or Store(settings.database_url.get_secret_value())
+    try:
+        store.prepare()
+        emails = store.chat_emails()
+        frames = store.card_records(emails)
+        rows = card_rows(emails, frames["leads"], frames["contacts"], frames["users"], settings.widgets,
+                         settings.match.converted_statuses)  # fmt: skip
+    finally:
+        if own_store:
+            store.dispose()
+    out.parent.mkdir(parents=True, exist_ok=True)
+    if fmt == "csv":
+        columns = csv_columns(settings.widgets)
+        table = [
+            [
+                row["email_normalized"],
+                row["card"],
+                row["record_id"],
+                *[row["fields"].get(c) for c in columns[3:]],
+            ]
+            for row in rows
+        ]
+        out.write_text(to_csv(columns, table), encoding="utf-8")
+    else:
+        with open(out, "wb") as handle:
+            for row in rows:
+                handle.write(orjson.dumps(row) + b"\n")
+    return len(rows)
+
+
+@dataclass
+class Feed:
+    """A record's chat feed, newest first; ``total`` is how many exist beyond ``limit``."""
+
+    records: list[tuple[str, int]]
+    items: pd.DataFrame
+    total: int
+    limit: int
+
+
+_RECORD_REF = re.compile(r"^(lead|contact|deal):(-?\d+)$")
+
+
+def read_feed(
+    settings: Settings,
+    ref: str,
+    *,
+    kind: str = "all",
+    user: str | None = None,
+    team: str | None = None,
+    group: str | None = None,
+    limit: int = 50,
+    store: Store | None = None,
+) -> Feed:
+    """Chats and notes of ``lead:ID``, ``contact:ID``, ``deal:ID`` or every record of an email."""
+    own_store = store is None
+    store = store or Store(settings.database_url.get_secret_value())
+    try:
+        store.prepare()
+        found = _RECORD_REF.match(ref.strip())
+        if found:
+            records = [(found.group(1), int(found.group(2)))]
+            if not store.record_exists(*records[0]):
+                raise ConfigError(f"no record {ref}")
+        elif "@" in ref:
+            key, _status = email_key(
+                pd.Series([ref]), settings.match.provider_rules, settings.match.strip_plus_tags
+            )
+            records = store.records_by_email(key.iloc[0]) if key.iloc[0] else []
+            if not records:
+                raise ConfigError(f"no lead or contact has the email {ref}")
+        else:
+            raise ConfigError("RECORD is lead:ID, contact:ID, deal:ID or an email address")
+        user_id = None
+        if user is not None:
+            user_id = store.user_id_for(user)
+            if user_id is None:
+                raise ConfigError(f"--user: no Sell user {user!r}")
+        many = len(records) > 1
+        items, total = store.feed(records, kind=kind, user_id=user_id, team=team, group=group,
+                                  limit=1_000_000 if many else limit)  # fmt: skip
+        if many and not items.empty:  # one email, several cards: each chat once
+            items = items.drop_duplicates(["type", "chat_id"]).reset_index(drop=True)
+            total = len(items)
+            items = items.head(limit)
+        return Feed(records, items, total, limit)
+    finally:
+        if own_store:
+            store.dispose()
+
+
+@dataclass
+class StoredRun:
+    """A finished run's report with its per-chat rows, and optionally a comparison."""
+
+    report: dict[str, Any]
+    outcomes: pd.DataFrame
+    rejects: pd.DataFrame
+    comparison: dict[str, Any] | None = None
+
+
+def load_run_report(
+    settings: Settings,
+    run_id: int | str = "latest",
+    *,
+    compare_to: int | str | None = None,
+    store: Store | None = None,
+) -> StoredRun:
+    """The stored report of ``run_id`` (or the latest finished run) for rendering."""
+    own_store = store is None
+    store = store or Store(settings.database_url.get_secret_value())
+    try:
+        store.prepare()
+        current = _stored_report(store, run_id)
+        stored = StoredRun(
+            current, store.outcome_rows(current["run_id"]), store.reject_rows(current["run_id"])
+        )
+        if compare_to is not None:
+            previous = _stored_report(store, compare_to)
+            stored.comparison = compare_reports(
+                current, previous, stored.rejects, store.reject_rows(previous["run_id"])
+            )
+        return stored
+    finally:
+        if own_store:
+            store.dispose()
+
+
+def _stored_report(store: Store, run_id: int | str) -> dict[str, Any]:
+    row = store.run_row(run_id)
+    if row is None:
+        raise ConfigError("no finished run yet" if run_id == "latest" else f"no run {run_id}")
+    if row.get("report"):
+        return json.loads(row["report"])
+    return {  # a failed or unfinished run has no report: say what is known
+        "run_id": row["run_id"], "mode": row["mode"], "status": row["status"],
+        "started_at": str(row["started_at"]), "finished_at": str(row["finished_at"]), "error": row.get("error"),
+    }  # fmt: skip

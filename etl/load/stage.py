@@ -75,8 +75,16 @@ class ChatStage:
             return None
         return pd.Timestamp(low, unit="us", tz="UTC"), pd.Timestamp(high, unit="us", tz="UTC")
 
-    def chat_ids(self) -> set[str]:
-        return {row[0] for row in self._db.execute("SELECT chat_id FROM chats")}
+    def staged(self, chat_ids) -> set[str]:
+        """Which of these chat ids this run staged."""
+        ids = list(dict.fromkeys(chat_ids))
+        found: set[str] = set()
+        for start in range(0, len(ids), 5_000):
+            part = ids[start : start + 5_000]
+            marks = ",".join("?" * len(part))
+            rows = self._db.execute(f"SELECT chat_id FROM chats WHERE chat_id IN ({marks})", part)  # noqa: S608
+            found.update(r[0] for r in rows)
+        return found
 
     def chunks(
         self,

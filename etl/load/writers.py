@@ -89,7 +89,15 @@ def delete_missing(conn: Connection, resource: str, keep_ids: Iterable[int]) -> 
 
 
 def queue_rematch(conn: Connection, run_id: int, emails: Iterable[str]) -> None:
-    frame = pd.DataFrame({"email_normalized": sorted(set(emails))})
+    """Remember emails whose records changed, where the store holds chats of that email: the run
+    attaches those chats to the new records (in this transaction's run, or after a crash)."""
+    candidates = sorted(set(emails))
+    if not candidates:
+        return
+    with_chats = select_in(
+        conn, schema.chats, ["email_normalized"], candidates, ["email_normalized"]
+    )
+    frame = pd.DataFrame({"email_normalized": sorted(set(with_chats["email_normalized"]))})
     upsert(conn, schema.rematch_queue, frame.assign(queued_run_id=run_id), key=["email_normalized"])
 
 

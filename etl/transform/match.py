@@ -212,5 +212,13 @@ def records_label(pairs: pd.DataFrame) -> pd.Series:
     ordered = pairs.assign(_o=pairs["record_type"].map(_ORDER)).sort_values(
         ["chat_id", "_o", "record_id"]
     )
-    labels = ordered["record_type"] + ":" + ordered["record_id"].astype(str)
-    return labels.groupby(ordered["chat_id"]).agg(";".join)
+    labels = (ordered["record_type"] + ":" + ordered["record_id"].astype(str)).to_numpy(dtype=object)
+    chat_ids = ordered["chat_id"].to_numpy(dtype=object)
+    rank = ordered.groupby("chat_id", sort=False).cumcount().to_numpy()
+    # most chats attach to one or two records: join rank by rank instead of a Python join per chat
+    out = pd.Series(labels[rank == 0], index=chat_ids[rank == 0], dtype=object)
+    for r in range(1, int(rank.max()) + 1):
+        at = rank == r
+        more = pd.Series(labels[at], index=chat_ids[at], dtype=object)
+        out[more.index] = out[more.index] + ";" + more
+    return out

@@ -169,3 +169,75 @@ def test_real_subprocess_json_logs(tmp_path, exports):
     assert {"run_started", "run_finished"} <= {e["event"] for e in events}
     finished = next(e for e in events if e["event"] == "run_finished")
     assert finished["run_id"] == 1 and finished["chats_read"] == 9
+
+
+def test_report_html_and_compare(runner, tmp_path, exports):
+    chats, sell = exports
+    db = f"sqlite:///{tmp_path / 'c.db'}"
+    invoke(runner, "--db", db, "sync", "--chats", str(chats), "--sell", str(sell))
+    invoke(runner, "--db", db, "sync", "--chats", str(chats), "--sell", str(sell), "--full")
+    page = tmp_path / "out" / "r.html"
+    assert (
+        invoke(
+            runner, "--db", db, "report", "latest", "--format", "html", "--out", str(page)
+        ).exit_code
+        == 0
+    )
+    html = page.read_text()
+    assert html.startswith("<!DOCTYPE html>") and 'data-chart="outcomes-over-time"' in html
+    text = invoke(runner, "--db", db, "report", "2", "--compare", "1").stdout
+    assert "activities_inserted" in text and "-9" in text
+    as_json = json.loads(
+        invoke(runner, "--db", db, "report", "2", "--compare", "1", "--format", "json").stdout
+    )
+    assert as_json["comparison"]["writes"]["activities_inserted"] == {
+        "current": 0,
+        "previous": 9,
+        "delta": -9,
+    }
+    compared = invoke(
+        runner, "--db", db, "report", "2", "--compare", "1", "--format", "html"
+    ).stdout
+    assert "run 1" in compared or "Run 1" in compared
+
+
+def test_report_before_any_run_exits_2(runner, tmp_path):
+    result = invoke(runner, "--db", f"sqlite:///{tmp_path / 'c.db'}", "report")
+    assert result.exit_code == 2 and "no finished run yet" in result.stderr
+
+
+def test_sync_report_dir_writes_json_and_html(runner, tmp_path, exports):
+    chats, sell = exports
+    db = f"sqlite:///{tmp_path / 'c.db'}"
+    invoke(
+        runner,
+        "--db",
+        db,
+        "sync",
+        "--chats",
+        str(chats),
+        "--sell",
+        str(sell),
+        "--dry-run",
+        "--report-dir",
+        str(tmp_path / "rep"),
+    )
+    invoke(
+        runner,
+        "--db",
+        db,
+        "sync",
+        "--chats",
+        str(chats),
+        "--sell",
+        str(sell),
+        "--report-dir",
+        str(tmp_path / "rep"),
+    )
+    assert sorted(p.name for p in (tmp_path / "rep").iterdir()) == [
+        "dry-run.html",
+        "dry-run.json",
+        "run-1.html",
+        "run-1.json",
+    ]
+    assert "chats_more.jsonl" in (tmp_path / "rep" / "run-1.html").read_text()

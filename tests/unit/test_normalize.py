@@ -107,3 +107,19 @@ def test_phone_e164():
 )
 def test_split_name(name, expected):
     assert split_name(name) == expected
+
+
+ascii_local = st.text(alphabet="abcz09.+-_!#$%&'*/=?^`{|}~", min_size=1, max_size=70)
+ascii_domain = st.lists(
+    st.text(alphabet="abz09-", min_size=1, max_size=64), min_size=1, max_size=4
+).map(".".join) | st.sampled_from(["example.test", "a.localhost", "xn--bcher-kva.example", "ab--cd.com", "x.local"])
+
+
+@settings(max_examples=600, deadline=None)
+@given(ascii_local, ascii_domain)
+def test_fast_path_agrees_with_email_validator(local_part, domain):
+    """Plain addresses skip email-validator only where it would say the same."""
+    from etl.transform.normalize import _email_key
+
+    raw = f"{local_part}@{domain}"
+    assert _key(raw)[0] == _email_key(raw)

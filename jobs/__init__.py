@@ -1,0 +1,1 @@
+"""Scheduled job definitions: APScheduler wiring only; the jobs call the pipeline."""

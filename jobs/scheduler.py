@@ -1,0 +1,122 @@
+"""``chatsell schedule``: the jobs of ``[schedule]`` on an APScheduler 3 BlockingScheduler.
+
+Wiring only. Each job calls the same pipeline function the CLI calls. Jobs coalesce, never run
+twice at once (``max_instances=1``), and a job that could not start on time still runs within
+``misfire_grace_time``. A scheduled sync and a cron-started ``chatsell sync`` share the store
+lock, so they never overlap: the second one is skipped with a log line. SIGTERM or SIGINT
+stops the scheduler; a sync in progress stops after the chunk it is in has committed and the
+next sync with the same inputs resumes it.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import threading
+from pathlib import Path
+
+from apscheduler.schedulers.blocking import BlockingScheduler
+from apscheduler.triggers.cron import CronTrigger
+
+from etl.config import Settings
+from etl.errors import ChatsellError, LockHeld, RunStopped
+from etl.pipeline import SyncOptions, publish_report, run_sync
+
+log = logging.getLogger("chatsell.schedule")
+
+
+def sync_job(settings: Settings, stop: threading.Event) -> bool:
+    """One scheduled sync; True when it ran to the end (or another run held the lock)."""
+    job = settings.schedule.sync
+    assert job is not None
+    options = SyncOptions(
+        chats=Path(job.chats),
+        sell=Path(job.sell),
+        full=job.full,
+        report_dir=Path(job.report_dir) if job.report_dir else None,
+    )
+    try:
+        result = run_sync(settings, options, should_stop=stop.is_set)
+    except LockHeld as exc:
+        log.warning("scheduled sync skipped: %s", exc, extra={"event": "sync_skipped"})
+        return True
+    except RunStopped:
+        return False
+    except ChatsellError as exc:
+        log.error("scheduled sync failed: %s", exc, extra={"event": "sync_failed"})
+        return False
+    log.info("scheduled sync done", extra={"event": "sync_done", "run_id": result.run_id})
+    return True
+
+
+def report_job(settings: Settings) -> bool:
+    """Write the latest run's HTML and JSON report into ``[schedule.report] out``."""
+    job = settings.schedule.report
+    assert job is not None
+    try:
+        written = publish_report(settings, "latest", Path(job.out))
+    except ChatsellError as exc:
+        log.error("scheduled report failed: %s", exc, extra={"event": "report_failed"})
+        return False
+    log.info(
+        "scheduled report written",
+        extra={"event": "report_done", "files": [str(p) for p in written]},
+    )
+    return True
+
+
+def configured_jobs(settings: Settings, stop: threading.Event) -> list[tuple[str, str, object]]:
+    """(name, cron expression, callable) for every job in ``[schedule]``."""
+    jobs = []
+    if settings.schedule.sync is not None:
+        jobs.append(("sync", settings.schedule.sync.cron, lambda: sync_job(settings, stop)))
+    if settings.schedule.report is not None:
+        jobs.append(("report", settings.schedule.report.cron, lambda: report_job(settings)))
+    return jobs
+
+
+def run_once(settings: Settings) -> bool:
+    """Run each configured job once, now (sync first); True when all succeeded."""
+    stop = threading.Event()
+    results = [call() for _name, _cron, call in configured_jobs(settings, stop)]
+    return all(results)
+
+
+def build_scheduler(settings: Settings, stop: threading.Event) -> BlockingScheduler:
+    schedule = settings.schedule
+    scheduler = BlockingScheduler(
+        timezone=schedule.timezone,
+        job_defaults={
+            "coalesce": True,
+            "max_instances": 1,
+            "misfire_grace_time": schedule.misfire_grace_time,
+        },
+    )
+    for name, cron, call in configured_jobs(settings, stop):
+        scheduler.add_job(
+            call, CronTrigger.from_crontab(cron, timezone=schedule.timezone), id=name, name=name
+        )
+    return scheduler
+
+
+def run_forever(settings: Settings) -> None:
+    """Block running the jobs until SIGTERM or SIGINT; then stop cleanly."""
+    stop = threading.Event()
+    scheduler = build_scheduler(settings, stop)
+
+    def shutdown(signum, _frame) -> None:
+        log.info(
+            "stopping on %s", signal.Signals(signum).name, extra={"event": "scheduler_stopping"}
+        )
+        stop.set()
+        scheduler.shutdown(wait=False)
+
+    signal.signal(signal.SIGTERM, shutdown)
+    signal.signal(signal.SIGINT, shutdown)
+    for job in scheduler.get_jobs():
+        log.info(
+            "job %s scheduled",
+            job.name,
+            extra={"event": "job_scheduled", "job": job.name, "trigger": str(job.trigger)},
+        )
+    scheduler.start()

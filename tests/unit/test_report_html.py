@@ -1,0 +1,326 @@
+"""The HTML report: one offline page with every chart and exception list, and nothing executable."""
+
+from __future__ import annotations
+
+import re
+from html.parser import HTMLParser
+
+import pandas as pd
+import pytest
+
+from etl.report.compare import compare_reports
+from etl.report.html import LIST_LIMIT, render_html
+
+CHARTS = (
+    "outcomes-over-time",
+    "outcomes-by-department",
+    "outcomes-by-agent",
+    "leads-by-owner",
+    "leads-by-pool",
+)
+SCRIPT = "<script>alert(1)</script>"
+IMG = "<img src=x onerror=alert(1)>"
+QUOTE = '"><svg onload=alert(1)>'
+
+
+def report(**overrides):
+    base = {
+        "run_id": 7,
+        "mode": "sync",
+        "status": "succeeded",
+        "started_at": "2026-11-02T09:00:00+00:00",
+        "finished_at": "2026-11-02T09:03:05+00:00",
+        "inputs": {
+            "chat_files": 2,
+            "chats_read": 4,
+            "sell_records": {"leads": 3, "contacts": 2, "deals": 1, "users": 2},
+            "chats_rematched": 0,
+        },
+        "outcomes": {
+            "matched": 1,
+            "lead_created": 0,
+            "matched_new_lead": 0,
+            "lead_skipped": 1,
+            "no_email": 0,
+            "invalid_email": 1,
+            "rejected": 1,
+        },
+        "accounting": {"chats_read": 4, "outcomes_total": 4, "balanced": True},
+        "writes": {
+            "activities_inserted": 2,
+            "activities_updated": 0,
+            "activities_unchanged": 0,
+            "activities_removed": 0,
+            "leads_created": 0,
+            "notes_created": 0,
+            "notifications_created": 0,
+            "phone_updates": 0,
+        },
+        "assignments": {"by_owner": {"101": 2}, "by_pool": {"inbound": 2}, "by_rule": {}},
+        "multi_match_emails": 1,
+        "rejects": 1,
+        "warnings": [],
+    }
+    base.update(overrides)
+    return base
+
+
+def outcome(chat_id, kind, *, email=None, records=None, reason=None, matches=0,
+            started="2026-11-02T09:00:00Z", department="Sales", agent="Aiko"):  # fmt: skip
+    return {
+        "chat_id": chat_id,
+        "outcome": kind,
+        "email_normalized": email,
+        "records": records,
+        "reason": reason,
+        "match_count": matches,
+        "chat_started_at": pd.Timestamp(started) if started else pd.NaT,
+        "department": department,
+        "agent": agent,
+    }
+
+
+def outcomes(*rows):
+    frame = pd.DataFrame(list(rows), columns=list(outcome("x", "matched")))
+    frame["chat_started_at"] = pd.to_datetime(frame["chat_started_at"], utc=True)
+    return frame
+
+
+def rejects(*rows):
+    columns = ["source_file", "position", "kind", "reason", "raw", "chat_id"]
+    return pd.DataFrame([dict(zip(columns, r, strict=True)) for r in rows], columns=columns)
+
+
+def sample():
+    return outcomes(
+        outcome("c1", "matched", email="a@x.example", records="lead:1;contact:2", matches=2),
+        outcome("c2", "invalid_email", reason="not an email address: a@@b", agent=None),
+        outcome(
+            "c3",
+            "lead_skipped",
+            email="b@corp.example",
+            reason="email domain is ignored",
+            started="2026-11-04T10:00:00Z",
+            department=None,
+        ),  # fmt: skip
+        outcome("rejected:f:1", "rejected", reason="invalid JSON", started=None),
+    ), rejects(("exports/chats.jsonl", "line 10", "chat", "invalid JSON", '{"id": "c9"', None))
+
+
+def hostile():
+    """Every value an export controls carries markup."""
+    frame = outcomes(
+        outcome(
+            "c1" + SCRIPT,
+            "matched",
+            email=f"{IMG}@x.example",
+            records=f"lead:{SCRIPT}",
+            matches=2,
+            department=SCRIPT,
+            agent=IMG,
+        ),  # fmt: skip
+        outcome("c2", "invalid_email", reason=f"not an email address: {SCRIPT}", agent=QUOTE),
+        outcome("c3", "lead_skipped", email="b@x.example", reason=IMG, department=QUOTE),
+    )
+    bad = rejects((f"{IMG}.jsonl", SCRIPT, "chat", QUOTE, SCRIPT + IMG * 3, None))
+    run = report(
+        assignments={"by_owner": {SCRIPT: 1}, "by_pool": {IMG: 1}, "by_rule": {QUOTE: 1}},
+        warnings=[f"pool member {SCRIPT} is not a Sell user"],
+        mode=IMG,
+    )
+    return run, frame, bad
+
+
+class Tags(HTMLParser):
+    """The elements the browser would build, with their attributes."""
+
+    def __init__(self, page: str):
+        super().__init__()
+        self.tags: list[tuple[str, dict[str, str | None]]] = []
+        self.feed(page)
+
+    def handle_starttag(self, tag, attrs):
+        self.tags.append((tag, dict(attrs)))
+
+    def named(self, tag):
+        return [attrs for name, attrs in self.tags if name == tag]
+
+
+def test_page_has_every_chart_and_exception_list():
+    frame, bad = sample()
+    page = render_html(report(), frame, bad)
+    charts = {a["data-chart"]: a for a in Tags(page).named("svg")}
+    assert set(CHARTS) <= set(charts)
+    assert all("chart" in a["class"].split() for a in charts.values())
+    for key in CHARTS:
+        svg = re.search(rf'<svg[^>]*data-chart="{key}".*?</svg>', page, re.S).group(0)
+        assert "<title" in svg and "<rect" in svg, key
+    for anchor in ("rejects", "invalid-emails", "multi-match-emails", "skipped-leads"):
+        assert f'id="{anchor}"' in page
+    assert "line 10" in page and "chats.jsonl" in page  # the reject's file and position
+    assert "not an email address: a@@b" in page
+    assert "lead:1;contact:2" in page and "a@x.example" in page  # the multi-match email
+    assert "email domain is ignored" in page
+    assert "(no department)" in page and "(no agent)" in page
+    assert "1 chat without a start time" in page
+    assert 'class="badge good">balanced<' in page
+
+
+def test_page_is_a_single_offline_document():
+    frame, bad = sample()
+    page = render_html(report(), frame, bad)
+    assert page.startswith("<!DOCTYPE html>")
+    tags = Tags(page)
+    assert not tags.named("script") and not tags.named("link") and not tags.named("iframe")
+    csp = [a for a in tags.named("meta") if a.get("http-equiv") == "Content-Security-Policy"]
+    assert csp and csp[0]["content"].startswith("default-src 'none'")
+    for name, attrs in tags.tags:
+        for attr, value in attrs.items():
+            assert not (attr.startswith("on")), (name, attr)
+            if attr in ("src", "href", "xlink:href", "action", "srcset", "poster", "data"):
+                assert value and value.startswith(("#", "data:")), (name, attr, value)
+    assert not re.search(r"url\(\s*['\"]?(?!data:|#)", page)  # no CSS fetches
+    assert "@import" not in page
+
+
+def test_urls_from_exports_are_text_not_resources():
+    frame, _ = sample()
+    plain = render_html(report(), frame, rejects())
+    assert "http://" not in plain and "https://" not in plain
+    bad = rejects(
+        (
+            "a.jsonl",
+            "line 1",
+            "chat",
+            "x",
+            '<script src="https://evil.example/x.js"></script>',
+            None,
+        ),
+        (
+            "b.jsonl",
+            "line 2",
+            "chat",
+            "x",
+            "<link rel=stylesheet href=http://evil.example/s>",
+            None,
+        ),
+    )
+    page = render_html(report(warnings=["see https://evil.example/help"]), frame, bad)
+    assert "&lt;script src=&quot;https://evil.example/x.js&quot;&gt;" in page
+    tags = Tags(page)
+    assert not tags.named("script") and not tags.named("link")
+    assert not [v for _, attrs in tags.tags for v in attrs.values() if v and "evil." in v]
+
+
+def test_hostile_values_come_out_as_text():
+    run, frame, bad = hostile()
+    page = render_html(run, frame, bad)
+    for payload in (SCRIPT, IMG, QUOTE):
+        assert payload not in page
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in page
+    assert "&lt;img src=x onerror=alert(1)&gt;" in page
+    assert "&quot;&gt;&lt;svg onload=alert(1)&gt;" in page
+    tags = Tags(page)
+    assert not tags.named("script") and not tags.named("img")
+    assert len(tags.named("svg")) == len({a["data-chart"] for a in tags.named("svg")})
+    assert not any(attr.startswith("on") for _, attrs in tags.tags for attr in attrs)
+    # inside SVG too: the department label, its <title>, the owner bar
+    department = re.search(r'<svg[^>]*data-chart="outcomes-by-department".*?</svg>', page, re.S)
+    assert "<title>&lt;script&gt;alert(1)&lt;/script&gt;</title>" in department.group(0)
+
+
+def test_control_characters_do_not_reach_the_page():
+    frame = outcomes(outcome("c1", "invalid_email"))
+    # object dtype: pandas' Arrow strings cannot even hold a lone surrogate
+    frame["reason"] = pd.Series(["bad\x00\x1b[31m\ud800 address"], dtype=object)
+    page = render_html(report(), frame, rejects())
+    assert "\x00" not in page and "\x1b" not in page
+    page.encode("utf-8")  # no lone surrogate left to fail the write
+
+
+def test_empty_run_renders_placeholders():
+    empty_report = report(
+        outcomes=dict.fromkeys(report()["outcomes"], 0),
+        accounting={"chats_read": 0, "outcomes_total": 0, "balanced": True},
+        assignments={"by_owner": {}, "by_pool": {}, "by_rule": {}},
+    )
+    page = render_html(empty_report, outcomes(), rejects())
+    charts = {a["data-chart"] for a in Tags(page).named("svg")}
+    assert set(CHARTS) <= charts
+    assert page.count(">no data<") >= len(CHARTS)
+    assert page.count('<p class="muted">none</p>') == 4  # the four exception lists
+    assert page.rstrip().endswith("</html>")
+
+
+def test_frames_without_columns_and_a_bare_report_still_render():
+    bare = {"run_id": 3, "mode": "sync", "status": "failed", "error": f"boom {SCRIPT}"}
+    page = render_html(bare, pd.DataFrame(), pd.DataFrame())
+    assert "boom &lt;script&gt;" in page and "no accounting" in page
+
+
+def test_dry_run_has_no_run_id():
+    frame, bad = sample()
+    page = render_html(report(run_id=None, mode="dry-run"), frame, bad)
+    assert "<title>chatsell dry run" in page and "(dry run)" in page
+    assert "None" not in re.sub(r"<[^>]+>", "", page)
+
+
+def test_not_balanced_is_loud():
+    page = render_html(
+        report(accounting={"chats_read": 5, "outcomes_total": 4, "balanced": False}),
+        *sample(),
+    )
+    assert ">NOT BALANCED<" in page and "1 fewer outcomes than chats read" in page
+
+
+def test_long_lists_are_capped():
+    many = outcomes(
+        *(outcome(f"c{i:04d}", "invalid_email", reason="x") for i in range(LIST_LIMIT + 7))
+    )
+    raw = "r" * 2048
+    bad = rejects(*((f"f{i}", f"line {i}", "chat", "bad", raw, None) for i in range(3)))
+    page = render_html(report(), many, bad)
+    assert "7 more not shown." in page
+    assert page.count("<code>c0") == LIST_LIMIT
+    assert "1,648 more characters" in page and "r" * 401 not in page
+
+
+def test_top_agents_and_other():
+    frame = outcomes(*(outcome(f"c{i}", "matched", agent=f"agent {i:02d}") for i in range(20)))
+    page = render_html(report(), frame, rejects())
+    agents = re.search(r'<svg[^>]*data-chart="outcomes-by-agent".*?</svg>', page, re.S).group(0)
+    assert "other (5 agents)" in agents
+    assert agents.count('class="label"') == 16
+
+
+@pytest.mark.parametrize(
+    ("days", "unit"), [(10, "day (UTC)"), (200, "week from Monday (UTC)"), (1000, "month (UTC)")]
+)
+def test_time_buckets_follow_the_span(days, unit):
+    start = pd.Timestamp("2024-01-01T00:00:00Z")
+    frame = outcomes(
+        outcome("a", "matched", started=start.isoformat()),
+        outcome("b", "no_email", started=(start + pd.Timedelta(days=days)).isoformat()),
+    )
+    page = render_html(report(), frame, rejects())
+    assert unit in page
+
+
+def test_naive_times_are_read_as_utc():
+    frame = outcomes(outcome("a", "matched", started="2026-11-02T23:30:00Z"))
+    frame["chat_started_at"] = frame["chat_started_at"].dt.tz_localize(None)  # as SQLite returns
+    page = render_html(report(), frame, rejects())
+    assert "2026-11-02 \u00b7 matched: 1" in page
+
+
+def test_comparison_section():
+    frame, bad = sample()
+    before = report(run_id=6, outcomes={**report()["outcomes"], "matched": 3})
+    previous_rejects = rejects()
+    comparison = compare_reports(report(), before, bad, previous_rejects)
+    page = render_html(report(), frame, bad, comparison)
+    assert 'id="comparison"' in page and "Compared with run 6" in page
+    assert "<strong>\u22122</strong>" in page  # matched 3 -> 1
+    section = re.search(r'<section id="comparison">.*?</section>', page, re.S).group(0)
+    assert "line 10" in section  # the new reject
+    assert 'id="comparison"' not in render_html(report(), frame, bad)
