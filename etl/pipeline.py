@@ -132,7 +132,7 @@ class _SellRead:
     todo: list[tuple[SourceFile, str]]
     changes: dict[str, pd.DataFrame]
     exported_ids: dict[str, pd.Series]
-    crm: dict[str, pd.DataFrame]
+    crm: dict[str, pd.DataFrame] | None  # None: unchanged, load it from the store when needed
     affected_emails: set[str]
     counts: dict[str, int]
     rejects: list[Reject]
@@ -164,6 +164,8 @@ class _Run:
         self.dry_outcomes: dict[str, int] = {}
         self.dry_multi: set[str] = set()
         self.planned_leads: list[pd.DataFrame] = []
+        self._planner_obj: Planner | None = None
+        self.crm: dict[str, pd.DataFrame] | None = None
         self.dry_outcome_rows: list[pd.DataFrame] = []
         self.reject_frame = pd.DataFrame()
 
@@ -175,7 +177,11 @@ class _Run:
         sell = self._read_sell(self._changed(sell_files, known, "sell", force=force_sell))
         # a backfill reads every chat file and takes its window from them; sync reads what is new
         chat_todo = self._changed(chat_files, known, "chat", force=self.options.backfill)
-        self._configure(sell.crm)  # configuration errors end the run here, before any write
+        self.crm = sell.crm
+        users = (
+            sell.crm["users"] if sell.crm is not None else self.store.crm_frames(["users"])["users"]
+        )
+        self._configure(users)  # configuration errors end the run here, before any write
         resumed = False
         if not self.dry_run:
             if self.options.backfill:
@@ -200,7 +206,7 @@ class _Run:
             self._write_sell(sell, resumed)
             with ChatStage() as stage:
                 self._stage_chats(stage, chat_todo, sell.rejects)
-                self._process(stage, sell.crm, resumed)
+                self._process(stage, resumed)
                 self._rematch(stage, sell.affected_emails)
             report = self._finish(chat_todo)
         except RunStopped:
@@ -269,8 +275,7 @@ class _Run:
 
     # -- configuration checked against the Sell users --------------------------------------------
 
-    def _configure(self, crm: dict[str, pd.DataFrame]) -> None:
-        users = crm["users"]
+    def _configure(self, users: pd.DataFrame) -> None:
         states = {
             row["pool"]: PoolState.from_row(row["pointer"], row["state"], row["assigned"])
             for row in self.store.pool_rows()
@@ -290,6 +295,8 @@ class _Run:
         match = self.settings.match
         extract = read_sell([s for s, _ in todo], sell_settings.csv_labels, sell_settings.encoding)
         exported = with_email_keys(extract.frames, match.provider_rules, match.strip_plus_tags)
+        if not todo:  # nothing read from Sell: the CRM is loaded only if chats need matching
+            return _SellRead(todo, {}, {}, None, set(), extract.counts(), extract.rejects)
         stored = self.store.crm_frames()
         users_after = crm_after(stored, diff(stored, {"users": exported["users"]}))["users"]
         exported = resolve_owners(exported, users_after)
@@ -434,8 +441,16 @@ class _Run:
             index=index, ctx=ctx, assigner=self.assigner, next_lead_id=min(lowest, 0) - 1
         )
 
-    def _process(self, stage: ChatStage, crm: dict[str, pd.DataFrame], resumed: bool) -> None:
-        self.planner = self._planner(crm)
+    @property
+    def planner(self) -> Planner:
+        """Built on first use: an unchanged sync never loads the CRM."""
+        if self._planner_obj is None:
+            if self.crm is None:
+                self.crm = self.store.crm_frames()
+            self._planner_obj = self._planner(self.crm)
+        return self._planner_obj
+
+    def _process(self, stage: ChatStage, resumed: bool) -> None:
         done = (
             self.store.done_chat_ids(self.run_id) if resumed and self.run_id is not None else set()
         )
@@ -570,7 +585,7 @@ class _Run:
             rows, counts, stale = writers.classify_activities(
                 plan.activities, existing, chat_versions
             )
-            writers.upsert_chats(conn, plan.chats)
+            writers.upsert_chats(conn, self.run_id, plan.chats)
             leads = writers.insert_leads(conn, self.run_id, plan.leads)
             if not plan.leads.empty:  # earlier chats of these emails now have a lead to show on
                 writers.queue_rematch(conn, self.run_id, plan.leads["email_normalized"])

@@ -194,10 +194,22 @@ def _string_list(value: Any) -> list[str]:
     return [_text(value)]
 
 
+_ROW_COLUMNS = tuple(
+    c for c in CHAT_COLUMNS if c not in ("started_at", "ended_at", "updated_at", "version")
+)
+_SORTED = orjson.OPT_SORT_KEYS | orjson.OPT_NON_STR_KEYS
+
+
 def chat_frame(records: list[RawRecord], rejects: list[Reject]) -> pd.DataFrame:
-    """One row per chat record; see CHAT_COLUMNS. Records missing an id or a start become rejects."""
-    columns: dict[str, list[Any]] = {name: [] for name in CHAT_COLUMNS}
+    """One row per chat record; see CHAT_COLUMNS. Records missing an id or a start become rejects.
+
+    The loop is the one per-record Python step of a sync (nested JSON has no columnar shortcut
+    that pays for itself at these sizes), so it is written tight: one tuple per chat.
+    """
+    rows = []
     raw_started, raw_ended, raw_updated, kept = [], [], [], []
+    sha256 = hashlib.sha256
+    dumps = orjson.dumps
     for record in records:
         chat = record.value
         chat_id = chat.get("id")
@@ -206,46 +218,48 @@ def chat_frame(records: list[RawRecord], rejects: list[Reject]) -> pd.DataFrame:
                 Reject.of(record.source_file, record.position, "chat has no id", _dump(chat))
             )
             continue
-        visitor = chat.get("visitor") if isinstance(chat.get("visitor"), dict) else {}
-        session = chat.get("session") if isinstance(chat.get("session"), dict) else {}
-        kind = chat.get("type") if chat.get("type") in CHAT_KINDS else "chat"
-        canonical = orjson.dumps(chat, option=orjson.OPT_SORT_KEYS | orjson.OPT_NON_STR_KEYS)
-        columns["chat_id"].append(_text(chat_id))
-        columns["kind"].append(kind)
-        columns["visitor_id"].append(_text(visitor.get("id")))
-        columns["visitor_name"].append(_text(visitor.get("name")))
-        columns["visitor_email"].append(_text(visitor.get("email")))
-        columns["visitor_phone"].append(_text(visitor.get("phone")))
-        columns["visitor_notes"].append(_text(visitor.get("notes")))
-        columns["department_id"].append(_text(chat.get("department_id")))
-        columns["department_name"].append(_text(chat.get("department_name")))
-        columns["tags"].append(_dump(_string_list(chat.get("tags"))))
-        columns["rating"].append(_text(chat.get("rating")))
-        columns["comment"].append(_text(chat.get("comment")))
-        columns["missed"].append(bool(chat.get("missed")))
-        columns["agent_ids"].append(_dump(_string_list(chat.get("agent_ids"))))
-        columns["agent_names"].append(_dump(_string_list(chat.get("agent_names"))))
-        columns["country_code"].append(_text(session.get("country_code")).upper())
+        visitor = chat.get("visitor")
+        if type(visitor) is not dict:
+            visitor = {}
+        session = chat.get("session")
+        country = session.get("country_code") if type(session) is dict else None
+        kind = chat.get("type")
+        if kind not in CHAT_KINDS:
+            kind = "chat"
         count, transcript = render_transcript(chat, kind, visitor)
-        columns["message_count"].append(count)
-        columns["transcript"].append(transcript)
-        columns["content_hash"].append(hashlib.sha256(canonical).hexdigest())
-        columns["deleted"].append(bool(chat.get("deleted")))
-        columns["source_file"].append(record.source_file)
-        columns["position"].append(record.position)
+        rows.append(
+            (
+                chat_id if type(chat_id) is str else _text(chat_id),
+                kind,
+                _text(visitor.get("id")),
+                _text(visitor.get("name")),
+                _text(visitor.get("email")),
+                _text(visitor.get("phone")),
+                _text(visitor.get("notes")),
+                _text(chat.get("department_id")),
+                _text(chat.get("department_name")),
+                _json_list(chat.get("tags")),
+                _text(chat.get("rating")),
+                _text(chat.get("comment")),
+                bool(chat.get("missed")),
+                _json_list(chat.get("agent_ids")),
+                _json_list(chat.get("agent_names")),
+                _text(country).upper(),
+                count,
+                transcript,
+                sha256(dumps(chat, option=_SORTED)).hexdigest(),
+                bool(chat.get("deleted")),
+                record.source_file,
+                record.position,
+            )
+        )
         raw_started.append(chat.get("timestamp"))
         raw_ended.append(chat.get("end_timestamp"))
         raw_updated.append(chat.get("update_timestamp"))
         kept.append(record)
     if not kept:
         return empty_chat_frame()
-    frame = pd.DataFrame(
-        {
-            k: v
-            for k, v in columns.items()
-            if k not in ("started_at", "ended_at", "updated_at", "version")
-        }
-    )
+    frame = pd.DataFrame.from_records(rows, columns=list(_ROW_COLUMNS))
     started, ended, updated = parse_utc(raw_started), parse_utc(raw_ended), parse_utc(raw_updated)
     ended = ended.fillna(started)
     updated = updated.fillna(ended)
@@ -265,8 +279,18 @@ def chat_frame(records: list[RawRecord], rejects: list[Reject]) -> pd.DataFrame:
                 chat_id=frame.at[index, "chat_id"],
             )
         )
-    frame = frame[~bad].reset_index(drop=True)
+    if bad.any():
+        frame = frame[~bad].reset_index(drop=True)
     return frame[list(CHAT_COLUMNS)]
+
+
+def _json_list(value: Any) -> str:
+    """A list of strings as canonical JSON text (``[]`` for nothing)."""
+    if not value:
+        return "[]"
+    if type(value) is list and all(type(v) is str for v in value):
+        return orjson.dumps(value).decode()
+    return _dump(_string_list(value))
 
 
 def empty_chat_frame() -> pd.DataFrame:
@@ -282,13 +306,15 @@ def render_transcript(chat: dict[str, Any], kind: str, visitor: dict[str, Any]) 
     """(message count, the conversation as one line per message: time, sender, text)."""
     lines = []
     history = chat.get("history")
-    if isinstance(history, list):
+    if type(history) is list:
         for event in history:
-            if not isinstance(event, dict):
+            if type(event) is not dict:
                 continue
             etype = event.get("type")
             if etype == "chat.msg":
-                text = _text(event.get("msg"))
+                text = event.get("msg")
+                if type(text) is not str:
+                    text = _text(text)
             elif etype == "chat.file":
                 attachment = (
                     event.get("attachment") if isinstance(event.get("attachment"), dict) else {}
@@ -298,9 +324,16 @@ def render_transcript(chat: dict[str, Any], kind: str, visitor: dict[str, Any]) 
                 )
             else:
                 continue
-            lines.append(
-                f"{_clock(event.get('timestamp'))} {_text(event.get('name'))}: {_one_line(text)}"
+            if "\n" in text or "\r" in text:
+                text = _one_line(text)
+            stamp = event.get("timestamp")
+            clock = (
+                stamp[:19].replace("T", " ")
+                if type(stamp) is str and len(stamp) >= 19
+                else _clock(stamp)
             )
+            name = event.get("name")
+            lines.append(f"{clock} {name if type(name) is str else _text(name)}: {text}")
     message = chat.get("message")
     if message and (kind == "offline_msg" or not lines):
         sender = _text(visitor.get("name")) or "visitor"

@@ -227,6 +227,7 @@ chats = Table(
     Column("deleted", Boolean),
     Column("source_file", Text),
     Column("position", Text),
+    Column("run_id", Integer),  # the run that stored this version
 )
 
 activities = Table(

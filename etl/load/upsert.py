@@ -10,10 +10,11 @@ deduplicated by key first (the last row of a key wins, as SQLite would do).
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
+from datetime import datetime
 from typing import Any
 
 import pandas as pd
-from sqlalchemy import Table, and_, or_, tuple_
+from sqlalchemy import Column, MetaData, Table, and_, bindparam, or_, select, tuple_
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection
 from sqlalchemy.sql.elements import ColumnElement
@@ -46,6 +47,11 @@ def _column_values(series: pd.Series) -> list[Any]:
     return out.where(series.notna(), None).tolist()
 
 
+def _first_value(series: pd.Series) -> Any:
+    present = series.dropna()
+    return present.iloc[0] if len(present) else None
+
+
 def dedupe(frame: pd.DataFrame, key: Sequence[str]) -> pd.DataFrame:
     """One row per key (the last), so PostgreSQL accepts the batch."""
     return frame.drop_duplicates(list(key), keep="last")
@@ -59,28 +65,90 @@ def upsert(
     update: Sequence[str] | None = None,
     where: ColumnElement[bool] | None = None,
     set_: dict[str, Any] | None = None,
+    index_where: ColumnElement[bool] | None = None,
 ) -> None:
     """Insert rows; on a key conflict update ``update`` columns (or do nothing when empty).
 
     ``where`` guards the update (e.g. only a newer version may overwrite); ``set_`` overrides
-    how individual columns are set.
+    how individual columns are set. Rows go in key order (faster B-tree inserts). PostgreSQL
+    batches are COPYed into a temporary table and upserted in one ``INSERT ... SELECT``; SQLite
+    batches go through one prepared statement (``executemany``).
     """
     if frame.empty:
         return
     frame = dedupe(frame, key)
+    frame = frame.sort_values(list(key), kind="stable") if len(frame) > 1 else frame
     columns = [c for c in frame.columns if c in table.c]
+    frame = frame[columns]
+    if conn.dialect.name == "postgresql" and len(frame) >= COPY_MIN_ROWS:
+        _copy_upsert(conn, table, frame, key, update, where, set_, index_where)
+        return
+    stmt = dialect_insert(conn, table).values({c: bindparam(c) for c in columns})
+    stmt = _on_conflict(stmt, key, update, where, set_, index_where)
+    compiled = stmt.compile(dialect=conn.dialect)
+    sql = str(compiled)
+    order = list(compiled.positiontup) if compiled.positional else None
     for start in range(0, len(frame), BATCH):
-        rows = frame_rows(frame.iloc[start : start + BATCH], columns)
-        stmt = dialect_insert(conn, table)
-        if update:
-            assignments = {name: stmt.excluded[name] for name in update}
-            assignments.update(set_ or {})
-            stmt = stmt.on_conflict_do_update(
-                index_elements=list(key), set_=assignments, where=where
-            )
+        part = frame.iloc[start : start + BATCH]
+        values = [_db_values(part[c], conn.dialect.name) for c in columns]
+        if order is not None:
+            by_name = dict(zip(columns, values, strict=True))
+            rows = list(zip(*[by_name[name] for name in order], strict=True))
         else:
-            stmt = stmt.on_conflict_do_nothing(index_elements=list(key))
-        conn.execute(stmt, rows)
+            rows = [dict(zip(columns, row, strict=True)) for row in zip(*values, strict=True)]
+        conn.exec_driver_sql(sql, rows)
+
+
+COPY_MIN_ROWS = 200
+_temp_tables: set[tuple[int, str]] = set()
+
+
+def _on_conflict(stmt, key, update, where, set_, index_where=None):
+    if update:
+        assignments = {name: stmt.excluded[name] for name in update}
+        assignments.update(set_ or {})
+        return stmt.on_conflict_do_update(
+            index_elements=list(key), index_where=index_where, set_=assignments, where=where
+        )
+    return stmt.on_conflict_do_nothing(index_elements=list(key), index_where=index_where)
+
+
+def _copy_upsert(
+    conn: Connection, table: Table, frame: pd.DataFrame, key, update, where, set_, index_where
+) -> None:
+    """COPY into a session temp table shaped like ``table``, then one set-based upsert."""
+    columns = list(frame.columns)
+    temp = f"_load_{table.name}"
+    raw = conn.connection.dbapi_connection
+    if (id(raw), temp) not in _temp_tables:
+        conn.exec_driver_sql(
+            f'CREATE TEMP TABLE IF NOT EXISTS "{temp}" (LIKE "{table.name}" INCLUDING DEFAULTS) ON COMMIT DELETE ROWS'
+        )
+        _temp_tables.add((id(raw), temp))
+    conn.exec_driver_sql(f'TRUNCATE "{temp}"')
+    names = ", ".join(f'"{c}"' for c in columns)
+    values = [_db_values(frame[c], "postgresql") for c in columns]
+    with raw.cursor() as cursor, cursor.copy(f'COPY "{temp}" ({names}) FROM STDIN') as copy:
+        for row in zip(*values, strict=True):
+            copy.write_row(row)
+    staged = Table(temp, MetaData(), *[Column(c, table.c[c].type) for c in columns])
+    stmt = dialect_insert(conn, table).from_select(columns, select(*[staged.c[c] for c in columns]))
+    conn.execute(_on_conflict(stmt, key, update, where, set_, index_where))
+
+
+def _db_values(series: pd.Series, dialect: str) -> list[Any]:
+    """A column as the driver takes it: None for missing, text for timestamps (SQLite keeps
+    SQLAlchemy's own format, naive UTC; PostgreSQL parses ISO-8601 with the offset)."""
+    if pd.api.types.is_datetime64_any_dtype(series.dtype):
+        stamps = series.dt.tz_convert("UTC") if series.dt.tz is not None else series
+        text = stamps.dt.strftime(
+            "%Y-%m-%d %H:%M:%S.%f" if dialect == "sqlite" else "%Y-%m-%dT%H:%M:%S.%f+00:00"
+        )
+        return text.astype(object).where(series.notna(), None).tolist()
+    if series.dtype == object and isinstance(_first_value(series), datetime):
+        return _db_values(pd.to_datetime(series, utc=True), dialect)
+    out = series.astype(object)
+    return out.where(series.notna(), None).tolist()
 
 
 def select_in(

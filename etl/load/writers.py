@@ -14,7 +14,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import pandas as pd
-from sqlalchemy import and_, delete, func, or_, text, update
+from sqlalchemy import and_, delete, func, literal_column, or_, text, update
 from sqlalchemy.engine import Connection
 
 from etl.errors import RunFailed
@@ -55,7 +55,9 @@ def apply_sell(conn: Connection, run_id: int, changes: dict[str, pd.DataFrame]) 
         for name in KEEP_WHEN_EXPORT_EMPTY:
             if name in columns:
                 excluded = dialect_insert(conn, table).excluded
-                set_[name] = func.coalesce(func.nullif(excluded[name], ""), stmt_table.c[name])
+                set_[name] = func.coalesce(
+                    func.nullif(excluded[name], literal_column("''")), stmt_table.c[name]
+                )
         upsert(
             conn,
             table,
@@ -95,8 +97,9 @@ def queue_rematch(conn: Connection, run_id: int, emails: Iterable[str]) -> None:
     if not candidates:
         return
     with_chats = select_in(
-        conn, schema.chats, ["email_normalized"], candidates, ["email_normalized"]
+        conn, schema.chats, ["email_normalized"], candidates, ["email_normalized", "run_id"]
     )
+    with_chats = with_chats[with_chats["run_id"].ne(run_id)]  # this run's chats are matched already
     frame = pd.DataFrame({"email_normalized": sorted(set(with_chats["email_normalized"]))})
     upsert(conn, schema.rematch_queue, frame.assign(queued_run_id=run_id), key=["email_normalized"])
 
@@ -141,11 +144,29 @@ def record_rejects(
     upsert(conn, schema.run_outcomes, outcomes.assign(run_id=run_id), key=["run_id", "chat_id"])
 
 
-def upsert_chats(conn: Connection, chats: pd.DataFrame) -> None:
+def upsert_chats(conn: Connection, run_id: int, chats: pd.DataFrame) -> None:
     """Keep the newest version of each chat (for later runs and rematching)."""
     table = schema.chats
+    stored = select_in(
+        conn, table, ["chat_id"], chats["chat_id"], ["chat_id", "version", "email_normalized"]
+    )
+    if not stored.empty:  # skip rows the guard below would refuse anyway (a --full run writes none)
+        both = chats[["chat_id", "version", "email_normalized"]].merge(
+            stored, on="chat_id", how="left", suffixes=("", "_stored")
+        )
+        same = both["version"] == both["version_stored"]
+        new_email = both["email_normalized"].fillna("") != both["email_normalized_stored"].fillna(
+            ""
+        )
+        needed = (
+            both["version_stored"].isna()
+            | (both["version"] > both["version_stored"])
+            | (same & new_email)
+        )
+        chats = chats[needed.to_numpy()]
+    chats = chats.assign(run_id=run_id)
     excluded = dialect_insert(conn, table).excluded
-    columns = [c for c in (*CHAT_COLUMNS, "email_normalized") if c != "chat_id"]
+    columns = [c for c in (*CHAT_COLUMNS, "email_normalized", "run_id") if c != "chat_id"]
     upsert(
         conn,
         table,
@@ -282,17 +303,12 @@ def insert_leads(conn: Connection, run_id: int, leads: pd.DataFrame) -> int:
     stale view of the store, so the chunk fails rather than attach chats to a lead that is not there."""
     if leads.empty:
         return 0
-    table = schema.leads
-    stmt = dialect_insert(conn, table).on_conflict_do_nothing(
-        index_elements=["email_normalized"], index_where=text("origin = 'chat'")
-    )
     frame = dedupe(leads.assign(created_run_id=run_id), ["email_normalized"])
-    conn.execute(stmt, frame_rows(frame, [c for c in frame.columns if c in table.c]))
-    stored = select_in(conn, table, ["id"], frame["id"].tolist(), ["id", "email_normalized"])
+    upsert(conn, schema.leads, frame, key=["email_normalized"], index_where=text("origin = 'chat'"))
+    stored = select_in(conn, schema.leads, ["id"], frame["id"].tolist(), ["id", "email_normalized"])
     if len(stored) != len(frame):
-        missing = sorted(set(frame["email_normalized"]) - set(stored["email_normalized"]))
         raise RunFailed(
-            f"a chat-created lead already exists for {len(missing)} email(s); rerun the sync"
+            f"a chat-created lead already exists for {len(frame) - len(stored)} email(s); rerun the sync"
         )
     return len(frame)
 

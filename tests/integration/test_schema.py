@@ -68,3 +68,10 @@ def test_sell_leads_may_share_an_email(store_url):
             schema.leads.insert().values(id=-1, origin="chat", email_normalized="a@example.com")
         )
     engine.dispose()
+
+
+def test_schema_head_constant_is_alembics_head(tmp_path):
+    from etl.load.store import SCHEMA_HEAD
+
+    with Store(f"sqlite:///{tmp_path / 'x.db'}") as store:
+        assert store.head() == SCHEMA_HEAD
