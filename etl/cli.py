@@ -505,6 +505,46 @@ def schedule(app: AppContext, once: bool) -> None:
     _run(run_forever, settings)
 
 
+@cli.command()
+@click.option(
+    "--out",
+    required=True,
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Directory to write chat/ and sell/ into.",
+)
+@click.option(
+    "--chats",
+    "chat_count",
+    default=10_000,
+    show_default=True,
+    type=click.IntRange(min=0),
+    help="How many chats.",
+)
+@click.option(
+    "--records",
+    "record_count",
+    default=5_000,
+    show_default=True,
+    type=click.IntRange(min=0),
+    help="How many Sell leads, contacts and deals.",
+)
+@click.option(
+    "--seed", default=1, show_default=True, type=int, help="The same seed gives the same files."
+)
+@click.option(
+    "--overwrite", is_flag=True, help="Replace exports a previous generate wrote to --out."
+)
+def generate(out: Path, chat_count: int, record_count: int, seed: int, overwrite: bool) -> None:
+    """Write realistic synthetic Chat and Sell exports (for demos and benchmarks)."""
+    from etl.generate import generate as write_exports
+
+    try:
+        write_exports(out, chat_count, record_count, seed, overwrite=overwrite)
+    except (ValueError, FileExistsError, OSError) as exc:
+        raise click.UsageError(str(exc).replace("overwrite=True", "--overwrite")) from None
+    click.echo(f"{chat_count:,} chats and {record_count:,} Sell records written to {out}")
+
+
 @cli.group()
 def db() -> None:
     """Manage the store's schema (Alembic migrations)."""

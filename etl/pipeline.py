@@ -172,11 +172,19 @@ class _Run:
     # -- the run --------------------------------------------------------------------------------
 
     def execute(self, chat_files: list[SourceFile], sell_files: list[SourceFile]) -> RunResult:
+        with ChatStage() as stage:
+            return self._execute(stage, chat_files, sell_files)
+
+    def _execute(
+        self, stage: ChatStage, chat_files: list[SourceFile], sell_files: list[SourceFile]
+    ) -> RunResult:
         known = self.store.source_files()
-        force_sell = self.settings.sell.snapshot_is_complete
-        sell = self._read_sell(self._changed(sell_files, known, "sell", force=force_sell))
         # a backfill reads every chat file and takes its window from them; sync reads what is new
         chat_todo = self._changed(chat_files, known, "chat", force=self.options.backfill)
+        # chats are parsed first, while this process is small (the parsing workers fork from it)
+        self._stage_chats(stage, chat_todo)
+        force_sell = self.settings.sell.snapshot_is_complete
+        sell = self._read_sell(self._changed(sell_files, known, "sell", force=force_sell))
         self.crm = sell.crm
         users = (
             sell.crm["users"] if sell.crm is not None else self.store.crm_frames(["users"])["users"]
@@ -204,10 +212,10 @@ class _Run:
         )  # fmt: skip
         try:
             self._write_sell(sell, resumed)
-            with ChatStage() as stage:
-                self._stage_chats(stage, chat_todo, sell.rejects)
-                self._process(stage, resumed)
-                self._rematch(stage, sell.affected_emails)
+            sell.changes, sell.exported_ids = {}, {}  # written: only the match index is kept
+            self._record_inputs(stage, chat_todo, sell.rejects)
+            self._process(stage, resumed)
+            self._rematch(stage, sell.affected_emails)
             report = self._finish(chat_todo)
         except RunStopped:
             log.warning(
@@ -334,13 +342,14 @@ class _Run:
 
     # -- chats ----------------------------------------------------------------------------------
 
-    def _stage_chats(
-        self, stage: ChatStage, todo: list[tuple[SourceFile, str]], sell_rejects: list[Reject]
-    ) -> None:
-        rejects: list[Reject] = list(sell_rejects)
+    def _stage_chats(self, stage: ChatStage, todo: list[tuple[SourceFile, str]]) -> None:
+        """Parse the chat files into the stage; nothing is written to the store yet."""
+        rejects: list[Reject] = []
         agents, departments = [], []
         read = 0
-        for batch in read_batches([s for s, _ in todo], self.settings.run.chunk_size):
+        for batch in read_batches(
+            [s for s, _ in todo], self.settings.run.chunk_size, self.settings.run.workers
+        ):
             stage.add(batch.chats)
             rejects.extend(batch.rejects)
             agents.append(batch.agents)
@@ -349,6 +358,13 @@ class _Run:
             self.progress("read", read, None)
         self.agents = _latest(agents, "agent_id", self.store.agents_frame())
         self.departments = _latest(departments, "department_id", self.store.departments_frame())
+        self.chat_file_rejects = rejects
+
+    def _record_inputs(
+        self, stage: ChatStage, todo: list[tuple[SourceFile, str]], sell_rejects: list[Reject]
+    ) -> None:
+        """Count what was read and record the rejects, the agents and the departments."""
+        rejects = [*sell_rejects, *self.chat_file_rejects]
         reject_frame = pd.DataFrame(
             [{"source_file": r.source_file, "position": r.position, "kind": r.kind, "reason": r.reason,
               "raw": r.raw, "chat_id": r.chat_id} for r in rejects],

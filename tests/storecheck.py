@@ -30,7 +30,11 @@ RUN_COLUMNS = {
 
 
 def dump(
-    url: str, *, include_history: bool = False, drop_run_columns: bool = False
+    url: str,
+    *,
+    include_history: bool = False,
+    drop_run_columns: bool = False,
+    drop: frozenset[str] = frozenset(),
 ) -> dict[str, list[tuple]]:
     """Every row of every table, sorted, as plain tuples (timestamps as UTC ISO text)."""
     engine = sa.create_engine(url)
@@ -40,7 +44,11 @@ def dump(
             for name, table in schema.metadata.tables.items():
                 if name in HISTORY and not include_history:
                     continue
-                columns = [c for c in table.c if not (drop_run_columns and c.name in RUN_COLUMNS)]
+                columns = [
+                    c
+                    for c in table.c
+                    if not (drop_run_columns and c.name in RUN_COLUMNS) and c.name not in drop
+                ]
                 rows = conn.execute(sa.select(*columns)).all()
                 out[name] = sorted((tuple(_plain(v) for v in row) for row in rows), key=repr)
     finally:

@@ -129,9 +129,10 @@ def read_sell(
 ) -> SellExtract:
     """Read Sell export files into one frame per resource (the same id twice: the newest wins)."""
     labels = {k.strip().lower(): v for k, v in {**DEFAULT_CSV_LABELS, **(csv_labels or {})}.items()}
-    rows: dict[str, list[dict[str, Any]]] = {name: [] for name in RESOURCES}
+    parts: dict[str, list[pd.DataFrame]] = {name: [] for name in RESOURCES}
     rejects: list[Reject] = []
-    for source in files:
+    for source in files:  # one file's raw records at a time: typed frames are far smaller
+        rows: dict[str, list[dict[str, Any]]] = {name: [] for name in RESOURCES}
         items = _iter_csv(source, labels, encoding) if source.is_csv else _iter_json(source)
         for item in items:
             if isinstance(item, Reject):
@@ -139,8 +140,25 @@ def read_sell(
                 continue
             resource, row = item
             rows[resource].append(row)
-    frames = {name: _frame(name, rows[name], rejects) for name in RESOURCES}
+        for name, resource_rows in rows.items():
+            if resource_rows:
+                parts[name].append(_frame(name, resource_rows, rejects))
+    frames = {
+        name: _newest(parts[name]) if parts[name] else _frame(name, [], rejects)
+        for name in RESOURCES
+    }
     return SellExtract(frames, rejects)
+
+
+def _newest(frames: list[pd.DataFrame]) -> pd.DataFrame:
+    """One row per id across files: the newest ``updated_at``, then the highest hash."""
+    frame = pd.concat(frames, ignore_index=True) if len(frames) > 1 else frames[0]
+    if len(frames) > 1:
+        frame = frame.sort_values(
+            ["id", "updated_at", "sell_hash"], na_position="first", kind="stable"
+        )
+        frame = frame.drop_duplicates("id", keep="last").reset_index(drop=True)
+    return frame
 
 
 def _iter_json(source: SourceFile) -> Iterator[tuple[str, dict[str, Any]] | Reject]:

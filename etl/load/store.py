@@ -340,10 +340,10 @@ class Store:
     def crm_frames(self, names: Iterable[str] | None = None) -> dict[str, pd.DataFrame]:
         """The CRM as the match index needs it: leads, contacts, deals, users, lead conversions."""
         wanted = {
-            "leads": ("id", "owner_id", "first_name", "last_name", "name", "organization_name", "status",
-                      "email", "email_normalized", "phone", "sell_hash", "origin", "created_run_id"),
-            "contacts": ("id", "owner_id", "is_organization", "contact_id", "name", "email",
-                         "email_normalized", "phone", "sell_hash"),
+            "leads": ("id", "owner_id", "name", "status", "email_normalized", "phone", "sell_hash", "origin",
+                      "created_run_id"),
+            "contacts": ("id", "owner_id", "is_organization", "contact_id", "name", "email_normalized", "phone",
+                         "sell_hash"),
             "deals": ("id", "owner_id", "name", "contact_id", "organization_id", "sell_hash"),
             "users": ("id", "name", "email", "email_normalized", "status", "team_name", "group_id",
                       "group_name", "sell_hash"),

@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from urllib.parse import quote
 
+import numpy as np
 import orjson
 import pandas as pd
 
@@ -567,11 +568,17 @@ def build_notifications(
 
 def activity_hash(frame: pd.DataFrame) -> pd.Series:
     """A stable 64-bit hash (hex) of what an activity shows; unchanged hash = nothing to write."""
-    hashed = (
-        frame[list(_HASHED)].astype(object).where(frame[list(_HASHED)].notna(), None).astype(str)
-    )
-    values = pd.util.hash_pandas_object(hashed, index=False)
-    return values.map("{:016x}".format)
+    combined = np.zeros(len(frame), dtype=np.uint64)
+    for name in _HASHED:
+        column = frame[name]
+        if pd.api.types.is_datetime64_any_dtype(column.dtype):
+            values = pd.util.hash_array(column.to_numpy(dtype="datetime64[us]").view("int64"))
+        else:
+            objects = column.to_numpy(dtype=object, copy=True)
+            objects[pd.isna(objects)] = None
+            values = pd.util.hash_array(objects)  # str, int and None hash as they are
+        combined = (combined * np.uint64(1_000_003)) ^ values
+    return pd.Series(combined.astype(">u8").view("S8"), index=frame.index).map(bytes.hex)
 
 
 def transcript_urls(chat_ids: pd.Series, ctx: PlanContext) -> pd.Series:
@@ -621,8 +628,13 @@ def agent_user_map(agents: pd.DataFrame, users: pd.DataFrame) -> pd.Series:
 
 
 def _first_agent_name(chats: pd.DataFrame) -> pd.Series:
-    names = chats["agent_names"].map(orjson.loads)
-    return names.map(lambda items: items[0] if items else None)
+    """The first agent of each chat, from the canonical JSON list (``["Aiko", "Ken"]``)."""
+    names = chats["agent_names"].astype("string")
+    first = names.str.extract(r'^\["([^"\\]*)"', expand=False).astype(object)
+    escaped = names.str.startswith('["') & first.isna()  # a name with a JSON escape: decode it
+    if escaped.any():
+        first[escaped] = names[escaped].map(lambda text: orjson.loads(text)[0])
+    return first.where(first.notna(), None)
 
 
 def _department(chats: pd.DataFrame, ctx: PlanContext) -> pd.Series:
