@@ -81,24 +81,6 @@ def test_report_formats_and_runs(runner, tmp_path, exports):
     ]
 
 
-def test_report_dir_gets_the_json(runner, tmp_path, exports):
-    chats, sell = exports
-    db = f"sqlite:///{tmp_path / 'c.db'}"
-    invoke(
-        runner,
-        "--db",
-        db,
-        "sync",
-        "--chats",
-        str(chats),
-        "--sell",
-        str(sell),
-        "--report-dir",
-        str(tmp_path / "rep"),
-    )
-    assert json.loads((tmp_path / "rep" / "run-1.json").read_text())["run_id"] == 1
-
-
 def test_fail_on_rejects_exits_3(runner, tmp_path, exports):
     chats, sell = exports
     db = f"sqlite:///{tmp_path / 'c.db'}"
