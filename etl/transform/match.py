@@ -212,7 +212,9 @@ def records_label(pairs: pd.DataFrame) -> pd.Series:
     ordered = pairs.assign(_o=pairs["record_type"].map(_ORDER)).sort_values(
         ["chat_id", "_o", "record_id"]
     )
-    labels = (ordered["record_type"] + ":" + ordered["record_id"].astype(str)).to_numpy(dtype=object)
+    labels = (ordered["record_type"] + ":" + ordered["record_id"].astype(str)).to_numpy(
+        dtype=object
+    )
     chat_ids = ordered["chat_id"].to_numpy(dtype=object)
     rank = ordered.groupby("chat_id", sort=False).cumcount().to_numpy()
     # most chats attach to one or two records: join rank by rank instead of a Python join per chat

@@ -399,7 +399,13 @@ def test_unknown_pool_or_user_stops_before_any_write(store_url, tmp_path):
 def test_earlier_chat_attaches_to_a_lead_created_later(store_url, tmp_path):
     chats, sell = exports(tmp_path, [visitor(1, "later@shop.example")])
     sync(store_url, chats, sell, settings=inbound(store_url), create_leads=False)
-    write_json(chats / "chats_2.json", page([visitor(2, "later@shop.example", start="2026-11-20T00:00:00Z")]))
+    write_json(
+        chats / "chats_2.json",
+        page([visitor(2, "later@shop.example", start="2026-11-20T00:00:00Z")]),
+    )
     report = sync(store_url, chats, sell, settings=inbound(store_url)).report
     assert report["outcomes"]["lead_created"] == 1 and report["inputs"]["chats_rematched"] == 1
-    assert rows(store_url, "SELECT chat_id FROM activities WHERE record_id = -1 ORDER BY 1") == [("c0001",), ("c0002",)]
+    assert rows(store_url, "SELECT chat_id FROM activities WHERE record_id = -1 ORDER BY 1") == [
+        ("c0001",),
+        ("c0002",),
+    ]

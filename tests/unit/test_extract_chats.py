@@ -186,7 +186,10 @@ def test_not_gzip_despite_name_and_garbage(tmp_path):
 
 def test_parallel_parsing_gives_what_serial_parsing_gives(tmp_path):
     for n in range(5):
-        write_json(tmp_path / f"chats_{n}.json", page([chat(f"c{n}-{i}", f"v{i}@example.com") for i in range(30)]))
+        write_json(
+            tmp_path / f"chats_{n}.json",
+            page([chat(f"c{n}-{i}", f"v{i}@example.com") for i in range(30)]),
+        )
     write_ndjson(tmp_path / "chats_x.jsonl", [chat("x1")], extra_lines=['{"id": "cut'])
     serial = list(read_batches(discover(tmp_path), 25, workers=1))
     parallel = list(read_batches(discover(tmp_path), 25, workers=2))

@@ -112,7 +112,9 @@ def test_split_name(name, expected):
 ascii_local = st.text(alphabet="abcz09.+-_!#$%&'*/=?^`{|}~", min_size=1, max_size=70)
 ascii_domain = st.lists(
     st.text(alphabet="abz09-", min_size=1, max_size=64), min_size=1, max_size=4
-).map(".".join) | st.sampled_from(["example.test", "a.localhost", "xn--bcher-kva.example", "ab--cd.com", "x.local"])
+).map(".".join) | st.sampled_from(
+    ["example.test", "a.localhost", "xn--bcher-kva.example", "ab--cd.com", "x.local"]
+)
 
 
 @settings(max_examples=600, deadline=None)
