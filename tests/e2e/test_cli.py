@@ -16,6 +16,7 @@ from click.testing import CliRunner
 from etl.cli import cli
 from etl.load.store import Store
 
+from builders import chat, lead, page, sell_dir, write_json
 from integration.scenario import make_exports
 
 REPO = Path(__file__).resolve().parents[2]
@@ -224,3 +225,46 @@ def test_sync_report_dir_writes_json_and_html(runner, tmp_path, exports):
         "run-1.json",
     ]
     assert "chats_more.jsonl" in (tmp_path / "rep" / "run-1.html").read_text()
+
+
+def test_csv_cells_are_never_formulas(runner, tmp_path):
+    hostile = [
+        chat("=HYPERLINK(\"http://evil.example\",\"x\")", "=HYPERLINK(\"http://evil.example\")@x.example",
+             name="<script>alert(1)</script>", start="2026-11-02T09:00:00Z"),
+        chat("+SUM(A1)", "@foo@example.com", start="2026-11-02T10:00:00Z"),
+        chat("-2+3", "x@example.com", start="2026-11-02T11:00:00Z"),
+    ]  # fmt: skip
+    write_json(tmp_path / "chat" / "chats.json", page(hostile))
+    sell = sell_dir(tmp_path / "sell", leads=[lead(1, "=cmd@example.com")])
+    db = f"sqlite:///{tmp_path / 'c.db'}"
+    invoke(runner, "--db", db, "sync", "--chats", str(tmp_path / "chat"), "--sell", str(sell))
+    text = invoke(runner, "--db", db, "report", "latest", "--details", "--format", "csv").stdout
+    cells = [cell for row in csv.reader(io.StringIO(text)) for cell in row]
+    assert not [c for c in cells if c[:1] in ("=", "+", "-", "@")]
+    assert (
+        '\'=HYPERLINK("http://evil.example","x")' in cells
+        and "'+SUM(A1)" in cells
+        and "'-2+3" in cells
+    )
+
+
+def test_feed_cli_warns_about_the_cap_and_rejects_unknown_records(runner, tmp_path, exports):
+    chats, sell = exports
+    db = f"sqlite:///{tmp_path / 'c.db'}"
+    write_json(
+        chats / "chats_more_c2.json",
+        page([chat(f"x{i}", "b@example.com", start=f"2026-11-1{i}T00:00:00Z") for i in range(3)]),
+    )
+    invoke(runner, "--db", db, "sync", "--chats", str(chats), "--sell", str(sell))
+    shown = invoke(runner, "--db", db, "feed", "contact:10", "--limit", "2")
+    assert shown.exit_code == 0
+    assert "showing the 2 newest of 4 items for contact:10 (capped by --limit 2)" in shown.stderr
+    assert shown.stdout.count(" chat  contact:10") == 2
+    as_json = json.loads(
+        invoke(runner, "--db", db, "feed", "b@example.com", "--type", "chat", "--json").stdout
+    )
+    assert len(as_json) == 4 and {item["type"] for item in as_json} == {"chat"}
+    unknown = invoke(runner, "--db", db, "feed", "lead:424242")
+    assert unknown.exit_code == 2 and "no record lead:424242" in unknown.stderr
+    bad = invoke(runner, "--db", db, "feed", "ticket-9")
+    assert bad.exit_code == 2

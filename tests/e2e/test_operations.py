@@ -274,3 +274,21 @@ def test_transcripts_never_in_logs(tmp_path, setup):
                     "sync", "--chats", str(chats), "--sell", str(sell))  # fmt: skip
     assert done.returncode == 0
     assert "4111-SECRET" not in done.stderr + done.stdout
+
+
+def test_scheduler_stops_cleanly_on_sigterm(setup, tmp_path):
+    chats, sell, config = setup
+    config.write_text(
+        CONFIG + f'\n[schedule.sync]\ncron = "0 3 * * *"\nchats = "{chats}"\nsell = "{sell}"\n'
+    )
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "etl", "--config", str(config), "--db", f"sqlite:///{tmp_path / 's.db'}",
+         "--log-format", "json", "schedule"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    first = json.loads(proc.stderr.readline())
+    assert first["event"] == "job_scheduled" and first["job"] == "sync"
+    proc.send_signal(signal.SIGTERM)
+    out, err = proc.communicate(timeout=30)
+    assert proc.returncode == 0, err
+    assert "scheduler_stopping" in err
