@@ -9,7 +9,6 @@ item's ``meta.type``, else the file name (``leads*``, ``contacts*``, ...), else 
 from __future__ import annotations
 
 import csv
-import hashlib
 import io
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
@@ -22,6 +21,7 @@ from etl.extract.files import SourceFile, decode_text, read_bytes, sell_kind_fro
 from etl.extract.jsondoc import iter_values
 from etl.extract.rejects import Reject
 from etl.extract.timestamps import parse_utc
+from etl.hashing import content_hash
 from etl.text import person_name
 
 RESOURCES = ("leads", "contacts", "deals", "users", "notes", "lead_conversions")
@@ -202,7 +202,6 @@ def _typed(
             "record",
         )
     row = dict(record)
-    row["sell_hash"] = _hash(record)
     row["source_file"] = source.name
     row["position"] = position
     return resource, row
@@ -285,7 +284,6 @@ def _iter_csv(
         _csv_values(row)
         if custom:
             row["custom_fields"] = custom
-        row["sell_hash"] = _hash(dict(zip(header, values, strict=True)))
         row["source_file"] = source.name
         row["position"] = f"line {reader.line_num}"
         yield resource, row
@@ -326,48 +324,61 @@ def _csv_values(row: dict[str, Any]) -> None:
 
 def _frame(resource: str, rows: list[dict[str, Any]], rejects: list[Reject]) -> pd.DataFrame:
     columns = COLUMNS[resource]
-    known = set(columns)
+    known = set(columns) | {"group", "source_id"}
+    int_columns = [c for c in columns if c in _INT_COLUMNS]
+    plain_columns = [c for c in columns if c not in _INT_COLUMNS]
     typed_rows = []
     for row in rows:
-        ids = {}
+        values: dict[str, Any] = {}
         bad = None
-        for name in _INT_COLUMNS & known:
+        for name in int_columns:
             value = row.get(name)
-            if name == "group_id" and isinstance(row.get("group"), dict):
+            if name == "group_id" and type(row.get("group")) is dict:
                 value = row["group"].get("id")
-            number = _as_int(value)
-            if value not in (None, "") and number is None:
+            number = value if type(value) is int else _as_int(value)
+            if number is None and value is not None and value != "":
                 bad = f"{name} is not an integer: {value!r}"
                 break
-            ids[name] = number
-        if bad is None and ids.get("id") is None:
+            values[name] = number
+        if bad is None and values.get("id") is None:
             bad = "record has no id"
         if bad is not None:
             rejects.append(
                 Reject.of(row["source_file"], row["position"], bad, _dump(row), resource[:-1])
             )
             continue
-        out = {name: _value(row.get(name)) for name in columns if name not in ids}
-        out.update(ids)
+        for name in plain_columns:
+            value = row.get(name)
+            values[name] = value if type(value) is str and value else _value(value)
         if resource == "users":
             group = row.get("group") if isinstance(row.get("group"), dict) else {}
-            out["group_name"] = _value(row.get("group_name") or group.get("name"))
-        if resource in ("leads", "contacts") and not out.get("name"):
-            out["name"] = person_name(out.get("first_name"), out.get("last_name")) or out.get(
-                "organization_name"
-            )
+            values["group_name"] = _value(row.get("group_name") or group.get("name"))
+        elif resource in ("leads", "contacts") and not values.get("name"):
+            values["name"] = person_name(
+                values.get("first_name"), values.get("last_name")
+            ) or values.get("organization_name")
         if resource == "contacts":
-            out["is_organization"] = bool(row.get("is_organization"))
-        if resource == "leads" and out.get("source") is None and row.get("source_id") is not None:
-            out["source"] = str(row["source_id"])
-        extra = {k: v for k, v in row.items() if k not in known and k not in ("group", "source_id")}
-        out["extra"] = _dump(extra) if extra else None
-        typed_rows.append(out)
-    frame = pd.DataFrame(typed_rows, columns=list(columns))
-    for name in _TIME_COLUMNS & known:
+            values["is_organization"] = bool(row.get("is_organization"))
+        elif (
+            resource == "leads"
+            and values.get("source") is None
+            and row.get("source_id") is not None
+        ):
+            values["source"] = str(row["source_id"])
+        if len(row) > len(known) or not known.issuperset(row):
+            extra = {k: v for k, v in row.items() if k not in known}
+            values["extra"] = _dump(extra) if extra else None
+        typed_rows.append(values)
+    frame = (
+        pd.DataFrame.from_records(typed_rows, columns=list(columns))
+        if typed_rows
+        else pd.DataFrame(columns=list(columns))
+    )
+    for name in _TIME_COLUMNS & set(columns):
         frame[name] = parse_utc(frame[name])
-    for name in _INT_COLUMNS & known:
+    for name in int_columns:
         frame[name] = frame[name].astype("Int64")
+    frame["sell_hash"] = content_hash(frame[[c for c in columns if c not in _TAIL]])
     if not frame.empty:
         frame = frame.sort_values(
             ["id", "updated_at", "sell_hash"], na_position="first", kind="stable"
@@ -398,12 +409,6 @@ def _as_int(value: Any) -> int | None:
     if text.lstrip("-").isdigit():
         return int(text)
     return None
-
-
-def _hash(record: Any) -> str:
-    return hashlib.sha256(
-        orjson.dumps(record, option=orjson.OPT_SORT_KEYS | orjson.OPT_NON_STR_KEYS)
-    ).hexdigest()
 
 
 def _dump(value: Any) -> str:

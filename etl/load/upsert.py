@@ -14,7 +14,7 @@ from datetime import datetime
 from typing import Any
 
 import pandas as pd
-from sqlalchemy import Column, MetaData, Table, and_, bindparam, or_, select, tuple_
+from sqlalchemy import Column, MetaData, Table, bindparam, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection
 from sqlalchemy.sql.elements import ColumnElement
@@ -147,36 +147,29 @@ def _db_values(series: pd.Series, dialect: str) -> list[Any]:
         return text.astype(object).where(series.notna(), None).tolist()
     if series.dtype == object and isinstance(_first_value(series), datetime):
         return _db_values(pd.to_datetime(series, utc=True), dialect)
-    out = series.astype(object)
-    return out.where(series.notna(), None).tolist()
+    return series.to_numpy(dtype=object, na_value=None).tolist()
 
 
 def select_in(
     conn: Connection,
     table: Table,
     key: Sequence[str],
-    values: Iterable[Any] | pd.DataFrame,
+    values: Iterable[Any],
     columns: Sequence[str],
 ) -> pd.DataFrame:
-    """Rows of ``table`` whose ``key`` is among ``values``, in batches that fit any dialect."""
-    if isinstance(values, pd.DataFrame):
-        keys = list(values[list(key)].drop_duplicates().itertuples(index=False, name=None))
-    else:
-        keys = list(dict.fromkeys(values))
-    frames = []
-    selected = [table.c[name] for name in columns]
-    for start in range(0, len(keys), BATCH):
-        part = keys[start : start + BATCH]
-        if len(key) == 1:
-            condition = table.c[key[0]].in_(part)
-        elif conn.dialect.name == "postgresql":
-            condition = tuple_(*[table.c[k] for k in key]).in_(part)
-        else:
-            condition = or_(
-                *[and_(*[table.c[k] == v for k, v in zip(key, row, strict=True)]) for row in part]
-            )
-        result = conn.execute(table.select().with_only_columns(*selected).where(condition))
-        frames.append(pd.DataFrame(result.fetchall(), columns=list(columns)))
-    if not frames:
+    """Rows of ``table`` whose ``key`` column is among ``values``, in batches that fit any dialect.
+
+    One statement with an expanding IN parameter: compiled once and cached, whatever the batch.
+    """
+    (column,) = key
+    keys = list(dict.fromkeys(values))
+    if not keys:
         return pd.DataFrame(columns=list(columns))
+    stmt = select(*[table.c[name] for name in columns]).where(
+        table.c[column].in_(bindparam("keys", expanding=True))
+    )
+    frames = []
+    for start in range(0, len(keys), BATCH):
+        result = conn.execute(stmt, {"keys": keys[start : start + BATCH]})
+        frames.append(pd.DataFrame(result.fetchall(), columns=list(columns)))
     return pd.concat(frames, ignore_index=True) if len(frames) > 1 else frames[0]

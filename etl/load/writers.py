@@ -14,13 +14,13 @@ from datetime import UTC, datetime
 from typing import Any
 
 import pandas as pd
-from sqlalchemy import and_, delete, func, literal_column, or_, text, update
+from sqlalchemy import and_, bindparam, delete, func, literal_column, or_, text, update
 from sqlalchemy.engine import Connection
 
 from etl.errors import RunFailed
 from etl.extract.chats import CHAT_COLUMNS
 from etl.load import schema
-from etl.load.upsert import dedupe, dialect_insert, frame_rows, select_in, upsert
+from etl.load.upsert import dedupe, dialect_insert, select_in, upsert
 
 SELL_TABLES = {
     "leads": schema.leads,
@@ -366,24 +366,37 @@ def write_notifications(conn: Connection, run_id: int, notifications: pd.DataFra
 
 
 def apply_phone_changes(conn: Connection, run_id: int, changes: pd.DataFrame) -> int:
-    """Set the phones and audit each change in field_changes (keyed record, field, chat)."""
+    """Set the phones and audit each change in field_changes (keyed record, field, chat).
+
+    The plan holds only changes not made before (it is given the ones field_changes has), and
+    the audit's key refuses a second row for one (record, field, chat) in any case.
+    """
     if changes.empty:
         return 0
-    tables = {"lead": schema.leads, "contact": schema.contacts}
-    audit = schema.field_changes
-    stmt = dialect_insert(conn, audit).on_conflict_do_nothing(
-        index_elements=["record_type", "record_id", "field", "chat_id"]
+    upsert(
+        conn,
+        schema.field_changes,
+        changes.assign(run_id=run_id),
+        key=["record_type", "record_id", "field", "chat_id"],
     )
-    written = 0
-    for row in frame_rows(changes.assign(run_id=run_id), [*changes.columns, "run_id"]):
-        result = conn.execute(stmt.values(**row))
-        if result.rowcount:
-            table = tables[row["record_type"]]
-            conn.execute(
-                update(table).where(table.c.id == row["record_id"]).values(phone=row["new_value"])
-            )
-            written += 1
-    return written
+    for record_type, table in (("lead", schema.leads), ("contact", schema.contacts)):
+        mine = changes[changes["record_type"] == record_type]
+        if mine.empty:
+            continue
+        final = mine.drop_duplicates(
+            "record_id", keep="last"
+        )  # in chat order: the last change wins
+        stmt = (
+            update(table).where(table.c.id == bindparam("record")).values(phone=bindparam("phone"))
+        )
+        conn.execute(
+            stmt,
+            [
+                {"record": int(r), "phone": p}
+                for r, p in zip(final["record_id"], final["new_value"], strict=True)
+            ],
+        )
+    return len(changes)
 
 
 def save_pool_states(conn: Connection, run_id: int, states: dict[str, Any]) -> None:

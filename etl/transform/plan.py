@@ -11,10 +11,10 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from urllib.parse import quote
 
-import numpy as np
 import orjson
 import pandas as pd
 
+from etl.hashing import content_hash
 from etl.text import person_name
 from etl.transform.assign import Assigner, PoolState
 from etl.transform.match import CrmIndex, match, match_counts, records_label
@@ -567,18 +567,8 @@ def build_notifications(
 
 
 def activity_hash(frame: pd.DataFrame) -> pd.Series:
-    """A stable 64-bit hash (hex) of what an activity shows; unchanged hash = nothing to write."""
-    combined = np.zeros(len(frame), dtype=np.uint64)
-    for name in _HASHED:
-        column = frame[name]
-        if pd.api.types.is_datetime64_any_dtype(column.dtype):
-            values = pd.util.hash_array(column.to_numpy(dtype="datetime64[us]").view("int64"))
-        else:
-            objects = column.to_numpy(dtype=object, copy=True)
-            objects[pd.isna(objects)] = None
-            values = pd.util.hash_array(objects)  # str, int and None hash as they are
-        combined = (combined * np.uint64(1_000_003)) ^ values
-    return pd.Series(combined.astype(">u8").view("S8"), index=frame.index).map(bytes.hex)
+    """What an activity shows, hashed: an unchanged hash means nothing to write."""
+    return content_hash(frame[list(_HASHED)])
 
 
 def transcript_urls(chat_ids: pd.Series, ctx: PlanContext) -> pd.Series:

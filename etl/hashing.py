@@ -1,0 +1,23 @@
+"""Content hashes of frame rows: how chatsell tells a changed row from the one it stored."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+
+def content_hash(frame: pd.DataFrame) -> pd.Series:
+    """A stable 64-bit hash (16 hex characters) of each row's values, vectorized.
+
+    Strings, integers and missing values hash as they are; timestamps by their microseconds.
+    Nested values must be canonical text already (chatsell keeps them as sorted-key JSON).
+    """
+    combined = np.zeros(len(frame), dtype=np.uint64)
+    for name in frame.columns:
+        column = frame[name]
+        if pd.api.types.is_datetime64_any_dtype(column.dtype):
+            values = pd.util.hash_array(column.to_numpy(dtype="datetime64[us]").view("int64"))
+        else:
+            values = pd.util.hash_array(column.to_numpy(dtype=object, na_value=None))
+        combined = (combined * np.uint64(1_000_003)) ^ values
+    return pd.Series(combined.astype(">u8").view("S8"), index=frame.index).map(bytes.hex)
