@@ -299,6 +299,7 @@ field_changes = Table(
     Column("run_id", Integer),
     _ts("changed_at"),
     PrimaryKeyConstraint("record_type", "record_id", "field", "chat_id"),
+    Index("ix_field_changes_chat", "chat_id"),  # a run looks up the changes its chats made
 )
 
 pool_state = Table(
