@@ -308,7 +308,7 @@ class _Run:
         stored = self.store.crm_frames()
         users_after = crm_after(stored, diff(stored, {"users": exported["users"]}))["users"]
         exported = resolve_owners(exported, users_after)
-        delta = diff(stored, exported)
+        delta = diff(stored, exported, track_emails=self.store.has_chats())
         return _SellRead(
             todo=todo,
             changes=delta.changes,

@@ -390,6 +390,10 @@ class Store:
         with self.engine.connect() as conn:
             return [dict(r) for r in conn.execute(select(schema.pool_state)).mappings()]
 
+    def has_chats(self) -> bool:
+        with self.engine.connect() as conn:
+            return conn.execute(select(schema.chats.c.chat_id).limit(1)).first() is not None
+
     def rematch_queue(self) -> set[str]:
         with self.engine.connect() as conn:
             return {r[0] for r in conn.execute(select(schema.rematch_queue.c.email_normalized))}

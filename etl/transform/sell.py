@@ -65,8 +65,14 @@ def resolve_owners(frames: dict[str, pd.DataFrame], users: pd.DataFrame) -> dict
     return out
 
 
-def diff(store: dict[str, pd.DataFrame], exported: dict[str, pd.DataFrame]) -> SellDelta:
-    """Exported rows that are new (id unknown) or changed (sell_hash differs) versus the store."""
+def diff(
+    store: dict[str, pd.DataFrame], exported: dict[str, pd.DataFrame], track_emails: bool = True
+) -> SellDelta:
+    """Exported rows that are new (id unknown) or changed (sell_hash differs) versus the store.
+
+    ``track_emails`` False skips collecting the emails whose matches may change (a store with no
+    chats yet has nothing to rematch).
+    """
     changes: dict[str, pd.DataFrame] = {}
     affected: set[str] = set()
     for name, frame in exported.items():
@@ -81,11 +87,17 @@ def diff(store: dict[str, pd.DataFrame], exported: dict[str, pd.DataFrame]) -> S
             old_hash = frame["id"].map(known)
             changed = frame[old_hash.isna() | (old_hash != frame["sell_hash"])]
         changes[name] = changed.reset_index(drop=True)
-        if name in ("leads", "contacts") and not changed.empty:
+        if track_emails and name in ("leads", "contacts") and not changed.empty:
             affected |= set(changed["email_normalized"].dropna())
     deals = changes.get("deals")
     contacts = overlay(store.get("contacts"), changes.get("contacts"))
-    if deals is not None and not deals.empty and contacts is not None and not contacts.empty:
+    if (
+        track_emails
+        and deals is not None
+        and not deals.empty
+        and contacts is not None
+        and not contacts.empty
+    ):
         linked = set(deals["contact_id"].dropna()) | set(deals["organization_id"].dropna())
         affected |= set(contacts.loc[contacts["id"].isin(linked), "email_normalized"].dropna())
     return SellDelta(changes, affected)
@@ -95,13 +107,17 @@ def overlay(stored: pd.DataFrame | None, changed: pd.DataFrame | None) -> pd.Dat
     """The store's rows with this run's new or changed rows in their place."""
     if changed is None or changed.empty:
         return stored
-    if stored is None or stored.empty:
+    if stored is None:
         return changed.reset_index(drop=True)
-    kept = stored[~stored["id"].isin(set(changed["id"]))]
+    # only the store's (index) columns: the exported rows' other fields are written, not kept
     columns = [c for c in stored.columns if c in changed.columns]
-    merged = pd.concat([kept, changed[columns]], ignore_index=True)
+    if stored.empty:
+        merged = changed[columns].reset_index(drop=True).reindex(columns=stored.columns)
+    else:
+        kept = stored[~stored["id"].isin(set(changed["id"]))]
+        merged = pd.concat([kept, changed[columns]], ignore_index=True)
     if "origin" in stored.columns:
-        merged["origin"] = merged["origin"].fillna("sell")
+        merged["origin"] = merged["origin"].astype(object).fillna("sell")
     return merged
 
 
@@ -113,14 +129,12 @@ def crm_after(store: dict[str, pd.DataFrame], delta: SellDelta) -> dict[str, pd.
         merged = overlay(store.get(target), frame)
         if merged is not None:
             out[target] = merged
-    if "leads" in out and "phone" in out["leads"] and "leads" in store:
-        # a phone chatsell filled stays filled when the export has none (see writers.KEEP_WHEN_EXPORT_EMPTY)
-        old_phone = (
-            out["leads"]["id"].map(store["leads"].set_index("id")["phone"])
-            if not store["leads"].empty
-            else None
-        )
-        if old_phone is not None:
-            empty = out["leads"]["phone"].isna() | (out["leads"]["phone"].astype("string") == "")
-            out["leads"].loc[empty, "phone"] = old_phone[empty]
+    for name in ("leads", "contacts"):
+        # a phone chatsell filled stays filled when the export has none (writers.KEEP_WHEN_EXPORT_EMPTY)
+        before = store.get(name)
+        if name not in out or before is None or before.empty or "phone" not in before:
+            continue
+        old_phone = out[name]["id"].map(before.set_index("id")["phone"])
+        empty = out[name]["phone"].isna() | (out[name]["phone"].astype("string") == "")
+        out[name].loc[empty, "phone"] = old_phone[empty]
     return out
