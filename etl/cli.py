@@ -18,7 +18,8 @@ from etl.config import Settings, load_settings
 from etl.errors import ChatsellError, ConfigError
 from etl.load.store import Store, masked
 from etl.logs import configure
-from etl.pipeline import SyncOptions, export_widgets, load_run_report, read_feed, run_sync
+from etl.pipeline import SyncOptions, run_sync
+from etl.readside import export_widgets, load_run_report, read_feed
 from etl.report.compare import render_compare_text
 from etl.report.html import render_html
 from etl.report.render import (
@@ -498,7 +499,7 @@ def schedule(app: AppContext, once: bool) -> None:
     settings = _run(lambda: app.settings)
     if not configured_jobs(settings, threading.Event()):
         raise click.UsageError(
-            "no jobs configured: add [schedule.sync] and/or [schedule.report] to the config"
+            "no jobs configured: add [schedule.pull], [schedule.sync] and/or [schedule.report] to the config"
         )
     if once:
         sys.exit(0 if _run(run_once, settings) else 1)
@@ -543,6 +544,39 @@ def generate(out: Path, chat_count: int, record_count: int, seed: int, overwrite
     except (ValueError, FileExistsError, OSError) as exc:
         raise click.UsageError(str(exc).replace("overwrite=True", "--overwrite")) from None
     click.echo(f"{chat_count:,} chats and {record_count:,} Sell records written to {out}")
+
+
+@cli.command()
+@click.argument("source", type=click.Choice(["chat", "sell"]))
+@click.option(
+    "--out",
+    required=True,
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Directory the pages are written into (sync reads it).",
+)
+@click.option("--base-url", help="API host (default: [chat] subdomain / [sell] base_url).")
+@click.option(
+    "--since",
+    type=DateType(),
+    help="Where a first chat pull starts (a later pull continues from its cursor).",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print what was fetched as JSON.")
+@click.pass_obj
+def pull(
+    app: AppContext,
+    source: str,
+    out: Path,
+    base_url: str | None,
+    since: datetime | None,
+    as_json: bool,
+) -> None:
+    """Fetch exports from the live Zendesk APIs (tokens: CHATSELL_CHAT_TOKEN, CHATSELL_SELL_TOKEN)."""
+    from etl.pull import pull_chat, pull_sell
+
+    settings = _run(lambda: app.settings)
+    fetch = pull_chat if source == "chat" else pull_sell
+    result = _run(fetch, settings, _run(app.store), out, base_url=base_url, since=since)
+    click.echo(json.dumps(result.as_dict(), default=str) if as_json else result.summary())
 
 
 @cli.group()

@@ -141,11 +141,18 @@ class ScheduledReport(_Section):
     out: str = "reports/"
 
 
+class ScheduledPull(_Section):
+    cron: str
+    chat_out: str | None = None  # pull chat into this directory
+    sell_out: str | None = None  # pull sell into this directory
+
+
 class ScheduleSettings(_Section):
     """``chatsell schedule`` jobs: standard 5-field cron expressions in ``timezone``."""
 
     timezone: str = "UTC"
     misfire_grace_time: int = Field(default=600, ge=1)  # seconds a late job may still start
+    pull: ScheduledPull | None = None
     sync: ScheduledSync | None = None
     report: ScheduledReport | None = None
 
@@ -157,7 +164,7 @@ class ScheduleSettings(_Section):
             ZoneInfo(self.timezone)
         except (ZoneInfoNotFoundError, ValueError):
             raise ValueError(f"unknown timezone {self.timezone!r}") from None
-        for name in ("sync", "report"):
+        for name in ("pull", "sync", "report"):
             job = getattr(self, name)
             if job is None:
                 continue

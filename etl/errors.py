@@ -6,7 +6,9 @@ ChatsellError
  ├── RunStopped         asked to stop (SIGTERM under the scheduler); stops between chunks, the
  │                      run stays open and the next run with the same inputs resumes it
  └── RunFailed          the run cannot go on; the open chunk is rolled back, exit 1
-      └── StoreError    the store is unreachable or refused a statement
+      ├── StoreError    the store is unreachable or refused a statement
+      └── ApiError      a Zendesk API refused a request, or kept failing after every retry
+           └── TokenRefused   HTTP 401: names where the token came from, never its value
 
 A bad record is not an exception that leaves the reader: it becomes a reject
 (see ``etl.extract.rejects``) and the run goes on.
@@ -47,3 +49,11 @@ class RunFailed(ChatsellError):
 
 class StoreError(RunFailed):
     """The store is unreachable or refused a statement."""
+
+
+class ApiError(RunFailed):
+    """A Zendesk API refused a request, or kept failing after every retry."""
+
+
+class TokenRefused(ApiError):
+    """The API answered 401 to the token."""

@@ -53,5 +53,5 @@ def configure(log_format: str = "text", verbosity: int = 0) -> None:
         root.removeHandler(old)
     root.addHandler(handler)
     root.setLevel(level)
-    for noisy in ("alembic", "sqlalchemy", "apscheduler"):
+    for noisy in ("alembic", "sqlalchemy", "apscheduler", "httpx", "httpcore"):
         logging.getLogger(noisy).setLevel(logging.WARNING if verbosity < 2 else logging.INFO)

@@ -11,14 +11,12 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-import orjson
 import pandas as pd
 
 from etl.config import Settings
@@ -31,11 +29,9 @@ from etl.load import writers
 from etl.load.stage import ChatStage
 from etl.load.store import Store
 from etl.report.build import add_counts, build_report, empty_counters
-from etl.report.compare import compare_reports
-from etl.report.render import to_csv
+from etl.report.files import write_report_files
 from etl.transform.assign import PoolState, build_assigner, resolve_user
 from etl.transform.match import build_index
-from etl.transform.normalize import email_key
 from etl.transform.plan import (
     OUTCOME_COLUMNS,
     ChunkPlan,
@@ -46,7 +42,6 @@ from etl.transform.plan import (
     agent_user_map,
 )
 from etl.transform.sell import crm_after, diff, resolve_owners, with_email_keys
-from etl.transform.widgets import card_rows, csv_columns
 
 log = logging.getLogger("chatsell.pipeline")
 
@@ -738,182 +733,3 @@ def _latest(frames: list[pd.DataFrame], key: str, stored: pd.DataFrame) -> pd.Da
     return (
         pd.concat(parts, ignore_index=True).drop_duplicates(key, keep="last").reset_index(drop=True)
     )
-
-
-def publish_report(
-    settings: Settings, run_id: int | str, out_dir: Path, *, store: Store | None = None
-) -> list[Path]:
-    """Write a stored run's report as JSON and HTML into ``out_dir``; the files written."""
-    own_store = store is None
-    store = store or Store(settings.database_url.get_secret_value())
-    try:
-        store.prepare()
-        row = store.run_row(run_id)
-        if row is None or not row.get("report"):
-            raise ConfigError(f"no finished run {run_id} to report")
-        report = json.loads(row["report"])
-        return write_report_files(
-            report, store.outcome_rows(row["run_id"]), store.reject_rows(row["run_id"]), out_dir
-        )
-    finally:
-        if own_store:
-            store.dispose()
-
-
-def write_report_files(
-    report: dict[str, Any], outcomes: pd.DataFrame, rejects: pd.DataFrame, out_dir: Path
-) -> list[Path]:
-    """``run-<id>.json`` and ``run-<id>.html`` (``dry-run.*`` for a dry run) in ``out_dir``."""
-    from etl.report.html import render_html
-
-    out_dir.mkdir(parents=True, exist_ok=True)
-    name = f"run-{report['run_id']}" if report.get("run_id") is not None else "dry-run"
-    json_path, html_path = out_dir / f"{name}.json", out_dir / f"{name}.html"
-    json_path.write_text(json.dumps(report, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
-    html_path.write_text(render_html(report, outcomes, rejects), encoding="utf-8")
-    return [json_path, html_path]
-
-
-def export_widgets(
-    settings: Settings, out: Path, fmt: str = "ndjson", *, store: Store | None = None
-) -> int:
-    """Write the Sell card data for Chat, per visitor email seen in chats; the number of cards."""
-    own_store = store is None
-    store = store or Store(settings.database_url.get_secret_value())
-    try:
-        store.prepare()
-        emails = store.chat_emails()
-        frames = store.card_records(emails)
-        rows = card_rows(emails, frames["leads"], frames["contacts"], frames["users"], settings.widgets,
-                         settings.match.converted_statuses)  # fmt: skip
-    finally:
-        if own_store:
-            store.dispose()
-    out.parent.mkdir(parents=True, exist_ok=True)
-    if fmt == "csv":
-        columns = csv_columns(settings.widgets)
-        table = [
-            [
-                row["email_normalized"],
-                row["card"],
-                row["record_id"],
-                *[row["fields"].get(c) for c in columns[3:]],
-            ]
-            for row in rows
-        ]
-        out.write_text(to_csv(columns, table), encoding="utf-8")
-    else:
-        with open(out, "wb") as handle:
-            for row in rows:
-                handle.write(orjson.dumps(row) + b"\n")
-    return len(rows)
-
-
-@dataclass
-class Feed:
-    """A record's chat feed, newest first; ``total`` is how many exist beyond ``limit``."""
-
-    records: list[tuple[str, int]]
-    items: pd.DataFrame
-    total: int
-    limit: int
-
-
-_RECORD_REF = re.compile(r"^(lead|contact|deal):(-?\d+)$")
-
-
-def read_feed(
-    settings: Settings,
-    ref: str,
-    *,
-    kind: str = "all",
-    user: str | None = None,
-    team: str | None = None,
-    group: str | None = None,
-    limit: int = 50,
-    store: Store | None = None,
-) -> Feed:
-    """Chats and notes of ``lead:ID``, ``contact:ID``, ``deal:ID`` or every record of an email."""
-    own_store = store is None
-    store = store or Store(settings.database_url.get_secret_value())
-    try:
-        store.prepare()
-        found = _RECORD_REF.match(ref.strip())
-        if found:
-            records = [(found.group(1), int(found.group(2)))]
-            if not store.record_exists(*records[0]):
-                raise ConfigError(f"no record {ref}")
-        elif "@" in ref:
-            key, _status = email_key(
-                pd.Series([ref]), settings.match.provider_rules, settings.match.strip_plus_tags
-            )
-            records = store.records_by_email(key.iloc[0]) if key.iloc[0] else []
-            if not records:
-                raise ConfigError(f"no lead or contact has the email {ref}")
-        else:
-            raise ConfigError("RECORD is lead:ID, contact:ID, deal:ID or an email address")
-        user_id = None
-        if user is not None:
-            user_id = store.user_id_for(user)
-            if user_id is None:
-                raise ConfigError(f"--user: no Sell user {user!r}")
-        many = len(records) > 1
-        items, total = store.feed(records, kind=kind, user_id=user_id, team=team, group=group,
-                                  limit=1_000_000 if many else limit)  # fmt: skip
-        if many and not items.empty:  # one email, several cards: each chat once
-            items = items.drop_duplicates(["type", "chat_id"]).reset_index(drop=True)
-            total = len(items)
-            items = items.head(limit)
-        return Feed(records, items, total, limit)
-    finally:
-        if own_store:
-            store.dispose()
-
-
-@dataclass
-class StoredRun:
-    """A finished run's report with its per-chat rows, and optionally a comparison."""
-
-    report: dict[str, Any]
-    outcomes: pd.DataFrame
-    rejects: pd.DataFrame
-    comparison: dict[str, Any] | None = None
-
-
-def load_run_report(
-    settings: Settings,
-    run_id: int | str = "latest",
-    *,
-    compare_to: int | str | None = None,
-    store: Store | None = None,
-) -> StoredRun:
-    """The stored report of ``run_id`` (or the latest finished run) for rendering."""
-    own_store = store is None
-    store = store or Store(settings.database_url.get_secret_value())
-    try:
-        store.prepare()
-        current = _stored_report(store, run_id)
-        stored = StoredRun(
-            current, store.outcome_rows(current["run_id"]), store.reject_rows(current["run_id"])
-        )
-        if compare_to is not None:
-            previous = _stored_report(store, compare_to)
-            stored.comparison = compare_reports(
-                current, previous, stored.rejects, store.reject_rows(previous["run_id"])
-            )
-        return stored
-    finally:
-        if own_store:
-            store.dispose()
-
-
-def _stored_report(store: Store, run_id: int | str) -> dict[str, Any]:
-    row = store.run_row(run_id)
-    if row is None:
-        raise ConfigError("no finished run yet" if run_id == "latest" else f"no run {run_id}")
-    if row.get("report"):
-        return json.loads(row["report"])
-    return {  # a failed or unfinished run has no report: say what is known
-        "run_id": row["run_id"], "mode": row["mode"], "status": row["status"],
-        "started_at": str(row["started_at"]), "finished_at": str(row["finished_at"]), "error": row.get("error"),
-    }  # fmt: skip

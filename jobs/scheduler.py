@@ -20,7 +20,8 @@ from apscheduler.triggers.cron import CronTrigger
 
 from etl.config import Settings
 from etl.errors import ChatsellError, LockHeld, RunStopped
-from etl.pipeline import SyncOptions, publish_report, run_sync
+from etl.pipeline import SyncOptions, run_sync
+from etl.readside import publish_report
 
 log = logging.getLogger("chatsell.schedule")
 
@@ -49,6 +50,27 @@ def sync_job(settings: Settings, stop: threading.Event) -> bool:
     return True
 
 
+def pull_job(settings: Settings) -> bool:
+    """Pull the Chat and/or Sell exports into the directories ``[schedule.pull]`` names."""
+    from etl.load.store import Store
+    from etl.pull import pull_chat, pull_sell
+
+    job = settings.schedule.pull
+    assert job is not None
+    targets = [(pull_chat, job.chat_out), (pull_sell, job.sell_out)]
+    with Store(settings.database_url.get_secret_value()) as store:
+        for fetch, out in targets:
+            if out is None:
+                continue
+            try:
+                result = fetch(settings, store, Path(out))
+            except ChatsellError as exc:
+                log.error("scheduled pull failed: %s", exc, extra={"event": "pull_failed"})
+                return False
+            log.info("scheduled pull done: %s", result.summary(), extra={"event": "pull_done"})
+    return True
+
+
 def report_job(settings: Settings) -> bool:
     """Write the latest run's HTML and JSON report into ``[schedule.report] out``."""
     job = settings.schedule.report
@@ -68,6 +90,8 @@ def report_job(settings: Settings) -> bool:
 def configured_jobs(settings: Settings, stop: threading.Event) -> list[tuple[str, str, object]]:
     """(name, cron expression, callable) for every job in ``[schedule]``."""
     jobs = []
+    if settings.schedule.pull is not None:
+        jobs.append(("pull", settings.schedule.pull.cron, lambda: pull_job(settings)))
     if settings.schedule.sync is not None:
         jobs.append(("sync", settings.schedule.sync.cron, lambda: sync_job(settings, stop)))
     if settings.schedule.report is not None:
@@ -76,7 +100,7 @@ def configured_jobs(settings: Settings, stop: threading.Event) -> list[tuple[str
 
 
 def run_once(settings: Settings) -> bool:
-    """Run each configured job once, now (sync first); True when all succeeded."""
+    """Run each configured job once, now (pull, then sync, then report); True when all succeeded."""
     stop = threading.Event()
     results = [call() for _name, _cron, call in configured_jobs(settings, stop)]
     return all(results)

@@ -400,3 +400,11 @@ run_lock = Table(
     Column("holder", Text),
     _ts("acquired_at"),
 )
+
+pull_cursors = Table(
+    "pull_cursors",
+    metadata,
+    Column("name", Text, primary_key=True),  # e.g. chat.incremental, sell.leads
+    Column("value", Text, nullable=False),  # JSON: where the next pull starts, what the last got
+    _ts("updated_at", nullable=False),
+)

@@ -33,14 +33,14 @@ from sqlalchemy.exc import ArgumentError, DBAPIError, OperationalError
 from etl.errors import ConfigError, StoreError
 from etl.load import faults, schema
 from etl.load.lock import run_lock
-from etl.load.upsert import select_in
+from etl.load.upsert import dialect_insert, select_in
 
 log = logging.getLogger(__name__)
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 # The newest migration; a test checks it against Alembic's own view, and knowing it here keeps
 # Alembic (a tenth of a second to import) out of every run that finds the schema current.
-SCHEMA_HEAD = "0004"
+SCHEMA_HEAD = "0005"
 INTERRUPTED = "interrupted: the process stopped before the run finished"
 
 
@@ -548,6 +548,28 @@ class Store:
 
     def table_names(self) -> list[str]:
         return sorted(inspect(self.engine).get_table_names())
+
+    # -- pull cursors ------------------------------------------------------------------------
+
+    def pull_cursor(self, name: str) -> str | None:
+        """Where the next ``chatsell pull`` of ``name`` starts (JSON text), or None."""
+        table = schema.pull_cursors
+        with self.engine.connect() as conn:
+            return conn.execute(select(table.c.value).where(table.c.name == name)).scalar()
+
+    def save_pull_cursor(self, name: str, value: str) -> None:
+        """Commit a pull cursor; called only once the page it covers is safely on disk."""
+        table = schema.pull_cursors
+        with self.transaction() as conn:
+            stmt = dialect_insert(conn, table).values(
+                name=name, value=value, updated_at=datetime.now(UTC)
+            )
+            conn.execute(
+                stmt.on_conflict_do_update(
+                    index_elements=[table.c.name],
+                    set_={"value": stmt.excluded.value, "updated_at": stmt.excluded.updated_at},
+                )
+            )
 
 
 def _as_utc(value: Any) -> pd.Timestamp:

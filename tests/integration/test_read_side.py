@@ -9,7 +9,7 @@ import json
 import pytest
 
 from etl.errors import ConfigError
-from etl.pipeline import export_widgets, read_feed
+from etl.readside import export_widgets, read_feed
 
 from builders import chat, contact, envelope, lead, page, sell_dir, user, write_json
 from integration.scenario import settings_for, sync
