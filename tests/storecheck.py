@@ -15,6 +15,7 @@ HISTORY = {
     "source_files",
     "alembic_version",
     "backfill_windows",
+    "pull_cursors",
 }
 RUN_COLUMNS = {
     "imported_run_id",
