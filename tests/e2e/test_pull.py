@@ -413,14 +413,12 @@ def outcomes(db: Path, run_id: int) -> list[tuple]:
 
 
 def data_tables(db: Path) -> dict[str, list[tuple]]:
-    """Every data table, without run ids, file names and pull cursors."""
-    tables = dump(
+    """Every data table, without run ids and file names (pull cursors are bookkeeping: left out)."""
+    return dump(
         f"sqlite:///{db}",
         drop_run_columns=True,
         drop=frozenset({"source_file", "position", "imported_at"}),
     )
-    tables.pop("pull_cursors")
-    return tables
 
 
 def page_files(directory: Path, prefix: str) -> list[Path]:
@@ -798,16 +796,62 @@ def test_pull_from_the_command_line(tmp_path, tokens):
     with FakeZendesk(chats_v1()) as server:
         for source in ("chat", "sell"):
             done = runner.invoke(
-                cli, ["--db", db, "pull", source, "--out", str(tmp_path / source), "--base-url", server.base_url, "--json"]
+                cli,
+                [
+                    "--db",
+                    db,
+                    "pull",
+                    source,
+                    "--out",
+                    str(tmp_path / source),
+                    "--base-url",
+                    server.base_url,
+                    "--json",
+                ],
             )
             assert done.exit_code == 0, done.output
             assert json.loads(done.stdout)["pages"] >= 1
         assert page_files(tmp_path / "chat", "chats_")
         refused = runner.invoke(
             cli,
-            ["--db", db, "pull", "sell", "--out", str(tmp_path / "sell"), "--base-url", server.base_url],
+            [
+                "--db",
+                db,
+                "pull",
+                "sell",
+                "--out",
+                str(tmp_path / "sell"),
+                "--base-url",
+                server.base_url,
+            ],
             env={"CHATSELL_SELL_TOKEN": "wr0ng-t0ken-xyz"},
         )
     assert refused.exit_code == 1
     assert refused.stderr.count("\n") == 1 and "CHATSELL_SELL_TOKEN" in refused.stderr
     assert "wr0ng-t0ken-xyz" not in refused.output + refused.stderr
+
+
+def test_schedule_once_runs_the_pull_job(tmp_path, tokens):
+    from click.testing import CliRunner
+
+    from etl.cli import cli
+
+    with FakeZendesk(chats_v1()) as server:
+        config = tmp_path / "c.toml"
+        config.write_text(
+            f'[sell]\nbase_url = "{server.base_url}"\n'
+            f'[schedule.pull]\ncron = "*/15 * * * *"\nsell_out = "{tmp_path / "sell"}"\n'
+        )
+        done = CliRunner().invoke(
+            cli,
+            [
+                "--config",
+                str(config),
+                "--db",
+                f"sqlite:///{tmp_path / 's.db'}",
+                "schedule",
+                "--once",
+            ],
+        )
+    assert done.exit_code == 0, done.output
+    assert page_files(tmp_path / "sell", "leads_") and page_files(tmp_path / "sell", "users_")
