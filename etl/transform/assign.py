@@ -93,8 +93,12 @@ class Assigner:
                 out.loc[hit, "owner_id"] = rule.owner_id
             else:
                 out.loc[hit, "pool"] = rule.pool
-                out.loc[hit, "owner_id"] = self._from_pool(self.pools[rule.pool], int(hit.sum()))
             unassigned &= ~hit
+        # each pool deals its members in the leads' order, whichever rule sent them there, so the
+        # owners never depend on how the leads were batched (chunks, windows, Dask partitions)
+        for name in out["pool"].dropna().unique():
+            rows = out["pool"] == name
+            out.loc[rows, "owner_id"] = self._from_pool(self.pools[name], int(rows.sum()))
         if unassigned.any():
             self.warnings.append(
                 f"{int(unassigned.sum())} new leads matched no assignment rule and have no owner"

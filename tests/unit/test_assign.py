@@ -160,3 +160,34 @@ def test_pool_state_round_trips():
     state = PoolState(pointer=2, current=[1, -1], assigned=7)
     assert PoolState.from_row(2, state.to_json(), 7) == state
     assert json.loads(state.to_json()) == {"current": [1, -1]}
+
+
+def test_a_shared_pool_deals_in_lead_order_however_the_leads_are_batched():
+    """Two rules feeding one pool: owners follow the leads' order, not the rules' order, so a
+    chunked run, a windowed backfill and a Dask backfill give each lead the same owner."""
+    config = settings(
+        rules=[
+            {"name": "JP", "when": {"country_code": ["JP"]}, "pool": "p"},
+            {"name": "Offline", "when": {"type": "offline_msg"}, "pool": "p"},
+        ],
+        pools={"p": {"members": [101, 102, 103]}},
+        default_owner=104,
+    )
+    batch = pd.concat(
+        [
+            leads(1, kind="offline_msg"),
+            leads(1, country_code="JP"),
+            leads(1, kind="offline_msg"),
+            leads(1),
+            leads(1, country_code="JP"),
+        ],
+        ignore_index=True,
+    )
+    whole = build_assigner(config, USERS, {}).assign(batch, pd.Series(dtype=object))
+    assert whole["owner_id"].tolist() == [101, 102, 103, 104, 101]
+    state: dict = {}
+    one_by_one = [
+        build_assigner(config, USERS, state).assign(batch.iloc[[i]], pd.Series(dtype=object))
+        for i in range(len(batch))
+    ]
+    assert pd.concat(one_by_one)["owner_id"].tolist() == whole["owner_id"].tolist()
