@@ -341,7 +341,7 @@ class Store:
         """The CRM as the match index needs it: leads, contacts, deals, users, lead conversions."""
         wanted = {
             "leads": ("id", "owner_id", "name", "status", "email_normalized", "phone", "sell_hash", "origin",
-                      "created_run_id"),
+                      "origin_chat_id", "created_run_id"),
             "contacts": ("id", "owner_id", "is_organization", "contact_id", "name", "email_normalized", "phone",
                          "sell_hash"),
             "deals": ("id", "owner_id", "name", "contact_id", "organization_id", "sell_hash"),
@@ -359,7 +359,7 @@ class Store:
                 result = conn.execute(select(*[table.c[c] for c in columns]).order_by(table.c.id))
                 frame = pd.DataFrame(result.fetchall(), columns=list(columns))
                 for column in columns:
-                    if column == "id" or column.endswith("_id"):
+                    if column == "id" or (column.endswith("_id") and column != "origin_chat_id"):
                         frame[column] = frame[column].astype("Int64")
                 frames[name] = frame
         return frames

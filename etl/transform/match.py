@@ -39,6 +39,8 @@ class CrmIndex:
     users: pd.DataFrame  # id, email_normalized, status, name, team_name, group_name
     added: pd.DataFrame = field(default_factory=lambda: pd.DataFrame(columns=list(TARGET_COLUMNS)))
     phones: dict[tuple[str, int], str | None] = field(default_factory=dict)
+    # lead id -> the chat that created it, for leads this run created before it was interrupted
+    origins: pd.Series = field(default_factory=lambda: pd.Series(dtype=object))
     _by_email: pd.DataFrame | None = field(default=None, repr=False)
     _sorted_emails: np.ndarray | None = field(default=None, repr=False)
 
@@ -56,6 +58,10 @@ class CrmIndex:
             index=False
         ):
             self.set_phone(record_type, record_id, None if pd.isna(phone) else phone)
+
+    def origin_chats(self) -> pd.Series:
+        """lead id -> origin chat id of the leads this run created (a resumed run meets them)."""
+        return self.origins
 
     def set_phone(self, record_type: str, record_id: int, phone: str | None) -> None:
         self.phones[(record_type, int(record_id))] = phone
@@ -157,7 +163,15 @@ def build_index(
             "owner_id": deals["owner_id"],
         }
     )
-    return CrmIndex(base=targets, deals=deal_frame, users=users)
+    origins = pd.Series(dtype=object)
+    if run_id is not None and "origin_chat_id" in leads and "created_run_id" in leads:
+        mine = leads[(leads["created_run_id"].astype("Int64") == run_id).fillna(False).astype(bool)]
+        mine = mine.dropna(subset=["origin_chat_id"])
+        origins = pd.Series(
+            mine["origin_chat_id"].astype(object).to_numpy(),
+            index=mine["id"].astype("int64").to_numpy(),
+        )
+    return CrmIndex(base=targets, deals=deal_frame, users=users, origins=origins)
 
 
 def _targets(frame: pd.DataFrame, record_type: str, run_id: int | None) -> pd.DataFrame:

@@ -17,7 +17,7 @@ import pandas as pd
 from etl.hashing import content_hash
 from etl.text import person_name
 from etl.transform.assign import Assigner, PoolState
-from etl.transform.match import CrmIndex, match, match_counts, records_label
+from etl.transform.match import PAIR_COLUMNS, CrmIndex, match, match_counts, records_label
 from etl.transform.normalize import (
     EMPTY,
     INVALID,
@@ -190,14 +190,145 @@ def normalize_chats(chats: pd.DataFrame, ctx: PlanContext) -> pd.DataFrame:
     return chats.assign(email_normalized=normalized, email_status=status)
 
 
+# -- the three steps of a plan ---------------------------------------------------------------------
+#
+# prepare: per chat, no order (normalize, match against the index as the run began, policy);
+# decide:  in the one stable order, carried from chunk to chunk (new leads, owners, phones);
+# build:   per chat again (outcomes, activities, notes, notifications).
+# A single process runs all three per chunk; a Dask backfill runs prepare and build on the workers
+# and decide in one place over the whole window. Both give the same rows, whatever the batching.
+
+LEAD_CANDIDATE_DROP = ("transcript", "visitor_notes")  # decide never needs them; they are big
+
+
+@dataclass
+class Prepared:
+    """A batch of chats, normalized and matched, with what decide needs marked on each."""
+
+    chats: pd.DataFrame  # + email_normalized, email_status, department, agent, lead_candidate,
+    #                      skip_reason (None: may create a lead), phone_ok
+    pairs: pd.DataFrame  # PAIR_COLUMNS + own_lead: the records the index already holds
+
+    def lead_candidates(self) -> pd.DataFrame:
+        """Chats that match nothing yet and have a usable email: decide creates or attaches."""
+        chats = self.chats
+        return chats.loc[chats["lead_candidate"]].drop(columns=list(LEAD_CANDIDATE_DROP))
+
+    def phone_candidates(self, ctx: PlanContext) -> pd.DataFrame:
+        """(chat, lead or contact) pairs a visitor phone could go to (decide picks in order)."""
+        kinds = ["lead", "contact"] if ctx.phone.update_contacts else ["lead"]
+        if ctx.phone.policy == "never" or self.pairs.empty:
+            return pd.DataFrame(columns=list(PHONE_CANDIDATE_COLUMNS))
+        pairs = self.pairs[self.pairs["record_type"].isin(kinds) & ~self.pairs["own_lead"]]
+        return _phone_rows(self.chats, pairs)
+
+
+PHONE_CANDIDATE_COLUMNS = (
+    "chat_id", "started_at", "ended_at", "visitor_phone", "record_type", "record_id",
+)  # fmt: skip
+
+
+def _phone_rows(chats: pd.DataFrame, pairs: pd.DataFrame) -> pd.DataFrame:
+    with_phone = chats.loc[chats["phone_ok"], ["chat_id", "started_at", "ended_at", "visitor_phone"]]
+    rows = pairs[["chat_id", "record_type", "record_id"]].merge(with_phone, on="chat_id")
+    return rows[list(PHONE_CANDIDATE_COLUMNS)].reset_index(drop=True)
+
+
+def prepare(
+    chats: pd.DataFrame, index: CrmIndex, ctx: PlanContext, *, record_outcomes: bool = True
+) -> Prepared:
+    """Normalize and match a batch of chats (any order, any batching): no decision is made here.
+
+    With ``record_outcomes`` False (rematching chats already accounted for) no chat may create a
+    lead, but a chat still attaches to a lead the run created for its email.
+    """
+    chats = normalize_chats(chats, ctx).reset_index(drop=True)
+    chats = chats.assign(department=_department(chats, ctx), agent=_first_agent_name(chats))
+    pairs = match(chats, index, ctx.attach_to_deals)
+    origin = index.origin_chats()
+    own = pd.Series(False, index=pairs.index)
+    if not origin.empty and not pairs.empty:
+        own = (pairs["record_type"] == "lead") & (
+            pairs["record_id"].map(origin).astype(object) == pairs["chat_id"]
+        ) & pairs["new_this_run"]
+    pairs = pairs.assign(own_lead=own.astype(bool))
+    matched = chats["chat_id"].isin(pairs["chat_id"])
+    skip = (
+        skip_reasons(chats, ctx)
+        if record_outcomes
+        else pd.Series("rematch", index=chats.index, dtype=object)
+    )
+    phone_ok = chats["visitor_phone"].astype(str).str.strip() != ""
+    if ctx.phone.require_sell_agent:
+        agent_users = agent_user_ids(chats[phone_ok], ctx.agent_users, ctx.active_users)
+        phone_ok &= chats["chat_id"].isin(agent_users.index)
+    chats = chats.assign(
+        lead_candidate=~matched & (chats["email_status"] == OK),
+        skip_reason=skip,
+        phone_ok=phone_ok,
+    )
+    return Prepared(chats=chats, pairs=pairs)
+
+
+def skip_reasons(chats: pd.DataFrame, ctx: PlanContext) -> pd.Series:
+    """Why policy keeps each chat from creating a lead (None: it may create one)."""
+    policy = ctx.leads
+    reason = pd.Series(None, index=chats.index, dtype=object)
+    if policy.max_chat_age_days is not None:
+        age = (ctx.now - chats["started_at"]).dt.days
+        old = age > policy.max_chat_age_days
+        reason[old] = f"chat older than max_chat_age_days ({policy.max_chat_age_days})"
+    if not policy.create_from_offline:
+        reason[chats["kind"] == "offline_msg"] = "offline message (create_from_offline = false)"
+    if policy.ignore_domains:
+        domains = email_domain(chats["email_normalized"]).fillna("")
+        ignored = pd.Series(False, index=chats.index)
+        for domain in policy.ignore_domains:
+            ignored |= (domains == domain) | domains.str.endswith("." + domain)
+        reason[ignored] = "email domain " + domains[ignored] + " is in ignore_domains"
+    if not policy.enabled:
+        reason[:] = policy.disabled_reason
+    return reason
+
+
+@dataclass
+class Decisions:
+    """What decide settled for a batch, in order: new leads and their owners, which chats created
+    or joined them, and the phones to write."""
+
+    leads: pd.DataFrame  # LEAD_COLUMNS
+    assignments: pd.DataFrame  # owner_id, pool, rule: one row per new lead
+    new_pairs: pd.DataFrame  # PAIR_COLUMNS + own_lead: chats joined to leads created this run
+    created: frozenset[str]  # chat ids that created a lead
+    attached: frozenset[str]  # chat ids that joined a lead created this run
+    phone_changes: pd.DataFrame  # CHANGE_COLUMNS
+    pool_states: dict[str, PoolState] = field(default_factory=dict)
+    warnings: list[str] = field(default_factory=list)
+
+    def for_chats(self, chat_ids: pd.Series) -> Decisions:
+        """The part a partition of these chats needs to build its rows."""
+        ids = set(chat_ids)
+        return Decisions(
+            leads=self.leads.iloc[0:0],
+            assignments=self.assignments.iloc[0:0],
+            new_pairs=self.new_pairs[self.new_pairs["chat_id"].isin(ids)],
+            created=frozenset(self.created & ids),
+            attached=frozenset(self.attached & ids),
+            phone_changes=self.phone_changes.iloc[0:0],
+        )
+
+
 @dataclass
 class Planner:
-    """Plans chunk after chunk; holds what earlier chunks decided (the index, pools, lead ids)."""
+    """Plans chunk after chunk; holds what earlier chunks decided (new leads, pools, phones)."""
 
     index: CrmIndex
     ctx: PlanContext
     assigner: Assigner
     next_lead_id: int = -1  # chat-created leads get negative ids: they are no Sell record (yet)
+    created_leads: pd.DataFrame = field(
+        default_factory=lambda: pd.DataFrame(columns=["id", "name", "owner_id"])
+    )  # indexed by email_normalized: the leads this planner created so far
 
     def plan(
         self,
@@ -212,137 +343,101 @@ class Planner:
         so a rerun never makes them twice. With ``record_outcomes`` False (rematching chats
         already accounted for), no lead is created.
         """
-        ctx = self.ctx
-        chats = normalize_chats(chats, ctx).reset_index(drop=True)
-        chats = chats.assign(department=_department(chats, ctx), agent=_first_agent_name(chats))
-        pairs = match(chats, self.index, ctx.attach_to_deals)
-        counts = match_counts(pairs)
+        prepared = prepare(chats, self.index, self.ctx, record_outcomes=record_outcomes)
+        decisions = self.decide(
+            prepared.lead_candidates(), prepared.phone_candidates(self.ctx), applied_changes
+        )
+        return build_plan(prepared, decisions, self.ctx)
 
-        outcome = pd.Series(None, index=chats.index, dtype=object)
-        reason = pd.Series(None, index=chats.index, dtype=object)
-        matched = chats["chat_id"].isin(pairs["chat_id"])
-        people = pairs[pairs["record_type"] != "deal"]
-        only_new = people.groupby("chat_id")["new_this_run"].all()
-        outcome[matched] = "matched"
-        only_new_chat = chats["chat_id"].map(only_new).eq(True)
-        outcome[matched & only_new_chat] = "matched_new_lead"
-        empty = chats["email_status"] == EMPTY
-        outcome[empty] = "no_email"
-        reason[empty] = "visitor gave no email"
-        invalid = chats["email_status"] == INVALID
-        outcome[invalid] = "invalid_email"
-        reason[invalid] = (
-            "not an email address: " + chats.loc[invalid, "visitor_email"].astype(str).str[:200]
-        )
+    def decide(
+        self, candidates: pd.DataFrame, phones: pd.DataFrame, applied: frozenset = frozenset()
+    ) -> Decisions:
+        """The order-dependent part, for batches given in the stable order (start time, chat id).
 
-        candidates = ~matched & (chats["email_status"] == OK)
-        skip = (
-            self._skip_reasons(chats)
-            if record_outcomes
-            else pd.Series("rematch", index=chats.index)
-        )
-        leads, assignments, new_pairs, created, attached = self._create_leads(
-            chats, candidates, skip
-        )
-        outcome[created] = "lead_created"
-        outcome[attached] = "matched_new_lead"
-        skipped = candidates & ~created & ~attached
-        outcome[skipped] = "lead_skipped"
-        reason[skipped] = skip[skipped]
-        if not new_pairs.empty:
-            pairs = pd.concat([pairs, new_pairs], ignore_index=True)
-
-        labels = records_label(pairs)
-        match_count = chats["chat_id"].map(counts).fillna(0).astype("int64")
-        outcomes = pd.DataFrame(
-            {
-                "chat_id": chats["chat_id"],
-                "outcome": outcome,
-                "email_normalized": chats["email_normalized"],
-                "records": chats["chat_id"].map(labels).astype(object),
-                "reason": reason,
-                "match_count": match_count,
-                "chat_started_at": chats["started_at"],
-                "department": chats["department"],
-                "agent": chats["agent"],
-            },
-            columns=list(OUTCOME_COLUMNS),
-        )
-        outcomes["records"] = outcomes["records"].where(outcomes["records"].notna(), None)
-        notify_on = ctx.notify_tags
-        plan = ChunkPlan(
-            chats=chats.drop(columns=["email_status", "department", "agent"]),
-            outcomes=outcomes,
-            activities=build_activities(chats, pairs, ctx),
+        ``candidates`` are lead candidates (``Prepared.lead_candidates``), ``phones`` the phone
+        candidates of the same chats; what is decided here is carried to the next batch.
+        """
+        leads, assignments, new_pairs, created, attached = self._create_leads(candidates)
+        if not new_pairs.empty and self.ctx.phone.policy != "never":
+            kinds = ["lead", "contact"] if self.ctx.phone.update_contacts else ["lead"]
+            joined = new_pairs[new_pairs["record_type"].isin(kinds) & ~new_pairs["own_lead"]]
+            more = _phone_rows(candidates, joined)
+            if not more.empty:
+                phones = pd.concat([phones, more], ignore_index=True) if not phones.empty else more
+        decisions = Decisions(
             leads=leads,
-            notes=build_notes(chats, pairs, ctx),
-            notifications=build_notifications(chats, pairs, ctx, notify_on),
-            phone_changes=self._phone_changes(chats, pairs, leads, applied_changes),
+            assignments=assignments,
+            new_pairs=new_pairs,
+            created=created,
+            attached=attached,
+            phone_changes=self._phone_changes(phones, applied),
             pool_states={
                 name: PoolState(s.pointer, list(s.current), s.assigned)
                 for name, s in self.assigner.state.items()
                 if name in set(assignments["pool"].dropna())
             },
-            assignments=assignments,
-            multi_match_emails=set(chats.loc[match_count > 1, "email_normalized"].dropna()),
             warnings=list(self.assigner.warnings),
         )
         self.assigner.warnings.clear()
-        return plan
+        return decisions
 
     # -- leads ----------------------------------------------------------------------------------
 
-    def _skip_reasons(self, chats: pd.DataFrame) -> pd.Series:
-        """Why policy keeps each chat from creating a lead (None: it may create one)."""
-        policy = self.ctx.leads
-        reason = pd.Series(None, index=chats.index, dtype=object)
-        if policy.max_chat_age_days is not None:
-            age = (self.ctx.now - chats["started_at"]).dt.days
-            old = age > policy.max_chat_age_days
-            reason[old] = f"chat older than max_chat_age_days ({policy.max_chat_age_days})"
-        if not policy.create_from_offline:
-            reason[chats["kind"] == "offline_msg"] = "offline message (create_from_offline = false)"
-        if policy.ignore_domains:
-            domains = email_domain(chats["email_normalized"]).fillna("")
-            ignored = pd.Series(False, index=chats.index)
-            for domain in policy.ignore_domains:
-                ignored |= (domains == domain) | domains.str.endswith("." + domain)
-            reason[ignored] = "email domain " + domains[ignored] + " is in ignore_domains"
-        if not policy.enabled:
-            reason[:] = policy.disabled_reason
-        return reason
-
     def _create_leads(
-        self, chats: pd.DataFrame, candidates: pd.Series, skip: pd.Series
-    ) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame, pd.Series, pd.Series]:
+        self, candidates: pd.DataFrame
+    ) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame, frozenset[str], frozenset[str]]:
         """One lead per email: the first chat (in order) allowed to create one does; chats of that
-        email from then on attach to it (SPEC 3.3). Returns (leads, assignments, pairs, created, attached)."""
-        no = pd.Series(False, index=chats.index)
+        email from then on, in this batch or later ones, join it (SPEC 3.3).
+        Returns (leads, assignments, pairs, created, attached)."""
+        no_assignments = pd.DataFrame(columns=["owner_id", "pool", "rule"])
         empty = pd.DataFrame(columns=list(LEAD_COLUMNS))
-        unmatched = chats[candidates]
-        if unmatched.empty:
-            return empty, pd.DataFrame(columns=["owner_id", "pool", "rule"]), pd.DataFrame(), no, no
-        allowed = skip[candidates].isna()
-        order = pd.Series(range(len(unmatched)), index=unmatched.index)
-        first_allowed = order[allowed].groupby(unmatched.loc[allowed, "email_normalized"]).min()
-        creator_pos = unmatched["email_normalized"].map(first_allowed)
-        created = no.copy()
-        attached = no.copy()
+        if candidates.empty:
+            return empty, no_assignments, _no_pairs(), frozenset(), frozenset()
+        candidates = candidates.reset_index(drop=True)
+        emails = candidates["email_normalized"]
+        earlier = emails.isin(self.created_leads.index)  # a lead an earlier batch created
+        allowed = candidates["skip_reason"].isna() & ~earlier
+        order = pd.Series(range(len(candidates)), index=candidates.index)
+        first_allowed = order[allowed].groupby(emails[allowed]).min()
+        creator_pos = emails.map(first_allowed)
         is_creator = order == creator_pos
-        created[is_creator[is_creator].index] = True
-        after = creator_pos.notna() & (order > creator_pos)
-        attached[after[after].index] = True
-        creators = unmatched[is_creator]
-        if creators.empty:
-            return (
-                empty,
-                pd.DataFrame(columns=["owner_id", "pool", "rule"]),
-                pd.DataFrame(),
-                created,
-                attached,
+        joins = earlier | (creator_pos.notna() & (order > creator_pos))
+        creators = candidates[is_creator]
+        leads, assignments = empty, no_assignments
+        if not creators.empty:
+            assignments = self.assigner.assign(creators, self.ctx.agent_emails)
+            leads = self._lead_rows(creators, assignments)
+            self.created_leads = pd.concat(
+                [
+                    self.created_leads,
+                    leads.set_index("email_normalized")[["id", "name", "owner_id"]],
+                ]
             )
+            for lead_id, phone in zip(leads["id"], leads["phone"], strict=True):
+                self.index.set_phone("lead", lead_id, None if pd.isna(phone) else phone)
+            assignments = assignments.reset_index(drop=True)
+        joined = candidates[is_creator | joins]
+        by_email = self.created_leads
+        new_pairs = pd.DataFrame(
+            {
+                "chat_id": joined["chat_id"],
+                "record_type": "lead",
+                "record_id": joined["email_normalized"].map(by_email["id"]).astype("int64"),
+                "record_name": joined["email_normalized"].map(by_email["name"]),
+                "owner_id": joined["email_normalized"].map(by_email["owner_id"]).astype("Int64"),
+                "new_this_run": True,
+                "own_lead": is_creator[joined.index].to_numpy(),
+            }
+        )
+        return (
+            leads,
+            assignments,
+            new_pairs.reset_index(drop=True),
+            frozenset(creators["chat_id"]),
+            frozenset(candidates.loc[joins, "chat_id"]),
+        )
 
-        assignments = self.assigner.assign(creators, self.ctx.agent_emails)
+    def _lead_rows(self, creators: pd.DataFrame, assignments: pd.DataFrame) -> pd.DataFrame:
         ids = list(range(self.next_lead_id, self.next_lead_id - len(creators), -1))
         self.next_lead_id -= len(creators)
         names = creators["visitor_name"].map(split_name)
@@ -375,71 +470,26 @@ class Planner:
             }
         )
         leads["owner_id"] = leads["owner_id"].astype("Int64")
-        self.index.add_targets(
-            pd.DataFrame(
-                {
-                    "record_type": "lead",
-                    "record_id": leads["id"],
-                    "email_normalized": leads["email_normalized"],
-                    "record_name": leads["name"],
-                    "owner_id": leads["owner_id"],
-                    "phone": leads["phone"],
-                    "origin": "chat",
-                    "new_this_run": True,
-                }
-            )
-        )
-        by_email = leads.set_index("email_normalized")
-        joined = chats[created | attached]
-        new_pairs = pd.DataFrame(
-            {
-                "chat_id": joined["chat_id"],
-                "record_type": "lead",
-                "record_id": joined["email_normalized"].map(by_email["id"]).astype("int64"),
-                "record_name": joined["email_normalized"].map(by_email["name"]),
-                "owner_id": joined["email_normalized"].map(by_email["owner_id"]).astype("Int64"),
-                "new_this_run": True,
-            }
-        )
-        assignments = assignments.reset_index(drop=True)
-        return leads, assignments, new_pairs, created, attached
+        return leads
 
     # -- phones ---------------------------------------------------------------------------------
 
-    def _phone_changes(
-        self, chats: pd.DataFrame, pairs: pd.DataFrame, leads: pd.DataFrame, applied: frozenset
-    ) -> pd.DataFrame:
-        """Visitor phones onto matched leads (and contacts) per ``[phone]`` (seed S10)."""
+    def _phone_changes(self, candidates: pd.DataFrame, applied: frozenset) -> pd.DataFrame:
+        """Visitor phones onto matched leads (and contacts) per ``[phone]`` (seed S10), in order."""
         policy = self.ctx.phone
         empty = pd.DataFrame(columns=list(CHANGE_COLUMNS))
-        if policy.policy == "never" or pairs.empty:
+        if policy.policy == "never" or candidates.empty:
             return empty
-        kinds = ["lead", "contact"] if policy.update_contacts else ["lead"]
-        with_phone = chats[chats["visitor_phone"].astype(str).str.strip() != ""]
-        if policy.require_sell_agent:
-            agent_users = agent_user_ids(with_phone, self.ctx.agent_users, self.ctx.active_users)
-            with_phone = with_phone[with_phone["chat_id"].isin(agent_users.index)]
-        creators = set(leads["origin_chat_id"]) if not leads.empty else set()
-        candidates = pairs[
-            pairs["record_type"].isin(kinds) & pairs["chat_id"].isin(with_phone["chat_id"])
-        ]
-        candidates = candidates[
-            ~(candidates["chat_id"].isin(creators) & (candidates["record_id"] < 0))
-        ]
-        if candidates.empty:
-            return empty
-        position = pd.Series(range(len(chats)), index=chats["chat_id"])
-        candidates = candidates.assign(_pos=candidates["chat_id"].map(position)).sort_values(
-            ["_pos", "record_type", "record_id"]
+        candidates = candidates.sort_values(
+            ["started_at", "chat_id", "record_type", "record_id"], kind="stable"
         )
-        per_chat = chats.set_index("chat_id")
         rows = []
-        for record_type, record_id, chat_id in candidates[
-            ["record_type", "record_id", "chat_id"]
+        for chat_id, ended_at, phone, record_type, record_id in candidates[
+            ["chat_id", "ended_at", "visitor_phone", "record_type", "record_id"]
         ].itertuples(index=False):
             if (record_type, int(record_id), chat_id) in applied:
                 continue
-            new = str(per_chat.at[chat_id, "visitor_phone"]).strip()
+            new = str(phone).strip()
             current = self.index.phone_of(record_type, record_id)
             has_current = current is not None and str(current).strip() != ""
             if policy.policy == "fill_empty" and has_current:
@@ -450,10 +500,78 @@ class Planner:
                 and _same_phone(current, new, policy.default_region)
             ):
                 continue
-            rows.append((record_type, int(record_id), "phone", chat_id, current if has_current else None, new,
-                         per_chat.at[chat_id, "ended_at"]))  # fmt: skip
+            rows.append((record_type, int(record_id), "phone", chat_id, current if has_current else None, new, ended_at))  # fmt: skip
             self.index.set_phone(record_type, record_id, new)
         return pd.DataFrame(rows, columns=list(CHANGE_COLUMNS)) if rows else empty
+
+
+def _no_pairs() -> pd.DataFrame:
+    return pd.DataFrame(columns=[*PAIR_COLUMNS, "own_lead"])
+
+
+def build_plan(prepared: Prepared, decisions: Decisions, ctx: PlanContext) -> ChunkPlan:
+    """Every chat's outcome and every row to write, from a prepared batch and its decisions."""
+    chats, pairs = prepared.chats, prepared.pairs
+    if not decisions.new_pairs.empty:
+        pairs = pd.concat([pairs, decisions.new_pairs], ignore_index=True)
+    people = pairs[pairs["record_type"] != "deal"]
+    counts = match_counts(pairs)
+
+    outcome = pd.Series(None, index=chats.index, dtype=object)
+    reason = pd.Series(None, index=chats.index, dtype=object)
+    matched = chats["chat_id"].isin(pairs["chat_id"])
+    outcome[matched] = "matched"
+    only_new = people.groupby("chat_id")["new_this_run"].all()
+    outcome[matched & chats["chat_id"].map(only_new).eq(True)] = "matched_new_lead"
+    # the lead it created this run (met again when a run resumes): still the chat's own outcome
+    own = set(people.loc[people["own_lead"].astype(bool), "chat_id"]) | decisions.created
+    outcome[chats["chat_id"].isin(own)] = "lead_created"
+    empty = chats["email_status"] == EMPTY
+    outcome[empty] = "no_email"
+    reason[empty] = "visitor gave no email"
+    invalid = chats["email_status"] == INVALID
+    outcome[invalid] = "invalid_email"
+    reason[invalid] = (
+        "not an email address: " + chats.loc[invalid, "visitor_email"].astype(str).str[:200]
+    )
+    skipped = chats["lead_candidate"] & ~matched
+    outcome[skipped] = "lead_skipped"
+    reason[skipped] = chats.loc[skipped, "skip_reason"]
+
+    labels = records_label(pairs)
+    match_count = chats["chat_id"].map(counts).fillna(0).astype("int64")
+    outcomes = pd.DataFrame(
+        {
+            "chat_id": chats["chat_id"],
+            "outcome": outcome,
+            "email_normalized": chats["email_normalized"],
+            "records": chats["chat_id"].map(labels).astype(object),
+            "reason": reason,
+            "match_count": match_count,
+            "chat_started_at": chats["started_at"],
+            "department": chats["department"],
+            "agent": chats["agent"],
+        },
+        columns=list(OUTCOME_COLUMNS),
+    )
+    outcomes["records"] = outcomes["records"].where(outcomes["records"].notna(), None)
+    pairs = pairs.drop(columns=["own_lead"])
+    return ChunkPlan(
+        chats=chats.drop(
+            columns=["email_status", "department", "agent", "lead_candidate", "skip_reason",
+                     "phone_ok"]
+        ),  # fmt: skip
+        outcomes=outcomes,
+        activities=build_activities(chats, pairs, ctx),
+        leads=decisions.leads,
+        notes=build_notes(chats, pairs, ctx),
+        notifications=build_notifications(chats, pairs, ctx, ctx.notify_tags),
+        phone_changes=decisions.phone_changes,
+        pool_states=decisions.pool_states,
+        assignments=decisions.assignments,
+        multi_match_emails=set(chats.loc[match_count > 1, "email_normalized"].dropna()),
+        warnings=decisions.warnings,
+    )
 
 
 def _same_phone(a: str, b: str, region: str) -> bool:
