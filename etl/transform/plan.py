@@ -229,7 +229,9 @@ PHONE_CANDIDATE_COLUMNS = (
 
 
 def _phone_rows(chats: pd.DataFrame, pairs: pd.DataFrame) -> pd.DataFrame:
-    with_phone = chats.loc[chats["phone_ok"], ["chat_id", "started_at", "ended_at", "visitor_phone"]]
+    with_phone = chats.loc[
+        chats["phone_ok"], ["chat_id", "started_at", "ended_at", "visitor_phone"]
+    ]
     rows = pairs[["chat_id", "record_type", "record_id"]].merge(with_phone, on="chat_id")
     return rows[list(PHONE_CANDIDATE_COLUMNS)].reset_index(drop=True)
 
@@ -248,9 +250,11 @@ def prepare(
     origin = index.origin_chats()
     own = pd.Series(False, index=pairs.index)
     if not origin.empty and not pairs.empty:
-        own = (pairs["record_type"] == "lead") & (
-            pairs["record_id"].map(origin).astype(object) == pairs["chat_id"]
-        ) & pairs["new_this_run"]
+        own = (
+            (pairs["record_type"] == "lead")
+            & (pairs["record_id"].map(origin).astype(object) == pairs["chat_id"])
+            & pairs["new_this_run"]
+        )
     pairs = pairs.assign(own_lead=own.astype(bool))
     matched = chats["chat_id"].isin(pairs["chat_id"])
     skip = (
@@ -558,8 +562,14 @@ def build_plan(prepared: Prepared, decisions: Decisions, ctx: PlanContext) -> Ch
     pairs = pairs.drop(columns=["own_lead"])
     return ChunkPlan(
         chats=chats.drop(
-            columns=["email_status", "department", "agent", "lead_candidate", "skip_reason",
-                     "phone_ok"]
+            columns=[
+                "email_status",
+                "department",
+                "agent",
+                "lead_candidate",
+                "skip_reason",
+                "phone_ok",
+            ]
         ),  # fmt: skip
         outcomes=outcomes,
         activities=build_activities(chats, pairs, ctx),
