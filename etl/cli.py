@@ -242,11 +242,13 @@ class DateType(click.ParamType):
     type=click.Choice(["local", "dask"]),
     default="local",
     show_default=True,
-    help="Where the work runs (dask: not available in this version).",
+    help="Where the work runs: this process, or Dask distributed workers (PostgreSQL store).",
 )
 @click.option("--scheduler", "dask_scheduler", help="Dask scheduler address (with --engine dask).")
 @click.option(
-    "--workers", type=click.IntRange(min=1), help="Dask local workers (with --engine dask)."
+    "--workers",
+    type=click.IntRange(min=1),
+    help="Worker processes of a local Dask cluster (default 2).",
 )
 @_create_notify_options
 @click.pass_obj
@@ -268,13 +270,16 @@ def backfill(
     notify: bool,
 ) -> None:
     """Load the chats started in [--since, --until), window by window."""
-    if engine == "dask":
-        raise click.UsageError("--engine dask is not available in this version; use --engine local")
+    if engine == "local" and (dask_scheduler or workers):
+        raise click.UsageError("--scheduler and --workers go with --engine dask")
+    if dask_scheduler and workers:
+        raise click.UsageError("--workers sizes a local cluster: give it or --scheduler, not both")
     if since >= until:
         raise click.BadParameter("--since must be before --until", param_hint="--since")
     options = SyncOptions(chats=chats, sell=sell, dry_run=dry_run, mode="backfill", report_dir=report_dir,
                           create_leads=create_leads, notify=notify, since=since, until=until, window=window,
-                          resume=resume)  # fmt: skip
+                          resume=resume, engine=engine, dask_scheduler=dask_scheduler,
+                          dask_workers=workers)  # fmt: skip
     settings = _run(lambda: app.settings)
     result = _run(run_sync, settings, options, store=_run(app.store), progress=_progress())
     click.echo(render_json(result.report) if as_json else render_text(result.report))

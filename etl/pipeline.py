@@ -60,6 +60,9 @@ class SyncOptions:
     until: datetime | None = None
     window: timedelta | None = None  # backfill: each window commits on its own
     resume: bool = False  # backfill: continue the last unfinished backfill of these inputs
+    engine: str = "local"  # backfill: "dask" runs it on Dask distributed (etl.dask_engine)
+    dask_scheduler: str | None = None  # a running cluster's scheduler; None: a LocalCluster
+    dask_workers: int | None = None  # worker processes of that LocalCluster
 
     @property
     def backfill(self) -> bool:
@@ -100,6 +103,7 @@ def run_sync(
     own_store = store is None
     store = store or Store(settings.database_url.get_secret_value())
     try:
+        _check_engine(options, store)
         store.prepare()
         chat_files = _discover(options.chats, "--chats")
         sell_files = _discover(options.sell, "--sell")
@@ -111,6 +115,20 @@ def run_sync(
     finally:
         if own_store:
             store.dispose()
+
+
+def _check_engine(options: SyncOptions, store: Store) -> None:
+    if options.engine == "local":
+        return
+    if options.engine != "dask" or not options.backfill:
+        raise ConfigError(f"engine {options.engine!r}: only backfill runs on --engine dask")
+    if store.embedded:
+        raise ConfigError(
+            "--engine dask needs a shared PostgreSQL store (database_url); an SQLite file is for "
+            "one process: use --engine local"
+        )
+    if options.dry_run:
+        raise ConfigError("--engine dask writes as it goes: run --dry-run with --engine local")
 
 
 def _discover(path: Path, option: str) -> list[SourceFile]:
@@ -167,17 +185,23 @@ class _Run:
     # -- the run --------------------------------------------------------------------------------
 
     def execute(self, chat_files: list[SourceFile], sell_files: list[SourceFile]) -> RunResult:
+        if self.options.engine == "dask":
+            from etl.dask_engine import dask_client
+
+            with dask_client(self.options.dask_scheduler, self.options.dask_workers) as client:
+                self.client = client
+                return self._execute(None, chat_files, sell_files)
         with ChatStage() as stage:
             return self._execute(stage, chat_files, sell_files)
 
     def _execute(
-        self, stage: ChatStage, chat_files: list[SourceFile], sell_files: list[SourceFile]
+        self, stage: ChatStage | None, chat_files: list[SourceFile], sell_files: list[SourceFile]
     ) -> RunResult:
         known = self.store.source_files()
         # a backfill reads every chat file and takes its window from them; sync reads what is new
         chat_todo = self._changed(chat_files, known, "chat", force=self.options.backfill)
         # chats are parsed first, while this process is small (the parsing workers fork from it)
-        self._stage_chats(stage, chat_todo)
+        stage = self._stage_chats(stage, chat_todo)
         force_sell = self.settings.sell.snapshot_is_complete
         sell = self._read_sell(self._changed(sell_files, known, "sell", force=force_sell))
         self.crm = sell.crm
@@ -337,8 +361,10 @@ class _Run:
 
     # -- chats ----------------------------------------------------------------------------------
 
-    def _stage_chats(self, stage: ChatStage, todo: list[tuple[SourceFile, str]]) -> None:
+    def _stage_chats(self, stage: ChatStage | None, todo: list[tuple[SourceFile, str]]):
         """Parse the chat files into the stage; nothing is written to the store yet."""
+        if stage is None:  # --engine dask: the workers parse and keep the chats
+            return self._stage_on_workers(todo)
         rejects: list[Reject] = []
         agents, departments = [], []
         read = 0
@@ -354,6 +380,26 @@ class _Run:
         self.agents = _latest(agents, "agent_id", self.store.agents_frame())
         self.departments = _latest(departments, "department_id", self.store.departments_frame())
         self.chat_file_rejects = rejects
+        return stage
+
+    def _stage_on_workers(self, todo: list[tuple[SourceFile, str]]):
+        from etl.dask_engine import stage_on_workers
+
+        workers = max(1, len(self.client.scheduler_info().get("workers", {})))
+        stage, metas = stage_on_workers(
+            self.client, [s for s, _ in todo], self.settings.run.chunk_size, partitions=2 * workers
+        )
+        self.agents = _latest(
+            [a for m in metas for a in m["agents"]], "agent_id", self.store.agents_frame()
+        )
+        self.departments = _latest(
+            [d for m in metas for d in m["departments"]],
+            "department_id",
+            self.store.departments_frame(),
+        )
+        self.chat_file_rejects = [r for m in metas for r in m["rejects"]]
+        self.progress("read", sum(m["chats"] for m in metas), None)
+        return stage
 
     def _record_inputs(
         self, stage: ChatStage, todo: list[tuple[SourceFile, str]], sell_rejects: list[Reject]
@@ -474,6 +520,11 @@ class _Run:
             if resumed and self.run_id is not None
             else set()
         )
+        if self.options.engine == "dask":
+            from etl.dask_engine import process_windows
+
+            process_windows(self, self.client, stage, windows, finished, resumed)
+            return
         for number, (start, end) in enumerate(windows, start=1):
             if start in finished:
                 continue
@@ -537,21 +588,7 @@ class _Run:
         return processed
 
     def _effective(self, chunk: pd.DataFrame) -> pd.DataFrame:
-        """The newest version of each chat: the staged one, or the store's when that is newer."""
-        stored = self.store.chat_versions(chunk["chat_id"])
-        if stored.empty:
-            return chunk
-        compare = chunk[["chat_id", "version"]].merge(
-            stored, on="chat_id", suffixes=("", "_stored")
-        )
-        newer = compare.loc[compare["version_stored"] > compare["version"], "chat_id"]
-        if newer.empty:
-            return chunk
-        kept = self.store.stored_chats(newer, list(CHAT_COLUMNS))
-        chunk = pd.concat(
-            [chunk[~chunk["chat_id"].isin(set(newer))], kept[list(CHAT_COLUMNS)]], ignore_index=True
-        )
-        return chunk.sort_values(["started_at", "chat_id"], kind="stable").reset_index(drop=True)
+        return newest_versions(self.store, chunk)
 
     def _plan_and_apply(
         self, chats: pd.DataFrame, record_outcomes: bool, clear_emails: set[str] | None = None
@@ -709,6 +746,22 @@ class _Run:
                 self.store.reject_rows(self.run_id),
             )
         write_report_files(report, outcomes, rejects, self.options.report_dir)
+
+
+def newest_versions(store: Store, chunk: pd.DataFrame) -> pd.DataFrame:
+    """The newest version of each chat: the staged one, or the store's when that is newer."""
+    stored = store.chat_versions(chunk["chat_id"])
+    if stored.empty:
+        return chunk
+    compare = chunk[["chat_id", "version"]].merge(stored, on="chat_id", suffixes=("", "_stored"))
+    newer = compare.loc[compare["version_stored"] > compare["version"], "chat_id"]
+    if newer.empty:
+        return chunk
+    kept = store.stored_chats(newer, list(CHAT_COLUMNS))
+    chunk = pd.concat(
+        [chunk[~chunk["chat_id"].isin(set(newer))], kept[list(CHAT_COLUMNS)]], ignore_index=True
+    )
+    return chunk.sort_values(["started_at", "chat_id"], kind="stable").reset_index(drop=True)
 
 
 def _key(source: SourceFile) -> str:

@@ -15,6 +15,7 @@ import signal
 import threading
 from pathlib import Path
 
+from apscheduler.events import EVENT_SCHEDULER_START
 from apscheduler.schedulers.blocking import BlockingScheduler
 from apscheduler.triggers.cron import CronTrigger
 
@@ -133,14 +134,21 @@ def run_forever(settings: Settings) -> None:
             "stopping on %s", signal.Signals(signum).name, extra={"event": "scheduler_stopping"}
         )
         stop.set()
-        scheduler.shutdown(wait=False)
+        if scheduler.running:  # before start, the listener below stops it as soon as it runs
+            scheduler.shutdown(wait=False)
 
+    def started(_event) -> None:
+        # logged once the scheduler runs: a SIGTERM after these lines always finds it running
+        for job in scheduler.get_jobs():
+            log.info(
+                "job %s scheduled",
+                job.name,
+                extra={"event": "job_scheduled", "job": job.name, "trigger": str(job.trigger)},
+            )
+        if stop.is_set() and scheduler.running:
+            scheduler.shutdown(wait=False)
+
+    scheduler.add_listener(started, EVENT_SCHEDULER_START)
     signal.signal(signal.SIGTERM, shutdown)
     signal.signal(signal.SIGINT, shutdown)
-    for job in scheduler.get_jobs():
-        log.info(
-            "job %s scheduled",
-            job.name,
-            extra={"event": "job_scheduled", "job": job.name, "trigger": str(job.trigger)},
-        )
     scheduler.start()

@@ -82,6 +82,17 @@ def store_url(request: pytest.FixtureRequest, tmp_path) -> str:
     return url
 
 
+@pytest.fixture
+def pg_store_url(pg_url: str) -> str:
+    """A PostgreSQL store only (what needs a shared server, like Dask), schema upgraded."""
+    from etl.load.store import Store
+
+    store = Store(pg_url)
+    store.upgrade()
+    store.dispose()
+    return pg_url
+
+
 @pytest.fixture(autouse=True)
 def _isolated_env(monkeypatch: pytest.MonkeyPatch) -> None:
     """No CHATSELL_* from the developer's shell leaks into a test."""

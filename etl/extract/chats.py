@@ -164,14 +164,15 @@ def read_batches(
                     yield from ahead.popleft().result()
                 yield from _read_serial([source], batch_size)
                 continue
-            ahead.append(pool.submit(_read_file, source, batch_size))
+            ahead.append(pool.submit(read_file, source, batch_size))
             if len(ahead) > 2 * workers:
                 yield from ahead.popleft().result()
         while ahead:
             yield from ahead.popleft().result()
 
 
-def _read_file(source: SourceFile, batch_size: int) -> list[ChatBatch]:
+def read_file(source: SourceFile, batch_size: int) -> list[ChatBatch]:
+    """One file's batches, whole (a worker process's unit of work)."""
     return list(_read_serial([source], batch_size))
 
 

@@ -24,3 +24,20 @@ def point(name: str) -> None:
     _counts[name] = _counts.get(name, 0) + 1
     if _counts[name] == int(nth or 1):
         os.kill(os.getpid(), signal.SIGKILL)
+
+
+def point_once(name: str) -> None:
+    """SIGKILL at ``point`` once across processes (Dask workers): ``CHATSELL_KILL_ONCE`` is
+    ``<point>:<marker file>``; the process that first creates the marker dies."""
+    target = os.environ.get("CHATSELL_KILL_ONCE")
+    if not target:
+        return
+    where, _, marker = target.partition(":")
+    if where != name or not marker:
+        return
+    try:
+        with open(marker, "x"):
+            pass
+    except FileExistsError:
+        return
+    os.kill(os.getpid(), signal.SIGKILL)

@@ -14,7 +14,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import pandas as pd
-from sqlalchemy import and_, bindparam, delete, func, literal_column, or_, text, update
+from sqlalchemy import and_, bindparam, delete, func, literal_column, or_, select, text, update
 from sqlalchemy.engine import Connection
 
 from etl.errors import RunFailed
@@ -252,6 +252,20 @@ def save_counters(conn: Connection, run_id: int, counters: dict[str, Any]) -> No
         .where(schema.runs.c.run_id == run_id)
         .values(counters=json.dumps(counters, sort_keys=True))
     )
+
+
+def add_write_counts(conn: Connection, run_id: int, more: dict[str, int]) -> None:
+    """Add to the run's write counters in the caller's transaction, the runs row locked (FOR
+    UPDATE on PostgreSQL) so that partitions committing at once on Dask workers all count."""
+    runs = schema.runs
+    stored = conn.execute(
+        select(runs.c.counters).where(runs.c.run_id == run_id).with_for_update()
+    ).scalar_one()
+    counters = json.loads(stored) if stored else {}
+    writes = counters.setdefault("writes", {})
+    for key, value in more.items():
+        writes[key] = writes.get(key, 0) + int(value)
+    save_counters(conn, run_id, counters)
 
 
 def mark_files(conn: Connection, run_id: int, files: pd.DataFrame) -> None:

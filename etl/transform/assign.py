@@ -101,7 +101,8 @@ class Assigner:
             out.loc[rows, "owner_id"] = self._from_pool(self.pools[name], int(rows.sum()))
         if unassigned.any():
             self.warnings.append(
-                f"{int(unassigned.sum())} new leads matched no assignment rule and have no owner"
+                "new leads matched no assignment rule and have no owner: set "
+                "[assignment] default_owner or default_pool"
             )
         return out
 

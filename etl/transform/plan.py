@@ -174,14 +174,16 @@ class ChunkPlan:
         return {name: int(counts.get(name, 0)) for name in OUTCOMES}
 
     def assignment_counts(self) -> dict[str, dict[str, int]]:
-        frame = self.assignments
-        return {
-            "by_owner": {
-                str(k): int(v) for k, v in frame["owner_id"].dropna().value_counts().items()
-            },
-            "by_pool": {str(k): int(v) for k, v in frame["pool"].dropna().value_counts().items()},
-            "by_rule": {str(k): int(v) for k, v in frame["rule"].dropna().value_counts().items()},
-        }
+        return assignment_counts(self.assignments)
+
+
+def assignment_counts(frame: pd.DataFrame) -> dict[str, dict[str, int]]:
+    """New leads by owner, by pool and by rule (the report's ``assignments``)."""
+    return {
+        "by_owner": {str(k): int(v) for k, v in frame["owner_id"].dropna().value_counts().items()},
+        "by_pool": {str(k): int(v) for k, v in frame["pool"].dropna().value_counts().items()},
+        "by_rule": {str(k): int(v) for k, v in frame["rule"].dropna().value_counts().items()},
+    }
 
 
 def normalize_chats(chats: pd.DataFrame, ctx: PlanContext) -> pd.DataFrame:

@@ -268,3 +268,17 @@ def test_feed_cli_warns_about_the_cap_and_rejects_unknown_records(runner, tmp_pa
     assert unknown.exit_code == 2 and "no record lead:424242" in unknown.stderr
     bad = invoke(runner, "--db", db, "feed", "ticket-9")
     assert bad.exit_code == 2
+
+
+def test_backfill_engine_options_are_checked(runner, tmp_path, exports):
+    chats, sell = exports
+    db = f"sqlite:///{tmp_path / 'e.db'}"
+    base = ["--db", db, "backfill", "--chats", str(chats), "--sell", str(sell),
+            "--since", "2026-11-01", "--until", "2026-11-05"]  # fmt: skip
+    local_with_workers = invoke(runner, *base, "--workers", "2")
+    assert local_with_workers.exit_code == 2 and "--engine dask" in local_with_workers.stderr
+    both = invoke(runner, *base, "--engine", "dask", "--workers", "2", "--scheduler", "tcp://x:1")
+    assert both.exit_code == 2 and "not both" in both.stderr
+    on_sqlite = invoke(runner, *base, "--engine", "dask", "--workers", "1")
+    assert on_sqlite.exit_code == 2 and "PostgreSQL" in on_sqlite.stderr
+    assert not (tmp_path / "e.db").exists() or Store(db).recent_runs(5) == []

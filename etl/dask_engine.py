@@ -1,0 +1,399 @@
+"""``backfill --engine dask``: the same backfill, its heavy parts on Dask distributed workers.
+
+The plan of a batch has three steps (``etl.transform.plan``): prepare and build are per chat,
+decide needs the one stable order. Here:
+
+- read, on the workers: each chat file is parsed by one task; its chats are hashed by chat id
+  into partitions, and each partition keeps the newest version of each chat, as the
+  single-process stage does. Partitions stay in the workers' memory; only rejects, agents and
+  departments come back to this process.
+- per window, on the workers: each partition prepares its chats of the window (the store's
+  version when newer, normalize, match against the CRM index scattered once to every worker).
+- per window, here: decide over the window's lead and phone candidates of all partitions, in the
+  single-process order (start time, chat id): which chat creates each lead, its owner, the
+  phones. One transaction writes the leads, the pool pointers and the phone changes.
+- per window, on the workers: each partition builds and writes its chats, activities, notes,
+  notifications and outcomes, with its write counts, in one transaction. A partition whose
+  outcomes are already there writes nothing, so Dask may run any task again (a lost worker).
+- the window is marked finished here; ``--resume`` goes on after the last finished one.
+
+Workers get the store URL as a ``SecretStr`` (its repr is masked in task graphs and logs) and
+every other input as a value; they keep nothing of this process's state.
+"""
+
+from __future__ import annotations
+
+import logging
+import operator
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
+
+import pandas as pd
+from pydantic import SecretStr
+from sqlalchemy import select
+
+from etl.errors import ConfigError, RunStopped
+from etl.extract.chats import empty_chat_frame
+from etl.extract.chats import read_file as read_chat_file
+from etl.extract.files import SourceFile
+from etl.load import faults, schema, writers
+from etl.load.store import Store
+from etl.report.build import add_counts
+from etl.transform.plan import (
+    OUTCOME_COLUMNS,
+    PHONE_CANDIDATE_COLUMNS,
+    Decisions,
+    PlanContext,
+    Prepared,
+    assignment_counts,
+    build_plan,
+    prepare,
+)
+
+if TYPE_CHECKING:
+    from distributed import Client, Future
+
+    from etl.pipeline import _Run
+
+log = logging.getLogger("chatsell.dask")
+
+
+@contextmanager
+def dask_client(scheduler: str | None, workers: int | None) -> Iterator[Client]:
+    """A client of the cluster at ``scheduler``, or of a LocalCluster of ``workers`` processes."""
+    try:
+        from distributed import Client, LocalCluster
+    except ImportError:  # pragma: no cover - the [dask] extra is part of [dev]
+        raise ConfigError(
+            "--engine dask needs Dask distributed: pip install 'chatsell[dask]'"
+        ) from None
+    if scheduler:
+        try:
+            client = Client(scheduler, timeout="30s")
+        except OSError as exc:
+            raise ConfigError(
+                f"--scheduler: no Dask scheduler answers at {scheduler} ({exc})"
+            ) from None
+        try:
+            yield client
+        finally:
+            client.close()
+        return
+    with (
+        LocalCluster(
+            n_workers=workers or 2,
+            threads_per_worker=1,
+            processes=True,
+            dashboard_address=None,
+            silence_logs=logging.WARNING,
+        ) as cluster,
+        Client(cluster) as client,
+    ):
+        yield client
+
+
+# -- the run's chats, partitioned on the workers ---------------------------------------------------
+
+
+class DaskStage:
+    """The staged chats of a run, as partitions held by the workers (what ``ChatStage`` is for a
+    single process): counted, spanned and asked about without bringing them here."""
+
+    def __init__(self, client: Client, partitions: list[Future]) -> None:
+        self.client = client
+        self.partitions = partitions
+
+    def count(self, since: pd.Timestamp | None = None, until: pd.Timestamp | None = None) -> int:
+        counts = self.client.gather(
+            [self.client.submit(_count, p, since, until) for p in self.partitions]
+        )
+        return int(sum(counts))
+
+    def span(self) -> tuple[pd.Timestamp, pd.Timestamp] | None:
+        spans = [
+            s
+            for s in self.client.gather([self.client.submit(_span, p) for p in self.partitions])
+            if s
+        ]
+        if not spans:
+            return None
+        return min(s[0] for s in spans), max(s[1] for s in spans)
+
+    def staged(self, chat_ids) -> set[str]:
+        ids = list(dict.fromkeys(chat_ids))
+        found = self.client.gather([self.client.submit(_staged, p, ids) for p in self.partitions])
+        return set().union(*found)
+
+
+def stage_on_workers(
+    client: Client, files: list[SourceFile], batch_size: int, partitions: int
+) -> tuple[DaskStage, list[dict[str, Any]]]:
+    """Parse the chat files on the workers into ``partitions`` deduplicated partitions.
+
+    Returns the stage and, per file in file order, its rejects, agents and departments.
+    """
+    reads = [client.submit(_read, source, batch_size, partitions, pure=False) for source in files]
+    metas = client.gather([client.submit(operator.itemgetter(1), r) for r in reads])
+    splits = [client.submit(operator.itemgetter(0), r) for r in reads]
+    merged = [client.submit(_merge, number, *splits) for number in range(partitions)]
+    client.gather([client.submit(len, m) for m in merged])  # a file that cannot be read fails here
+    del reads, splits  # the partitions hold the chats now; the per-file copies can go
+    return DaskStage(client, merged), metas
+
+
+def _read(
+    source: SourceFile, batch_size: int, partitions: int
+) -> tuple[list[pd.DataFrame], dict[str, Any]]:
+    batches = read_chat_file(source, batch_size)
+    frames = [b.chats for b in batches if not b.chats.empty]
+    chats = pd.concat(frames, ignore_index=True) if frames else empty_chat_frame()
+    bucket = pd.util.hash_pandas_object(chats["chat_id"], index=False).to_numpy() % partitions
+    parts = [chats[bucket == n].reset_index(drop=True) for n in range(partitions)]
+    meta = {
+        "rejects": [r for b in batches for r in b.rejects],
+        "agents": [b.agents for b in batches],
+        "departments": [b.departments for b in batches],
+        "chats": len(chats),
+    }
+    return parts, meta
+
+
+def _merge(number: int, *splits: list[pd.DataFrame]) -> pd.DataFrame:
+    """One partition from every file's share: the newest version of each chat (the earliest file
+    on a tie, as the stage keeps), in the stable order."""
+    frames = [s[number] for s in splits if not s[number].empty]
+    if not frames:
+        return empty_chat_frame()
+    chats = pd.concat(frames, ignore_index=True)
+    chats = chats.assign(_pos=range(len(chats)))
+    chats = chats.sort_values(["version", "_pos"], ascending=[False, True], kind="stable")
+    chats = chats.drop_duplicates("chat_id", keep="first").drop(columns="_pos")
+    return chats.sort_values(["started_at", "chat_id"], kind="stable").reset_index(drop=True)
+
+
+def _in_window(chats: pd.DataFrame, since, until) -> pd.DataFrame:
+    keep = pd.Series(True, index=chats.index)
+    if since is not None:
+        keep &= chats["started_at"] >= pd.Timestamp(since)
+    if until is not None:
+        keep &= chats["started_at"] < pd.Timestamp(until)
+    return chats[keep]
+
+
+def _count(chats: pd.DataFrame, since, until) -> int:
+    return len(_in_window(chats, since, until))
+
+
+def _span(chats: pd.DataFrame) -> tuple[pd.Timestamp, pd.Timestamp] | None:
+    if chats.empty:
+        return None
+    return chats["started_at"].min(), chats["started_at"].max()
+
+
+def _staged(chats: pd.DataFrame, chat_ids: list[str]) -> set[str]:
+    return set(chats.loc[chats["chat_id"].isin(chat_ids), "chat_id"])
+
+
+# -- a window ----------------------------------------------------------------------------------------
+
+# One Store (engine and pool) per worker process and URL: made from the values a task is given.
+_worker_stores: dict[str, Store] = {}
+
+
+def _store(url: SecretStr) -> Store:
+    key = url.get_secret_value()
+    store = _worker_stores.get(key)
+    if store is None:
+        store = _worker_stores[key] = Store(key)
+    return store
+
+
+def _prepare(
+    partition: pd.DataFrame,
+    since: pd.Timestamp,
+    until: pd.Timestamp,
+    index: Any,
+    ctx: PlanContext,
+    url: SecretStr,
+    run_id: int,
+    resumed: bool,
+) -> Prepared | None:
+    from etl.pipeline import newest_versions
+
+    chats = _in_window(partition, since, until)
+    if chats.empty:
+        return None
+    store = _store(url)
+    chats = newest_versions(store, chats.reset_index(drop=True))
+    if resumed:  # chats a partition of the interrupted run already wrote
+        done = _done(store, run_id, chats["chat_id"])
+        chats = chats[~chats["chat_id"].isin(done)].reset_index(drop=True)
+        if chats.empty:
+            return None
+    return prepare(chats, index, ctx)
+
+
+def _done(store: Store, run_id: int, chat_ids: pd.Series) -> set[str]:
+    outcomes = schema.run_outcomes
+    found: set[str] = set()
+    ids = list(chat_ids)
+    with store.engine.connect() as conn:
+        for start in range(0, len(ids), 5_000):
+            rows = conn.execute(
+                select(outcomes.c.chat_id).where(
+                    outcomes.c.run_id == run_id, outcomes.c.chat_id.in_(ids[start : start + 5_000])
+                )
+            )
+            found.update(r[0] for r in rows)
+    return found
+
+
+def _candidates(
+    prepared: Prepared | None, ctx: PlanContext, number: int
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """What decide needs of a partition: its lead candidates and its phone candidates."""
+    if prepared is None:
+        return pd.DataFrame(), pd.DataFrame(columns=list(PHONE_CANDIDATE_COLUMNS))
+    return prepared.lead_candidates().assign(_partition=number), prepared.phone_candidates(ctx)
+
+
+def _write(
+    prepared: Prepared | None, decisions: Decisions, ctx: PlanContext, url: SecretStr, run_id: int
+) -> dict[str, int]:
+    """Build a partition's rows and write them, with its counts, in one transaction."""
+    if prepared is None:
+        return {}
+    plan = build_plan(prepared, decisions, ctx)
+    store = _store(url)
+    with store.transaction() as conn:
+        first = plan.chats["chat_id"].iloc[0]
+        outcomes = schema.run_outcomes
+        already = conn.execute(
+            select(outcomes.c.chat_id).where(
+                outcomes.c.run_id == run_id, outcomes.c.chat_id == first
+            )
+        ).first()
+        if already is not None:  # this partition committed before (the task runs again)
+            return {}
+        existing = writers.existing_activities(conn, plan.chats["chat_id"])
+        rows, counts, stale = writers.classify_activities(
+            plan.activities, existing, plan.chats[["chat_id", "version"]]
+        )
+        writers.upsert_chats(conn, run_id, plan.chats)
+        writers.write_activities(conn, rows, stale)
+        notes = writers.write_notes(conn, run_id, plan.notes)
+        notifications = writers.write_notifications(conn, run_id, plan.notifications)
+        writers.write_outcomes(conn, run_id, plan.outcomes[list(OUTCOME_COLUMNS)])
+        written = {
+            "activities_inserted": counts.inserted,
+            "activities_updated": counts.updated,
+            "activities_unchanged": counts.unchanged,
+            "activities_removed": counts.removed,
+            "notes_created": notes,
+            "notifications_created": notifications,
+        }
+        writers.add_write_counts(conn, run_id, written)
+        faults.point_once("partition_before_commit")
+    return written
+
+
+def process_windows(
+    run: _Run,
+    client: Client,
+    stage: DaskStage,
+    windows: list[tuple[pd.Timestamp, pd.Timestamp]],
+    finished: set[datetime],
+    resumed: bool,
+) -> None:
+    """Each window: prepare on the workers, decide here, write on the workers, mark it done."""
+    planner = run.planner
+    url = run.settings.database_url
+    index = client.scatter(planner.index, broadcast=True)
+    ctx = client.scatter(planner.ctx, broadcast=True)
+    for number, (start, end) in enumerate(windows, start=1):
+        if start in finished:
+            continue
+        if run.should_stop():
+            raise RunStopped("stopped on request between windows")
+        prepared = [
+            client.submit(_prepare, p, start, end, index, ctx, url, run.run_id, resumed, pure=False)
+            for p in stage.partitions
+        ]
+        found = client.gather(
+            [client.submit(_candidates, p, ctx, n) for n, p in enumerate(prepared)]
+        )
+        decisions = _decide(run, found)
+        faults.point("window_decided")  # crash tests: the window's leads are in, its rows not yet
+        results = client.gather(
+            [
+                client.submit(_write, p, _share(decisions, found[n][0]), ctx, url, run.run_id,
+                              pure=False, retries=2)
+                for n, p in enumerate(prepared)
+            ]
+        )  # fmt: skip
+        del prepared
+        chats = stage.count(start, end)
+        run.counters = run.store.counters(run.run_id)  # the partitions' counts are in the store
+        with run.store.transaction() as conn:
+            writers.finish_window(
+                conn, run.run_id, start.to_pydatetime(), end.to_pydatetime(), chats
+            )
+        run.progress("backfill", number, len(windows))
+        log.info(
+            "window done",
+            extra={"event": "window", "run_id": run.run_id, "window_start": start.isoformat(),
+                   "window_end": end.isoformat(), "chats": chats, "window": number,
+                   "windows": len(windows), "partitions_written": sum(1 for r in results if r)},
+        )  # fmt: skip
+
+
+def _decide(run: _Run, found: list[tuple[pd.DataFrame, pd.DataFrame]]) -> Decisions:
+    """The window's order-dependent decisions, made here and written in one transaction."""
+    leads = [c for c, _ in found if not c.empty]
+    phones = [p for _, p in found if not p.empty]
+    candidates = (
+        pd.concat(leads, ignore_index=True).sort_values(["started_at", "chat_id"], kind="stable")
+        if leads
+        else pd.DataFrame(columns=["chat_id", "started_at", "email_normalized", "skip_reason"])
+    )
+    phone_rows = (
+        pd.concat(phones, ignore_index=True)
+        if phones
+        else pd.DataFrame(columns=list(PHONE_CANDIDATE_COLUMNS))
+    )
+    applied = frozenset()
+    if not phone_rows.empty:
+        with run.store.engine.connect() as conn:
+            applied = writers.applied_phone_changes(conn, phone_rows["chat_id"])
+    decisions = run.planner.decide(candidates.reset_index(drop=True), phone_rows, applied)
+    for warning in decisions.warnings:
+        run._warn(warning)
+    for group, values in assignment_counts(decisions.assignments).items():
+        add_counts(run.counters["assignments"][group], values)
+    if not decisions.leads.empty:
+        run.planned_leads.append(
+            decisions.leads[["id", "email_normalized", "owner_id", "origin_chat_id"]].assign(
+                pool=decisions.assignments["pool"].to_numpy(),
+                rule=decisions.assignments["rule"].to_numpy(),
+            )
+        )
+    with run.store.transaction() as conn:
+        created = writers.insert_leads(conn, run.run_id, decisions.leads)
+        if not decisions.leads.empty:  # earlier chats of these emails now have a lead to show on
+            writers.queue_rematch(conn, run.run_id, decisions.leads["email_normalized"])
+        writers.save_pool_states(conn, run.run_id, decisions.pool_states)
+        phones_written = writers.apply_phone_changes(conn, run.run_id, decisions.phone_changes)
+        add_counts(
+            run.counters["writes"], {"leads_created": created, "phone_updates": phones_written}
+        )
+        writers.save_counters(conn, run.run_id, run.counters)
+    return decisions
+
+
+def _share(decisions: Decisions, candidates: pd.DataFrame) -> Decisions:
+    """What one partition needs of the window's decisions: those about its own candidates."""
+    if candidates.empty:
+        return decisions.for_chats(pd.Series([], dtype=object))
+    return decisions.for_chats(candidates["chat_id"])
