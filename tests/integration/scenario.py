@@ -94,3 +94,18 @@ def sync(url: str, chats: Path, sell: Path, *, settings: Settings | None = None,
         return run_sync(settings, SyncOptions(chats=chats, sell=sell, **options), store=store)
     finally:
         store.dispose()
+
+
+def batched_settings(url: str, chunk_size: int):
+    """For the generated exports (``generated`` fixture): one pool fed by two rules, phones
+    filled on leads and contacts, no age limit on lead creation."""
+    data = settings_for(url).model_dump()
+    data["assignment"] = {
+        "rules": [{"name": "Offline", "when": {"type": "offline_msg"}, "pool": "desk"}],
+        "pools": {"desk": {"members": [2100001, 2100002, 2100003]}},
+        "default_pool": "desk",  # two rules feed one pool
+    }
+    data["phone"] = {"policy": "fill_empty", "update_contacts": True}
+    data["lead_defaults"] = {"max_chat_age_days": None}
+    data["run"]["chunk_size"] = chunk_size
+    return type(settings_for(url)).model_validate(data)

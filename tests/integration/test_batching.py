@@ -10,32 +10,8 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-import pytest
-
-from etl.generate import generate
-
-from integration.scenario import settings_for, sync
+from integration.scenario import batched_settings, sync
 from storecheck import dump
-
-
-def batched_settings(url: str, chunk_size: int):
-    data = settings_for(url).model_dump()
-    data["assignment"] = {
-        "rules": [{"name": "Offline", "when": {"type": "offline_msg"}, "pool": "desk"}],
-        "pools": {"desk": {"members": [2100001, 2100002, 2100003]}},
-        "default_pool": "desk",  # two rules feed one pool
-    }
-    data["phone"] = {"policy": "fill_empty", "update_contacts": True}
-    data["lead_defaults"] = {"max_chat_age_days": None}
-    data["run"]["chunk_size"] = chunk_size
-    return type(settings_for(url)).model_validate(data)
-
-
-@pytest.fixture(scope="module")
-def generated(tmp_path_factory):
-    out = tmp_path_factory.mktemp("generated")
-    manifest = generate(out, chats=400, records=200, seed=3, pages_size=150, workers=1)
-    return out / "chat", out / "sell", manifest
 
 
 def test_chunk_size_and_windows_never_change_the_result(store_url, tmp_path, generated):

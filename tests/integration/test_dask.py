@@ -14,8 +14,7 @@ import pytest
 
 from etl.errors import ConfigError
 
-from integration.scenario import sync
-from integration.test_batching import batched_settings, generated  # noqa: F401 - a fixture
+from integration.scenario import batched_settings, sync
 from storecheck import dump, rows
 
 pytest.importorskip("distributed")
@@ -34,7 +33,7 @@ def outcomes(url):
 
 
 @pytest.fixture(scope="module")
-def reference(tmp_path_factory, generated):  # noqa: F811
+def reference(tmp_path_factory, generated):
     chats, sell, _manifest = generated
     url = f"sqlite:///{tmp_path_factory.mktemp('reference') / 'ref.db'}"
     report = sync(url, chats, sell, settings=batched_settings(url, 20_000)).report
@@ -46,7 +45,7 @@ def test_dask_backfill_equals_a_single_process_sync(
     generated,
     reference,
     monkeypatch,
-    caplog,  # noqa: F811
+    caplog,
 ):
     chats, sell, _manifest = generated
     ref_url, ref_report = reference
@@ -82,7 +81,7 @@ def test_a_worker_killed_mid_commit_is_retried_to_the_same_result(
     generated,
     reference,
     tmp_path,
-    monkeypatch,  # noqa: F811
+    monkeypatch,
 ):
     chats, sell, _manifest = generated
     ref_url, ref_report = reference
@@ -115,7 +114,7 @@ chunk_size = 60
 def test_a_killed_backfill_resumes_to_the_state_of_an_uninterrupted_one(
     pg_store_url,
     generated,
-    tmp_path,  # noqa: F811
+    tmp_path,
 ):
     chats, sell, _manifest = generated
     config = tmp_path / "chatsell.toml"
@@ -145,7 +144,7 @@ def test_a_killed_backfill_resumes_to_the_state_of_an_uninterrupted_one(
     assert outcomes(pg_store_url) == outcomes(ref_url)
 
 
-def test_dask_needs_a_postgresql_store_and_writes(tmp_path, generated):  # noqa: F811
+def test_dask_needs_a_postgresql_store_and_writes(tmp_path, generated):
     chats, sell, _manifest = generated
     url = f"sqlite:///{tmp_path / 's.db'}"
     with pytest.raises(ConfigError, match="PostgreSQL"):
