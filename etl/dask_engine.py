@@ -121,6 +121,13 @@ class DaskStage:
             return None
         return min(s[0] for s in spans), max(s[1] for s in spans)
 
+    def window_counts(self, windows: list[tuple[pd.Timestamp, pd.Timestamp]]) -> list[int]:
+        """Chats staged in each window, counted in one pass over every partition."""
+        counts = self.client.gather(
+            [self.client.submit(_window_counts, p, windows) for p in self.partitions]
+        )
+        return [int(sum(c[i] for c in counts)) for i in range(len(windows))]
+
     def staged(self, chat_ids) -> set[str]:
         ids = list(dict.fromkeys(chat_ids))
         found = self.client.gather([self.client.submit(_staged, p, ids) for p in self.partitions])
@@ -184,6 +191,13 @@ def _in_window(chats: pd.DataFrame, since, until) -> pd.DataFrame:
 
 def _count(chats: pd.DataFrame, since, until) -> int:
     return len(_in_window(chats, since, until))
+
+
+def _window_counts(
+    chats: pd.DataFrame, windows: list[tuple[pd.Timestamp, pd.Timestamp]]
+) -> list[int]:
+    starts = chats["started_at"]
+    return [int(((starts >= low) & (starts < high)).sum()) for low, high in windows]
 
 
 def _span(chats: pd.DataFrame) -> tuple[pd.Timestamp, pd.Timestamp] | None:
@@ -312,30 +326,15 @@ def process_windows(
     url = run.settings.database_url
     index = client.scatter(planner.index, broadcast=True)
     ctx = client.scatter(planner.ctx, broadcast=True)
-    for number, (start, end) in enumerate(windows, start=1):
+    counts = stage.window_counts(windows)
+    for number, ((start, end), chats) in enumerate(zip(windows, counts, strict=True), start=1):
         if start in finished:
             continue
         if run.should_stop():
             raise RunStopped("stopped on request between windows")
-        prepared = [
-            client.submit(_prepare, p, start, end, index, ctx, url, run.run_id, resumed, pure=False)
-            for p in stage.partitions
-        ]
-        found = client.gather(
-            [client.submit(_candidates, p, ctx, n) for n, p in enumerate(prepared)]
-        )
-        decisions = _decide(run, found)
-        faults.point("window_decided")  # crash tests: the window's leads are in, its rows not yet
-        results = client.gather(
-            [
-                client.submit(_write, p, _share(decisions, found[n][0]), ctx, url, run.run_id,
-                              pure=False, retries=2)
-                for n, p in enumerate(prepared)
-            ]
-        )  # fmt: skip
-        del prepared
-        chats = stage.count(start, end)
-        run.counters = run.store.counters(run.run_id)  # the partitions' counts are in the store
+        if chats:  # an empty window costs no task: it is only recorded as done
+            _window(run, client, stage, start, end, index, ctx, url, resumed)
+            run.counters = run.store.counters(run.run_id)  # the partitions' counts are in the store
         with run.store.transaction() as conn:
             writers.finish_window(
                 conn, run.run_id, start.to_pydatetime(), end.to_pydatetime(), chats
@@ -345,8 +344,34 @@ def process_windows(
             "window done",
             extra={"event": "window", "run_id": run.run_id, "window_start": start.isoformat(),
                    "window_end": end.isoformat(), "chats": chats, "window": number,
-                   "windows": len(windows), "partitions_written": sum(1 for r in results if r)},
+                   "windows": len(windows)},
         )  # fmt: skip
+
+
+def _window(
+    run: _Run, client: Client, stage: DaskStage, start, end, index, ctx, url, resumed
+) -> None:
+    """One window with chats: prepare on the workers, decide here, write on the workers."""
+    prepared = [
+        client.submit(_prepare, p, start, end, index, ctx, url, run.run_id, resumed, pure=False)
+        for p in stage.partitions
+    ]
+    found = client.gather([client.submit(_candidates, p, ctx, n) for n, p in enumerate(prepared)])
+    decisions = _decide(run, found)
+    faults.point("window_decided")  # crash tests: the window's leads are in, its rows not yet
+    results = client.gather(
+        [
+            client.submit(_write, p, _share(decisions, found[n][0]), ctx, url, run.run_id,
+                          pure=False, retries=2)
+            for n, p in enumerate(prepared)
+        ]
+    )  # fmt: skip
+    del prepared
+    log.debug(
+        "window written",
+        extra={"event": "window_written", "run_id": run.run_id,
+               "partitions_written": sum(1 for r in results if r)},
+    )  # fmt: skip
 
 
 def _decide(run: _Run, found: list[tuple[pd.DataFrame, pd.DataFrame]]) -> Decisions:

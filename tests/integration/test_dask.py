@@ -136,7 +136,7 @@ def test_a_killed_backfill_resumes_to_the_state_of_an_uninterrupted_one(
     # killed after the 3rd window's leads and pool pointers committed, before its partitions wrote
     killed = run(env={"CHATSELL_KILL_AT": "window_decided:3"})
     assert killed.returncode == -signal.SIGKILL, killed.stderr
-    assert rows(pg_store_url, "SELECT count(*) FROM backfill_windows")[0][0] == 2
+    assert rows(pg_store_url, "SELECT count(*) FROM backfill_windows WHERE chats > 0")[0][0] == 2
     resumed = run("--resume")
     assert resumed.returncode == 0, resumed.stderr
     assert rows(pg_store_url, "SELECT count(DISTINCT run_id) FROM runs")[0][0] == 1
