@@ -41,6 +41,9 @@ class CrmIndex:
     phones: dict[tuple[str, int], str | None] = field(default_factory=dict)
     # lead id -> the chat that created it, for leads this run created before it was interrupted
     origins: pd.Series = field(default_factory=lambda: pd.Series(dtype=object))
+    # lead id -> the start time of that origin chat, where known (a resumed Dask backfill): a
+    # chat that comes before a lead's creator was decided without that lead
+    origin_starts: pd.Series = field(default_factory=lambda: pd.Series(dtype="datetime64[us, UTC]"))
     _by_email: pd.DataFrame | None = field(default=None, repr=False)
     _sorted_emails: np.ndarray | None = field(default=None, repr=False)
 

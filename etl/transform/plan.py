@@ -258,6 +258,8 @@ def prepare(
             & pairs["new_this_run"]
         )
     pairs = pairs.assign(own_lead=own.astype(bool))
+    if record_outcomes:
+        pairs = _without_later_leads(chats, pairs, index)
     matched = chats["chat_id"].isin(pairs["chat_id"])
     skip = (
         skip_reasons(chats, ctx)
@@ -274,6 +276,32 @@ def prepare(
         phone_ok=phone_ok,
     )
     return Prepared(chats=chats, pairs=pairs)
+
+
+def _without_later_leads(chats: pd.DataFrame, pairs: pd.DataFrame, index: CrmIndex) -> pd.DataFrame:
+    """Drop pairs to leads this run created from a chat that comes later in the stable order.
+
+    Such a chat was decided before the lead existed (it could not create it: lead_skipped); a
+    resumed run meets the lead in the store and must decide the chat as the first time.
+    """
+    starts = index.origin_starts
+    if starts.empty or pairs.empty:
+        return pairs
+    new = pairs[
+        (pairs["record_type"] == "lead")
+        & pairs["new_this_run"]
+        & ~pairs["own_lead"]
+        & pairs["record_id"].isin(starts.index)
+    ]
+    if new.empty:
+        return pairs
+    chat_start = new["chat_id"].map(chats.set_index("chat_id")["started_at"])
+    origin_start = new["record_id"].map(starts)
+    origin_chat = new["record_id"].map(index.origins).astype(object)
+    before = (chat_start < origin_start) | (
+        (chat_start == origin_start) & (new["chat_id"] < origin_chat)
+    )
+    return pairs.drop(index=new.index[before.fillna(False).astype(bool)]).reset_index(drop=True)
 
 
 def skip_reasons(chats: pd.DataFrame, ctx: PlanContext) -> pd.Series:
