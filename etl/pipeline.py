@@ -387,7 +387,7 @@ class _Run:
 
         workers = max(1, len(self.client.scheduler_info().get("workers", {})))
         stage, metas = stage_on_workers(
-            self.client, [s for s, _ in todo], self.settings.run.chunk_size, partitions=2 * workers
+            self.client, [s for s, _ in todo], self.settings.run.chunk_size, partitions=workers
         )
         self.agents = _latest(
             [a for m in metas for a in m["agents"]], "agent_id", self.store.agents_frame()
