@@ -95,6 +95,22 @@ def test_a_worker_killed_mid_commit_is_retried_to_the_same_result(
     assert dump(pg_store_url, drop_run_columns=True) == dump(ref_url, drop_run_columns=True)
 
 
+def test_on_an_existing_cluster_by_its_scheduler_address(pg_store_url, generated, reference):
+    """--scheduler ADDRESS: chatsell uses the cluster it is given and leaves it running."""
+    from distributed import Client, LocalCluster
+
+    chats, sell, _manifest = generated
+    ref_url, ref_report = reference
+    with LocalCluster(n_workers=1, threads_per_worker=1, dashboard_address=None) as cluster:
+        report = sync(pg_store_url, chats, sell, settings=batched_settings(pg_store_url, 60),
+                      mode="backfill", window=WINDOW, engine="dask",
+                      dask_scheduler=cluster.scheduler_address).report  # fmt: skip
+        with Client(cluster) as client:
+            assert len(client.scheduler_info()["workers"]) == 1  # still there, still serving
+    assert report["outcomes"] == ref_report["outcomes"]
+    assert dump(pg_store_url, drop_run_columns=True) == dump(ref_url, drop_run_columns=True)
+
+
 CONFIG = """
 [assignment]
 default_pool = "desk"
