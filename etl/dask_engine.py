@@ -199,6 +199,10 @@ def _in_window(chats: pd.DataFrame, since, until) -> pd.DataFrame:
     return chats[keep]
 
 
+def _value(value: Any) -> Any:
+    return value
+
+
 def _count(chats: pd.DataFrame, since, until) -> int:
     return len(_in_window(chats, since, until))
 
@@ -344,8 +348,11 @@ def process_windows(
         # come before them as the first time (etl.transform.plan._without_later_leads)
         starts = stage.started_at(planner.index.origins)
         planner.index.origin_starts = planner.index.origins.map(starts).dropna()
-    index = client.scatter(planner.index, broadcast=True)
-    ctx = client.scatter(planner.ctx, broadcast=True)
+    # shipped once, as the value of a task rather than scattered: Dask keeps a task's definition
+    # and runs it again if the worker holding its value dies, but a scattered value lost with its
+    # last worker is gone for good (and the active memory manager trims a broadcast's replicas)
+    index = client.submit(_value, planner.index, pure=False)
+    ctx = client.submit(_value, planner.ctx, pure=False)
     counts = stage.window_counts(windows)
     for number, ((start, end), chats) in enumerate(zip(windows, counts, strict=True), start=1):
         if start in finished:
@@ -355,17 +362,7 @@ def process_windows(
         if chats:  # an empty window costs no task: it is only recorded as done
             _window(run, client, stage, start, end, index, ctx, url, resumed)
             run.counters = run.store.counters(run.run_id)  # the partitions' counts are in the store
-        with run.store.transaction() as conn:
-            writers.finish_window(
-                conn, run.run_id, start.to_pydatetime(), end.to_pydatetime(), chats
-            )
-        run.progress("backfill", number, len(windows))
-        log.info(
-            "window done",
-            extra={"event": "window", "run_id": run.run_id, "window_start": start.isoformat(),
-                   "window_end": end.isoformat(), "chats": chats, "window": number,
-                   "windows": len(windows)},
-        )  # fmt: skip
+        run.window_done(number, len(windows), start, end, chats)
 
 
 def _window(

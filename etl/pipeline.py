@@ -529,17 +529,23 @@ class _Run:
             if start in finished:
                 continue
             chats = self._process_range(stage, start, end, done)
-            if not self.dry_run:
-                with self.store.transaction() as conn:
-                    writers.finish_window(
-                        conn, self.run_id, start.to_pydatetime(), end.to_pydatetime(), chats
-                    )
-            self.progress("backfill", number, len(windows))
-            log.info(
-                "window done",
-                extra={"event": "window", "run_id": self.run_id, "window_start": start.isoformat(),
-                       "window_end": end.isoformat(), "chats": chats, "window": number, "windows": len(windows)},
-            )  # fmt: skip
+            self.window_done(number, len(windows), start, end, chats)
+
+    def window_done(
+        self, number: int, of: int, start: pd.Timestamp, end: pd.Timestamp, chats: int
+    ) -> None:
+        """Record a backfill window as finished (``--resume`` goes on after it)."""
+        if not self.dry_run:
+            with self.store.transaction() as conn:
+                writers.finish_window(
+                    conn, self.run_id, start.to_pydatetime(), end.to_pydatetime(), chats
+                )
+        self.progress("backfill", number, of)
+        log.info(
+            "window done",
+            extra={"event": "window", "run_id": self.run_id, "window_start": start.isoformat(),
+                   "window_end": end.isoformat(), "chats": chats, "window": number, "windows": of},
+        )  # fmt: skip
 
     def _windows(self, stage: ChatStage) -> list[tuple[pd.Timestamp, pd.Timestamp]]:
         """[since, until) cut into windows; without bounds, from the first to the last chat staged."""
