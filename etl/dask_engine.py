@@ -33,13 +33,12 @@ from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 from pydantic import SecretStr
-from sqlalchemy import select
 
 from etl.errors import ConfigError, RunStopped
 from etl.extract.chats import empty_chat_frame
 from etl.extract.chats import read_file as read_chat_file
 from etl.extract.files import SourceFile
-from etl.load import faults, schema, writers
+from etl.load import faults, writers
 from etl.load.store import Store
 from etl.report.build import add_counts
 from etl.transform.plan import (
@@ -261,26 +260,12 @@ def _prepare(
     store = _store(url)
     chats = newest_versions(store, chats.reset_index(drop=True))
     if resumed:  # chats a partition of the interrupted run already wrote
-        done = _done(store, run_id, chats["chat_id"])
+        with store.engine.connect() as conn:
+            done = writers.recorded_outcomes(conn, run_id, chats["chat_id"])
         chats = chats[~chats["chat_id"].isin(done)].reset_index(drop=True)
         if chats.empty:
             return None
     return prepare(chats, index, ctx)
-
-
-def _done(store: Store, run_id: int, chat_ids: pd.Series) -> set[str]:
-    outcomes = schema.run_outcomes
-    found: set[str] = set()
-    ids = list(chat_ids)
-    with store.engine.connect() as conn:
-        for start in range(0, len(ids), 5_000):
-            rows = conn.execute(
-                select(outcomes.c.chat_id).where(
-                    outcomes.c.run_id == run_id, outcomes.c.chat_id.in_(ids[start : start + 5_000])
-                )
-            )
-            found.update(r[0] for r in rows)
-    return found
 
 
 def _candidates(
@@ -301,15 +286,8 @@ def _write(
     plan = build_plan(prepared, decisions, ctx)
     store = _store(url)
     with store.transaction() as conn:
-        first = plan.chats["chat_id"].iloc[0]
-        outcomes = schema.run_outcomes
-        already = conn.execute(
-            select(outcomes.c.chat_id).where(
-                outcomes.c.run_id == run_id, outcomes.c.chat_id == first
-            )
-        ).first()
-        if already is not None:  # this partition committed before (the task runs again)
-            return {}
+        if writers.recorded_outcomes(conn, run_id, plan.chats["chat_id"].iloc[:1]):
+            return {}  # this partition committed before (the task runs again)
         existing = writers.existing_activities(conn, plan.chats["chat_id"])
         rows, counts, stale = writers.classify_activities(
             plan.activities, existing, plan.chats[["chat_id", "version"]]

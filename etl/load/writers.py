@@ -246,6 +246,21 @@ def write_outcomes(conn: Connection, run_id: int, outcomes: pd.DataFrame) -> Non
     upsert(conn, schema.run_outcomes, outcomes.assign(run_id=run_id), key=["run_id", "chat_id"])
 
 
+def recorded_outcomes(conn: Connection, run_id: int, chat_ids: Iterable[str]) -> set[str]:
+    """Which of these chats already have their outcome in this run (a partition written)."""
+    outcomes = schema.run_outcomes
+    ids = list(dict.fromkeys(chat_ids))
+    found: set[str] = set()
+    for start in range(0, len(ids), 5_000):
+        rows = conn.execute(
+            select(outcomes.c.chat_id).where(
+                outcomes.c.run_id == run_id, outcomes.c.chat_id.in_(ids[start : start + 5_000])
+            )
+        )
+        found.update(r[0] for r in rows)
+    return found
+
+
 def save_counters(conn: Connection, run_id: int, counters: dict[str, Any]) -> None:
     conn.execute(
         update(schema.runs)
