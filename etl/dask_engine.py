@@ -31,6 +31,7 @@ from contextlib import contextmanager
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
 import pandas as pd
 from pydantic import SecretStr
 
@@ -47,7 +48,6 @@ from etl.transform.plan import (
     Decisions,
     PlanContext,
     Prepared,
-    assignment_counts,
     build_plan,
     prepare,
 )
@@ -209,8 +209,11 @@ def _count(chats: pd.DataFrame, since, until) -> int:
 def _window_counts(
     chats: pd.DataFrame, windows: list[tuple[pd.Timestamp, pd.Timestamp]]
 ) -> list[int]:
-    starts = chats["started_at"]
-    return [int(((starts >= low) & (starts < high)).sum()) for low, high in windows]
+    starts = pd.DatetimeIndex(chats["started_at"]).as_unit("us").asi8  # sorted in a partition
+    edges = pd.DatetimeIndex([w[0] for w in windows] + [w[1] for w in windows]).as_unit("us").asi8
+    positions = np.searchsorted(starts, edges, side="left")
+    lows, highs = positions[: len(windows)], positions[len(windows) :]
+    return [int(n) for n in highs - lows]
 
 
 def _span(chats: pd.DataFrame) -> tuple[pd.Timestamp, pd.Timestamp] | None:
@@ -394,16 +397,8 @@ def _decide(run: _Run, found: list[tuple[pd.DataFrame, pd.DataFrame]]) -> Decisi
             applied = writers.applied_phone_changes(conn, phone_rows["chat_id"])
     decisions = run.planner.decide(candidates.reset_index(drop=True), phone_rows, applied)
     for warning in decisions.warnings:
-        run._warn(warning)
-    for group, values in assignment_counts(decisions.assignments).items():
-        add_counts(run.counters["assignments"][group], values)
-    if not decisions.leads.empty:
-        run.planned_leads.append(
-            decisions.leads[["id", "email_normalized", "owner_id", "origin_chat_id"]].assign(
-                pool=decisions.assignments["pool"].to_numpy(),
-                rule=decisions.assignments["rule"].to_numpy(),
-            )
-        )
+        run.warn(warning)
+    run.count_assignments(decisions.leads, decisions.assignments)
     with run.store.transaction() as conn:
         created = writers.insert_leads(conn, run.run_id, decisions.leads)
         if not decisions.leads.empty:  # earlier chats of these emails now have a lead to show on

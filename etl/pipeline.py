@@ -40,6 +40,7 @@ from etl.transform.plan import (
     PlanContext,
     Planner,
     agent_user_map,
+    assignment_counts,
 )
 from etl.transform.sell import crm_after, diff, resolve_owners, with_email_keys
 
@@ -221,7 +222,7 @@ class _Run:
             if resumed:
                 self.counters = self.store.counters(self.run_id) or empty_counters()
             elif self.options.resume:
-                self._warn(
+                self.warn(
                     "nothing to resume: no unfinished backfill of these inputs; starting anew"
                 )
         log.info(
@@ -489,7 +490,7 @@ class _Run:
             integration_user_id=self.integration_user_id,
         )
         if "{subdomain}" in ctx.transcript_url_template and not ctx.subdomain:
-            self._warn(
+            self.warn(
                 "transcript links are empty: set [chat] subdomain (or transcript_url_template)"
             )
         chat_leads = crm["leads"]["id"].dropna()
@@ -603,7 +604,7 @@ class _Run:
             applied = writers.applied_phone_changes(conn, chats["chat_id"])
         plan = self.planner.plan(chats, record_outcomes=record_outcomes, applied_changes=applied)
         for warning in plan.warnings:
-            self._warn(warning)
+            self.warn(warning)
         self._apply(plan, record_outcomes, clear_emails)
 
     def _apply(self, plan: ChunkPlan, record_outcomes: bool, clear_emails: set[str] | None) -> None:
@@ -613,15 +614,7 @@ class _Run:
             self.dry_multi |= plan.multi_match_emails
             if self.dry_run and self.options.report_dir is not None:
                 self.dry_outcome_rows.append(plan.outcomes)
-        for group, counts in plan.assignment_counts().items():
-            add_counts(self.counters["assignments"][group], counts)
-        if not plan.leads.empty:
-            self.planned_leads.append(
-                plan.leads[["id", "email_normalized", "owner_id", "origin_chat_id"]].assign(
-                    pool=plan.assignments["pool"].to_numpy(),
-                    rule=plan.assignments["rule"].to_numpy(),
-                )
-            )
+        self.count_assignments(plan.leads, plan.assignments)
         chat_versions = plan.chats[["chat_id", "version"]]
         if self.dry_run:
             with self.store.engine.connect() as conn:
@@ -656,6 +649,17 @@ class _Run:
             add_counts(writes, {"leads_created": leads, "notes_created": notes,
                                 "notifications_created": notifications, "phone_updates": phones})  # fmt: skip
             writers.save_counters(conn, self.run_id, self.counters)
+
+    def count_assignments(self, leads: pd.DataFrame, assignments: pd.DataFrame) -> None:
+        """New leads' owners into the report's counters and the run's result (a dry run shows them)."""
+        for group, counts in assignment_counts(assignments).items():
+            add_counts(self.counters["assignments"][group], counts)
+        if not leads.empty:
+            self.planned_leads.append(
+                leads[["id", "email_normalized", "owner_id", "origin_chat_id"]].assign(
+                    pool=assignments["pool"].to_numpy(), rule=assignments["rule"].to_numpy()
+                )
+            )
 
     def _new_keys(self, table: str, frame: pd.DataFrame) -> int:
         if frame.empty:
@@ -711,7 +715,7 @@ class _Run:
             counters=self.counters, outcomes=outcomes, multi_match_emails=multi,
         )  # fmt: skip
         if not report["accounting"]["balanced"]:
-            self._warn("accounting is not balanced: chats read and outcomes differ")
+            self.warn("accounting is not balanced: chats read and outcomes differ")
             report["warnings"] = list(self.counters["warnings"])
         with self.store.transaction() as conn:
             if not self.options.backfill:  # a backfill took only a window of these files
@@ -731,7 +735,7 @@ class _Run:
         except ChatsellError:
             log.error("could not record the failure of run %s", self.run_id)
 
-    def _warn(self, message: str) -> None:
+    def warn(self, message: str) -> None:
         if message not in self.counters["warnings"]:
             self.counters["warnings"].append(message)
             log.warning(message, extra={"event": "warning", "run_id": self.run_id})
