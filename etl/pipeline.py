@@ -11,7 +11,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -24,10 +24,10 @@ from etl.errors import ChatsellError, ConfigError, RunStopped
 from etl.extract.chats import CHAT_COLUMNS, read_batches
 from etl.extract.files import SourceFile, discover, fingerprint
 from etl.extract.rejects import Reject
-from etl.extract.sell import read_sell
+from etl.extract.sell import RESOURCES, empty_frame, iter_sell_frames
 from etl.load import writers
-from etl.load.stage import ChatStage
-from etl.load.store import Store
+from etl.load.stage import ChatStage, SellStage
+from etl.load.store import CRM_COLUMNS, Store
 from etl.report.build import add_counts, build_report, empty_counters
 from etl.report.files import write_report_files
 from etl.transform.assign import PoolState, build_assigner, resolve_user
@@ -144,12 +144,13 @@ class _SellRead:
     """The Sell side of a run, read and checked before anything is written."""
 
     todo: list[tuple[SourceFile, str]]
-    changes: dict[str, pd.DataFrame]
+    changes: dict[str, pd.DataFrame]  # index columns of the new or changed records
     exported_ids: dict[str, pd.Series]
     crm: dict[str, pd.DataFrame] | None  # None: unchanged, load it from the store when needed
     affected_emails: set[str]
     counts: dict[str, int]
     rejects: list[Reject]
+    users: pd.DataFrame | None = None  # the Sell users once this snapshot is applied (owners)
 
 
 class _Run:
@@ -186,14 +187,16 @@ class _Run:
     # -- the run --------------------------------------------------------------------------------
 
     def execute(self, chat_files: list[SourceFile], sell_files: list[SourceFile]) -> RunResult:
-        if self.options.engine == "dask":
-            from etl.dask_engine import dask_client
+        with SellStage() as sell_stage:
+            self.sell_stage = sell_stage
+            if self.options.engine == "dask":
+                from etl.dask_engine import dask_client
 
-            with dask_client(self.options.dask_scheduler, self.options.dask_workers) as client:
-                self.client = client
-                return self._execute(None, chat_files, sell_files)
-        with ChatStage() as stage:
-            return self._execute(stage, chat_files, sell_files)
+                with dask_client(self.options.dask_scheduler, self.options.dask_workers) as client:
+                    self.client = client
+                    return self._execute(None, chat_files, sell_files)
+            with ChatStage() as stage:
+                return self._execute(stage, chat_files, sell_files)
 
     def _execute(
         self, stage: ChatStage | None, chat_files: list[SourceFile], sell_files: list[SourceFile]
@@ -233,6 +236,7 @@ class _Run:
         try:
             self._write_sell(sell, resumed)
             sell.changes, sell.exported_ids = {}, {}  # written: only the match index is kept
+            self.sell_stage.close()
             self._record_inputs(stage, chat_todo, sell.rejects)
             self._process(stage, resumed)
             self._rematch(stage, sell.affected_emails)
@@ -319,12 +323,30 @@ class _Run:
     # -- Sell -----------------------------------------------------------------------------------
 
     def _read_sell(self, todo: list[tuple[SourceFile, str]]) -> _SellRead:
+        """Read the Sell files one at a time into the Sell stage; keep only the index columns.
+
+        The full rows wait in the stage until ``_write_sell``: at a million records they are the
+        largest thing a run would otherwise hold.
+        """
         sell_settings = self.settings.sell
         match = self.settings.match
-        extract = read_sell([s for s, _ in todo], sell_settings.csv_labels, sell_settings.encoding)
-        exported = with_email_keys(extract.frames, match.provider_rules, match.strip_plus_tags)
+        rejects: list[Reject] = []
+        frames = iter_sell_frames(
+            [s for s, _ in todo], rejects, sell_settings.csv_labels, sell_settings.encoding
+        )
+        for resource, frame in frames:
+            keyed = with_email_keys({resource: frame}, match.provider_rules, match.strip_plus_tags)
+            self.sell_stage.add(resource, keyed[resource], _SELL_INDEX.get(resource))
+        exported = {name: self.sell_stage.index(name) for name in RESOURCES}
+        exported = {
+            name: frame if frame is not None else _empty_sell(name, match)
+            for name, frame in exported.items()
+        }
+        counts = {
+            name: len(frame) for name, frame in exported.items() if name != "notes" or len(frame)
+        }
         if not todo:  # nothing read from Sell: the CRM is loaded only if chats need matching
-            return _SellRead(todo, {}, {}, None, set(), extract.counts(), extract.rejects)
+            return _SellRead(todo, {}, {}, None, set(), counts, rejects)
         stored = self.store.crm_frames()
         users_after = crm_after(stored, diff(stored, {"users": exported["users"]}))["users"]
         exported = resolve_owners(exported, users_after)
@@ -332,11 +354,12 @@ class _Run:
         return _SellRead(
             todo=todo,
             changes=delta.changes,
-            exported_ids={name: frame["id"] for name, frame in extract.frames.items()},
+            exported_ids={name: frame["id"] for name, frame in exported.items()},
             crm=crm_after(stored, delta),
             affected_emails=delta.affected_emails,
-            counts=extract.counts(),
-            rejects=extract.rejects,
+            counts=counts,
+            rejects=rejects,
+            users=users_after,
         )
 
     def _write_sell(self, sell: _SellRead, resumed: bool) -> None:
@@ -350,7 +373,9 @@ class _Run:
         if self.dry_run:
             return
         with self.store.transaction() as conn:
-            writers.apply_sell(conn, self.run_id, sell.changes)
+            for resource, changed in sell.changes.items():
+                for rows in self._changed_rows(resource, changed, sell.users):
+                    writers.apply_sell(conn, self.run_id, {resource: rows})
             if self.settings.sell.snapshot_is_complete and sell.todo:
                 for resource in ("leads", "contacts", "deals", "users"):
                     writers.delete_missing(
@@ -359,6 +384,24 @@ class _Run:
             writers.queue_rematch(conn, self.run_id, sell.affected_emails)
             writers.mark_files(conn, self.run_id, _file_rows(sell.todo, "sell"))
             writers.save_counters(conn, self.run_id, self.counters)
+
+    def _changed_rows(
+        self, resource: str, changed: pd.DataFrame, users: pd.DataFrame | None
+    ) -> Iterator[pd.DataFrame]:
+        """The full rows of ``changed`` (id and sell_hash: the version that won), file by file."""
+        if changed.empty:
+            return
+        wanted = changed[["id", "sell_hash"]]
+        written: set[int] = set()
+        for part in self.sell_stage.frames(resource):
+            rows = part.merge(wanted, on=["id", "sell_hash"], how="inner")
+            rows = rows[~rows["id"].isin(written)]
+            if rows.empty:
+                continue
+            written.update(int(i) for i in rows["id"])
+            if users is not None:
+                rows = resolve_owners({resource: rows}, users)[resource]
+            yield rows
 
     # -- chats ----------------------------------------------------------------------------------
 
@@ -772,6 +815,23 @@ def newest_versions(store: Store, chunk: pd.DataFrame) -> pd.DataFrame:
         [chunk[~chunk["chat_id"].isin(set(newer))], kept[list(CHAT_COLUMNS)]], ignore_index=True
     )
     return chunk.sort_values(["started_at", "chat_id"], kind="stable").reset_index(drop=True)
+
+
+# What a run keeps of the exported Sell records before writing them: the columns the store's
+# CRM frames have (matching, diffs), plus what owners and the newest version are decided by.
+# Users are few and kept whole.
+_SELL_INDEX: dict[str, tuple[str, ...]] = {
+    name: (*CRM_COLUMNS["sell_notes" if name == "notes" else name], "owner_ref", "updated_at")
+    for name in ("leads", "contacts", "deals", "notes", "lead_conversions")
+}
+
+
+def _empty_sell(resource: str, match) -> pd.DataFrame:
+    frame = empty_frame(resource)
+    keyed = with_email_keys({resource: frame}, match.provider_rules, match.strip_plus_tags)
+    keep = _SELL_INDEX.get(resource)
+    frame = keyed[resource]
+    return frame if keep is None else frame[[c for c in frame.columns if c in keep]]
 
 
 def _key(source: SourceFile) -> str:

@@ -128,9 +128,25 @@ def read_sell(
     encoding: str | None = None,
 ) -> SellExtract:
     """Read Sell export files into one frame per resource (the same id twice: the newest wins)."""
-    labels = {k.strip().lower(): v for k, v in {**DEFAULT_CSV_LABELS, **(csv_labels or {})}.items()}
     parts: dict[str, list[pd.DataFrame]] = {name: [] for name in RESOURCES}
     rejects: list[Reject] = []
+    for resource, frame in iter_sell_frames(files, rejects, csv_labels, encoding):
+        parts[resource].append(frame)
+    frames = {
+        name: _newest(parts.pop(name)) if parts[name] else empty_frame(name) for name in RESOURCES
+    }
+    return SellExtract(frames, rejects)
+
+
+def iter_sell_frames(
+    files: Iterable[SourceFile],
+    rejects: list[Reject],
+    csv_labels: Mapping[str, str] | None = None,
+    encoding: str | None = None,
+) -> Iterator[tuple[str, pd.DataFrame]]:
+    """(resource, typed frame) for each resource of each file, one file at a time; what cannot
+    be read goes to ``rejects``. Within a frame an id is unique (its newest version)."""
+    labels = {k.strip().lower(): v for k, v in {**DEFAULT_CSV_LABELS, **(csv_labels or {})}.items()}
     for source in files:  # one file's raw records at a time: typed frames are far smaller
         rows: dict[str, list[dict[str, Any]]] = {name: [] for name in RESOURCES}
         items = _iter_csv(source, labels, encoding) if source.is_csv else _iter_json(source)
@@ -140,25 +156,36 @@ def read_sell(
                 continue
             resource, row = item
             rows[resource].append(row)
-        for name, resource_rows in rows.items():
-            if resource_rows:
-                parts[name].append(_frame(name, resource_rows, rejects))
-    frames = {
-        name: _newest(parts[name]) if parts[name] else _frame(name, [], rejects)
-        for name in RESOURCES
-    }
-    return SellExtract(frames, rejects)
+        for name in RESOURCES:
+            if rows[name]:
+                yield name, _frame(name, rows.pop(name), rejects)
+
+
+def empty_frame(resource: str) -> pd.DataFrame:
+    """A resource's frame with its columns and dtypes, and no rows."""
+    return _frame(resource, [], [])
+
+
+def newest(frames: list[pd.DataFrame]) -> pd.DataFrame:
+    """One row per id across these frames (the list is emptied): see ``_newest``."""
+    return _newest(frames)
 
 
 def _newest(frames: list[pd.DataFrame]) -> pd.DataFrame:
-    """One row per id across files: the newest ``updated_at``, then the highest hash."""
-    frame = pd.concat(frames, ignore_index=True) if len(frames) > 1 else frames[0]
-    if len(frames) > 1:
-        frame = frame.sort_values(
-            ["id", "updated_at", "sell_hash"], na_position="first", kind="stable"
-        )
-        frame = frame.drop_duplicates("id", keep="last").reset_index(drop=True)
-    return frame
+    """One row per id across files: the newest ``updated_at``, then the highest hash.
+
+    Takes the list's frames (it is emptied): at a million records the per-file frames, their
+    concatenation and its sorted copy would otherwise be held at once.
+    """
+    if len(frames) == 1:
+        return frames.pop()
+    frame = pd.concat(frames, ignore_index=True)
+    frames.clear()
+    if frame["id"].is_unique:  # the usual snapshot: each record in one file; order by id only
+        order = frame["id"].to_numpy(dtype="int64").argsort(kind="stable")
+        return frame.take(order).reset_index(drop=True)
+    frame = frame.sort_values(["id", "updated_at", "sell_hash"], na_position="first", kind="stable")
+    return frame.drop_duplicates("id", keep="last").reset_index(drop=True)
 
 
 def _iter_json(source: SourceFile) -> Iterator[tuple[str, dict[str, Any]] | Reject]:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import sqlite3
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import pandas as pd
@@ -151,3 +151,50 @@ def _frame(rows: list[tuple]) -> pd.DataFrame:
         frame[name] = frame[name].astype(bool)
     frame["message_count"] = frame["message_count"].astype("int64")
     return frame
+
+
+class SellStage:
+    """The Sell records of one run, typed, one scratch file per export file and resource.
+
+    A million-record snapshot held whole, with every field, is the largest thing a run would
+    hold; here only each resource's index columns (what matching, diffing and owners need) stay
+    in memory, and the full rows are read back one file at a time when they are written.
+    """
+
+    def __init__(self, directory: str | Path | None = None) -> None:
+        self._dir = tempfile.TemporaryDirectory(prefix="chatsell-sell-", dir=directory)
+        self._parts: dict[str, list[Path]] = {}
+        self._index: dict[str, list[pd.DataFrame]] = {}
+
+    def add(self, resource: str, frame: pd.DataFrame, keep: Sequence[str] | None = None) -> None:
+        """Spill one file's frame of ``resource``; keep its ``keep`` columns (None: all)."""
+        parts = self._parts.setdefault(resource, [])
+        path = Path(self._dir.name) / f"{resource}_{len(parts):05d}.pickle"
+        frame.to_pickle(path)  # our own scratch file, read back by this process only
+        parts.append(path)
+        columns = list(frame.columns) if keep is None else [c for c in frame.columns if c in keep]
+        # a copy, so the dropped columns' values are freed with the frame
+        self._index.setdefault(resource, []).append(frame[columns].copy())
+
+    def index(self, resource: str) -> pd.DataFrame | None:
+        """The kept columns of ``resource``, one row per id (its newest version); None if none."""
+        from etl.extract.sell import newest
+
+        parts = self._index.pop(resource, [])
+        return newest(parts) if parts else None
+
+    def frames(self, resource: str) -> Iterator[pd.DataFrame]:
+        """The full frames of ``resource``, file by file, in the order they were added."""
+        for path in self._parts.get(resource, []):
+            yield pd.read_pickle(path)  # noqa: S301 - written by add() above, in a private temp dir
+
+    def close(self) -> None:
+        self._parts.clear()
+        self._index.clear()
+        self._dir.cleanup()
+
+    def __enter__(self) -> SellStage:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

@@ -42,6 +42,18 @@ MIGRATIONS = Path(__file__).parent / "migrations"
 # Alembic (a tenth of a second to import) out of every run that finds the schema current.
 SCHEMA_HEAD = "0005"
 INTERRUPTED = "interrupted: the process stopped before the run finished"
+# The CRM columns a run holds in memory (the match index, diffs, owners), per table
+CRM_COLUMNS: dict[str, tuple[str, ...]] = {
+    "leads": ("id", "owner_id", "name", "status", "email_normalized", "phone", "sell_hash", "origin",
+              "origin_chat_id", "created_run_id"),
+    "contacts": ("id", "owner_id", "is_organization", "contact_id", "name", "email_normalized", "phone",
+                 "sell_hash"),
+    "deals": ("id", "owner_id", "name", "contact_id", "organization_id", "sell_hash"),
+    "users": ("id", "name", "email", "email_normalized", "status", "team_name", "group_id",
+              "group_name", "sell_hash"),
+    "lead_conversions": ("id", "lead_id", "individual_id", "organization_id", "deal_id", "sell_hash"),
+    "sell_notes": ("id", "sell_hash"),
+}  # fmt: skip
 
 
 def parse_url(url: str) -> URL:
@@ -339,17 +351,7 @@ class Store:
 
     def crm_frames(self, names: Iterable[str] | None = None) -> dict[str, pd.DataFrame]:
         """The CRM as the match index needs it: leads, contacts, deals, users, lead conversions."""
-        wanted = {
-            "leads": ("id", "owner_id", "name", "status", "email_normalized", "phone", "sell_hash", "origin",
-                      "origin_chat_id", "created_run_id"),
-            "contacts": ("id", "owner_id", "is_organization", "contact_id", "name", "email_normalized", "phone",
-                         "sell_hash"),
-            "deals": ("id", "owner_id", "name", "contact_id", "organization_id", "sell_hash"),
-            "users": ("id", "name", "email", "email_normalized", "status", "team_name", "group_id",
-                      "group_name", "sell_hash"),
-            "lead_conversions": ("id", "lead_id", "individual_id", "organization_id", "deal_id", "sell_hash"),
-            "sell_notes": ("id", "sell_hash"),
-        }  # fmt: skip
+        wanted = CRM_COLUMNS
         frames = {}
         if names is not None:
             wanted = {name: wanted[name] for name in names}
@@ -357,7 +359,7 @@ class Store:
             for name, columns in wanted.items():
                 table = schema.metadata.tables[name]
                 result = conn.execute(select(*[table.c[c] for c in columns]).order_by(table.c.id))
-                frame = pd.DataFrame(result.fetchall(), columns=list(columns))
+                frame = columnar_frame(result, columns)
                 for column in columns:
                     if column == "id" or (column.endswith("_id") and column != "origin_chat_id"):
                         frame[column] = frame[column].astype("Int64")
@@ -570,6 +572,21 @@ class Store:
                     set_={"value": stmt.excluded.value, "updated_at": stmt.excluded.updated_at},
                 )
             )
+
+
+def columnar_frame(result, columns: Iterable[str], size: int = 50_000) -> pd.DataFrame:
+    """A query's rows as a frame, built column by column from bounded fetches.
+
+    ``pd.DataFrame(result.fetchall())`` holds every row object and the frame at once (about
+    twice the memory, at a million CRM rows the run's peak); here only ``size`` rows are ever
+    held as row objects, and each column becomes one typed array.
+    """
+    names = list(columns)
+    values: list[list[Any]] = [[] for _ in names]
+    while rows := result.fetchmany(size):
+        for target, column in zip(values, zip(*rows, strict=True), strict=True):
+            target.extend(column)
+    return pd.DataFrame(dict(zip(names, values, strict=True)), columns=names)
 
 
 def _as_utc(value: Any) -> pd.Timestamp:
