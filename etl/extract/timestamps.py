@@ -17,6 +17,19 @@ def parse_utc(values: Sequence[object] | pd.Series) -> pd.Series:
     seconds given as numbers.
     """
     series = pd.Series(values, dtype="object")
+    if pd.api.types.infer_dtype(series, skipna=True) in ("string", "empty"):
+        # the usual export: all text. Parse it as it is; only what that refuses (padding, the
+        # +00:00Z form, garbage) takes the slower cleaning path below
+        parsed = pd.to_datetime(series, utc=True, format="ISO8601", errors="coerce")
+        retry = parsed.isna() & series.notna()
+        if retry.any():
+            parsed = parsed.where(~retry, _parse_mixed(series[retry]))
+        return parsed.astype("datetime64[us, UTC]")
+    return _parse_mixed(series).astype("datetime64[us, UTC]")
+
+
+def _parse_mixed(series: pd.Series) -> pd.Series:
+    """Text (cleaned of padding and a stray Z after an offset) and epoch seconds."""
     numeric = series.map(lambda v: isinstance(v, int | float) and not isinstance(v, bool))
     text = series.where(~numeric).astype("string").str.strip()
     text = text.str.replace(_OFFSET_THEN_Z, r"\1", regex=True)
@@ -29,7 +42,7 @@ def parse_utc(values: Sequence[object] | pd.Series) -> pd.Series:
             errors="coerce",
         )
         parsed = parsed.where(~numeric, epochs)
-    return parsed.astype("datetime64[us, UTC]")
+    return parsed
 
 
 def iso(values: pd.Series) -> pd.Series:

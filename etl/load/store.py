@@ -586,6 +586,8 @@ def columnar_frame(result, columns: Iterable[str], size: int = 50_000) -> pd.Dat
     while rows := result.fetchmany(size):
         for target, column in zip(values, zip(*rows, strict=True), strict=True):
             target.extend(column)
+    if not values[0]:
+        return pd.DataFrame([], columns=names)  # object columns, as from no rows at all
     return pd.DataFrame(dict(zip(names, values, strict=True)), columns=names)
 
 

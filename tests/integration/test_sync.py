@@ -359,3 +359,31 @@ def test_dry_run_writes_nothing(store_url, tmp_path):
     assert report["writes"]["activities_inserted"] == 9 and report["writes"]["leads_created"] == 1
     real = sync(store_url, chats, sell).report
     assert real["outcomes"] == report["outcomes"] and real["writes"] == report["writes"]
+
+
+def test_sell_record_in_two_files_is_written_once_as_its_newest_version(store_url, tmp_path):
+    """The Sell snapshot is staged file by file and only its index columns are held: the full
+    row written must still be the newest version's, whichever file holds it, and only once."""
+    chats, _sell = make_exports(tmp_path)
+    sell = tmp_path / "sell_split"
+    newer = lead(7, "split@example.com", title="CTO", address={"city": "Osaka"},
+                 updated_at="2026-10-05T00:00:00Z", owner_id=101)  # fmt: skip
+    older = lead(7, "split@example.com", title="Intern", address={"city": "Kyoto"},
+                 updated_at="2026-10-01T00:00:00Z", owner_id=102)  # fmt: skip
+    # the older version comes first: the row written must be chosen by version, not file order
+    write_json(sell / "leads_1.json", envelope("lead", [older, lead(8, "eight@example.com")]))
+    write_json(sell / "leads_2.json", envelope("lead", [newer, lead(9, "nine@example.com")]))
+    write_json(sell / "contacts_1.json", envelope("contact", [contact(40, "c40@example.com")]))
+    report = sync(store_url, chats, sell).report
+    assert report["inputs"]["sell_records"]["leads"] == 3
+    assert rows(
+        store_url,
+        "SELECT id, owner_id, title, address FROM leads WHERE origin = 'sell' ORDER BY id",
+    ) == [
+        (7, 101, "CTO", '{"city":"Osaka"}'),
+        (8, 101, None, None),
+        (9, 101, None, None),
+    ]
+    again = sync(store_url, chats, sell, full=True).report
+    assert again["inputs"]["sell_records"]["leads"] == 3
+    assert rows(store_url, "SELECT count(*) FROM leads WHERE imported_run_id > 1") == [(0,)]
