@@ -12,6 +12,7 @@ import hashlib
 import json
 import logging
 from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -622,20 +623,28 @@ class _Run:
         since = since if since is not None else self.options.since
         until = until if until is not None else self.options.until
         processed = 0
-        for chunk in stage.chunks(self.settings.run.chunk_size, since, until):
-            if self.should_stop():
-                raise RunStopped("stopped on request between chunks")
-            processed += len(chunk)
-            chunk = self._effective(chunk)
-            if done:
-                chunk = chunk[~chunk["chat_id"].isin(done)]
-            if not chunk.empty:
-                self._plan_and_apply(chunk, record_outcomes=True)
-            self.progress("sync", processed, total)
-            log.info(
-                "chunk applied", extra={"event": "chunk", "run_id": self.run_id, "chats": processed}
-            )
+        # a chunk's writes run on the writer thread while the next chunk is planned; they commit
+        # one after the other, in chunk order, exactly as if run here (a dry run writes nothing)
+        with _ChunkWriter(background=not self.dry_run) as writer:
+            for chunk in stage.chunks(self.settings.run.chunk_size, since, until):
+                if self.should_stop():
+                    writer.wait()  # the chunk planned last is committed before the run stops
+                    raise RunStopped("stopped on request between chunks")
+                processed += len(chunk)
+                chunk = self._effective(chunk)
+                if done:
+                    chunk = chunk[~chunk["chat_id"].isin(done)]
+                plan = self._plan(chunk, record_outcomes=True) if not chunk.empty else None
+                writer.submit(self._apply_chunk, plan, processed, total)
         return processed
+
+    def _apply_chunk(self, plan: ChunkPlan | None, processed: int, total: int) -> None:
+        if plan is not None:
+            self._apply(plan, record_outcomes=True, clear_emails=None)
+        self.progress("sync", processed, total)
+        log.info(
+            "chunk applied", extra={"event": "chunk", "run_id": self.run_id, "chats": processed}
+        )
 
     def _effective(self, chunk: pd.DataFrame) -> pd.DataFrame:
         return newest_versions(self.store, chunk)
@@ -643,14 +652,18 @@ class _Run:
     def _plan_and_apply(
         self, chats: pd.DataFrame, record_outcomes: bool, clear_emails: set[str] | None = None
     ) -> None:
+        self._apply(self._plan(chats, record_outcomes), record_outcomes, clear_emails)
+
+    def _plan(self, chats: pd.DataFrame, record_outcomes: bool) -> ChunkPlan:
+        """A chunk's plan; reads only what concerns these chats (never the chunk being written)."""
         with self.store.engine.connect() as conn:
             applied = writers.applied_phone_changes(conn, chats["chat_id"])
-        plan = self.planner.plan(chats, record_outcomes=record_outcomes, applied_changes=applied)
-        for warning in plan.warnings:
-            self.warn(warning)
-        self._apply(plan, record_outcomes, clear_emails)
+        return self.planner.plan(chats, record_outcomes=record_outcomes, applied_changes=applied)
 
     def _apply(self, plan: ChunkPlan, record_outcomes: bool, clear_emails: set[str] | None) -> None:
+        """Write a plan and count it: the run's counters are only ever changed here, in order."""
+        for warning in plan.warnings:
+            self.warn(warning)
         writes = self.counters["writes"]
         if record_outcomes:
             add_counts(self.dry_outcomes, plan.outcome_counts())
@@ -799,6 +812,52 @@ class _Run:
                 self.store.reject_rows(self.run_id),
             )
         write_report_files(report, outcomes, rejects, self.options.report_dir)
+
+
+class _ChunkWriter:
+    """Applies chunks on one background thread, in order, while the caller plans the next one.
+
+    Planning is pandas work in this thread; writing is mostly the database's (SQLite's C code
+    without the GIL, or the PostgreSQL server), so on two cores the two overlap. At most one
+    chunk is being written while the next is planned: memory stays bounded. A write's error is
+    raised here at the next ``submit`` or ``wait``; leaving the block always waits for the
+    write in flight, so no transaction is left running behind the run's back.
+    """
+
+    def __init__(self, background: bool = True) -> None:
+        self._pool = (
+            ThreadPoolExecutor(max_workers=1, thread_name_prefix="chatsell-writer")
+            if background
+            else None
+        )
+        self._pending: Future | None = None
+
+    def submit(self, fn: Callable[..., None], *args: Any) -> None:
+        if self._pool is None:
+            fn(*args)
+            return
+        self.wait()
+        self._pending = self._pool.submit(fn, *args)
+
+    def wait(self) -> None:
+        pending, self._pending = self._pending, None
+        if pending is not None:
+            pending.result()
+
+    def __enter__(self) -> _ChunkWriter:
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        try:
+            if exc_type is None:
+                self.wait()
+            elif self._pending is not None:
+                error = self._pending.exception()  # waits; the caller's error is the one raised
+                if error is not None:
+                    log.error("a chunk's write failed too: %s", type(error).__name__)
+        finally:
+            if self._pool is not None:
+                self._pool.shutdown(wait=True)
 
 
 def newest_versions(store: Store, chunk: pd.DataFrame) -> pd.DataFrame:

@@ -13,6 +13,7 @@ from collections.abc import Iterable, Sequence
 from datetime import datetime
 from typing import Any
 
+import numpy as np
 import pandas as pd
 from sqlalchemy import Column, MetaData, Table, bindparam, select
 from sqlalchemy.dialects import postgresql, sqlite
@@ -140,14 +141,33 @@ def _db_values(series: pd.Series, dialect: str) -> list[Any]:
     """A column as the driver takes it: None for missing, text for timestamps (SQLite keeps
     SQLAlchemy's own format, naive UTC; PostgreSQL parses ISO-8601 with the offset)."""
     if pd.api.types.is_datetime64_any_dtype(series.dtype):
-        stamps = series.dt.tz_convert("UTC") if series.dt.tz is not None else series
-        text = stamps.dt.strftime(
-            "%Y-%m-%d %H:%M:%S.%f" if dialect == "sqlite" else "%Y-%m-%dT%H:%M:%S.%f+00:00"
-        )
-        return text.astype(object).where(series.notna(), None).tolist()
+        return _stamps_text(series, dialect)
     if series.dtype == object and isinstance(_first_value(series), datetime):
         return _db_values(pd.to_datetime(series, utc=True), dialect)
     return series.to_numpy(dtype=object, na_value=None).tolist()
+
+
+def _stamps_text(series: pd.Series, dialect: str) -> list[Any]:
+    """Timestamps as ``2026-11-02 09:00:00.000000`` (SQLite) or ``2026-11-02T09:00:00.000000+00:00``
+    (PostgreSQL), formatted by numpy in one pass (``strftime`` formats value by value)."""
+    stamps = series.dt.tz_convert("UTC") if series.dt.tz is not None else series
+    micros = stamps.to_numpy(dtype="datetime64[us]")
+    missing = np.isnat(micros)
+    micros = np.where(missing, np.datetime64(0, "us"), micros)
+    # fixed width (26 characters: 2026-11-02T09:00:00.000000): edit the characters in place
+    text = np.datetime_as_string(micros, unit="us")
+    if text.dtype.itemsize != 26 * 4:  # a year beyond 9999 (or an empty column): value by value
+        fmt = "%Y-%m-%d %H:%M:%S.%f" if dialect == "sqlite" else "%Y-%m-%dT%H:%M:%S.%f+00:00"
+        return stamps.dt.strftime(fmt).astype(object).where(series.notna(), None).tolist()
+    suffix = "" if dialect == "sqlite" else "+00:00"
+    chars = np.zeros((len(text), 26 + len(suffix)), dtype=np.uint32)
+    chars[:, :26] = text.view(np.uint32).reshape(len(text), 26)
+    if dialect == "sqlite":
+        chars[:, 10] = ord(" ")
+    chars[:, 26:] = [ord(c) for c in suffix]
+    out = chars.view(f"<U{26 + len(suffix)}").ravel().astype(object)
+    out[missing] = None
+    return out.tolist()
 
 
 def select_in(
