@@ -12,7 +12,6 @@ import hashlib
 import json
 import logging
 from collections.abc import Callable, Iterator
-from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -209,9 +208,9 @@ class _Run:
         stage = self._stage_chats(stage, chat_todo)
         force_sell = self.settings.sell.snapshot_is_complete
         sell = self._read_sell(self._changed(sell_files, known, "sell", force=force_sell))
-        self.crm = sell.crm
+        self.crm, sell.crm = sell.crm, None  # the run holds the CRM frames once, until indexed
         users = (
-            sell.crm["users"] if sell.crm is not None else self.store.crm_frames(["users"])["users"]
+            self.crm["users"] if self.crm is not None else self.store.crm_frames(["users"])["users"]
         )
         self._configure(users)  # configuration errors end the run here, before any write
         resumed = False
@@ -547,9 +546,9 @@ class _Run:
     def planner(self) -> Planner:
         """Built on first use: an unchanged sync never loads the CRM."""
         if self._planner_obj is None:
-            if self.crm is None:
-                self.crm = self.store.crm_frames()
-            self._planner_obj = self._planner(self.crm)
+            crm = self.crm if self.crm is not None else self.store.crm_frames()
+            self.crm = None  # the index keeps what matching needs; the rest is freed
+            self._planner_obj = self._planner(crm)
         return self._planner_obj
 
     def _process(self, stage: ChatStage, resumed: bool) -> None:
@@ -623,45 +622,47 @@ class _Run:
         since = since if since is not None else self.options.since
         until = until if until is not None else self.options.until
         processed = 0
-        # a chunk's writes run on the writer thread while the next chunk is planned; they commit
-        # one after the other, in chunk order, exactly as if run here (a dry run writes nothing)
-        with _ChunkWriter(background=not self.dry_run) as writer:
-            for chunk in stage.chunks(self.settings.run.chunk_size, since, until):
-                if self.should_stop():
-                    writer.wait()  # the chunk planned last is committed before the run stops
-                    raise RunStopped("stopped on request between chunks")
-                processed += len(chunk)
-                chunk = self._effective(chunk)
-                if done:
-                    chunk = chunk[~chunk["chat_id"].isin(done)]
-                plan = self._plan(chunk, record_outcomes=True) if not chunk.empty else None
-                writer.submit(self._apply_chunk, plan, processed, total)
+        for chunk in stage.chunks(self.settings.run.chunk_size, since, until):
+            if self.should_stop():
+                raise RunStopped("stopped on request between chunks")
+            processed += len(chunk)
+            stored = self.store.chat_versions(chunk["chat_id"])
+            chunk = newest_versions(self.store, chunk, stored)
+            if done:
+                chunk = chunk[~chunk["chat_id"].isin(done)]
+            if not chunk.empty:
+                self._plan_and_apply(chunk, record_outcomes=True, stored=stored)
+            self.progress("sync", processed, total)
+            log.info(
+                "chunk applied", extra={"event": "chunk", "run_id": self.run_id, "chats": processed}
+            )
         return processed
 
-    def _apply_chunk(self, plan: ChunkPlan | None, processed: int, total: int) -> None:
-        if plan is not None:
-            self._apply(plan, record_outcomes=True, clear_emails=None)
-        self.progress("sync", processed, total)
-        log.info(
-            "chunk applied", extra={"event": "chunk", "run_id": self.run_id, "chats": processed}
-        )
-
-    def _effective(self, chunk: pd.DataFrame) -> pd.DataFrame:
-        return newest_versions(self.store, chunk)
-
     def _plan_and_apply(
-        self, chats: pd.DataFrame, record_outcomes: bool, clear_emails: set[str] | None = None
+        self,
+        chats: pd.DataFrame,
+        record_outcomes: bool,
+        clear_emails: set[str] | None = None,
+        stored: pd.DataFrame | None = None,
     ) -> None:
-        self._apply(self._plan(chats, record_outcomes), record_outcomes, clear_emails)
+        """``stored``: what ``Store.chat_versions`` gave for these chats, if read already. A chat
+        the store does not hold has no activities yet: they are not looked up."""
+        self._apply(self._plan(chats, record_outcomes), record_outcomes, clear_emails, stored)
 
     def _plan(self, chats: pd.DataFrame, record_outcomes: bool) -> ChunkPlan:
-        """A chunk's plan; reads only what concerns these chats (never the chunk being written)."""
+        """A chunk's plan (phone changes already made to these chats are not made again)."""
         with self.store.engine.connect() as conn:
             applied = writers.applied_phone_changes(conn, chats["chat_id"])
         return self.planner.plan(chats, record_outcomes=record_outcomes, applied_changes=applied)
 
-    def _apply(self, plan: ChunkPlan, record_outcomes: bool, clear_emails: set[str] | None) -> None:
-        """Write a plan and count it: the run's counters are only ever changed here, in order."""
+    def _apply(
+        self,
+        plan: ChunkPlan,
+        record_outcomes: bool,
+        clear_emails: set[str] | None,
+        stored: pd.DataFrame | None = None,
+    ) -> None:
+        """Write a plan (a dry run only counts it) and add it to the run's counters."""
         for warning in plan.warnings:
             self.warn(warning)
         writes = self.counters["writes"]
@@ -672,9 +673,12 @@ class _Run:
                 self.dry_outcome_rows.append(plan.outcomes)
         self.count_assignments(plan.leads, plan.assignments)
         chat_versions = plan.chats[["chat_id", "version"]]
+        held = plan.chats["chat_id"]
+        if stored is not None:  # activities are written with their chat: a new chat has none
+            held = held[held.isin(set(stored["chat_id"]))]
         if self.dry_run:
             with self.store.engine.connect() as conn:
-                existing = writers.existing_activities(conn, plan.chats["chat_id"])
+                existing = writers.existing_activities(conn, held)
             _rows, counts, _stale = writers.classify_activities(
                 plan.activities, existing, chat_versions
             )
@@ -684,11 +688,11 @@ class _Run:
                                 "notifications_created": self._new_keys("notifications", plan.notifications)})  # fmt: skip
             return
         with self.store.transaction() as conn:
-            existing = writers.existing_activities(conn, plan.chats["chat_id"])
+            existing = writers.existing_activities(conn, held)
             rows, counts, stale = writers.classify_activities(
                 plan.activities, existing, chat_versions
             )
-            writers.upsert_chats(conn, self.run_id, plan.chats)
+            writers.upsert_chats(conn, self.run_id, plan.chats, stored)
             leads = writers.insert_leads(conn, self.run_id, plan.leads)
             if not plan.leads.empty:  # earlier chats of these emails now have a lead to show on
                 writers.queue_rematch(conn, self.run_id, plan.leads["email_normalized"])
@@ -814,55 +818,15 @@ class _Run:
         write_report_files(report, outcomes, rejects, self.options.report_dir)
 
 
-class _ChunkWriter:
-    """Applies chunks on one background thread, in order, while the caller plans the next one.
+def newest_versions(
+    store: Store, chunk: pd.DataFrame, stored: pd.DataFrame | None = None
+) -> pd.DataFrame:
+    """The newest version of each chat: the staged one, or the store's when that is newer.
 
-    Planning is pandas work in this thread; writing is mostly the database's (SQLite's C code
-    without the GIL, or the PostgreSQL server), so on two cores the two overlap. At most one
-    chunk is being written while the next is planned: memory stays bounded. A write's error is
-    raised here at the next ``submit`` or ``wait``; leaving the block always waits for the
-    write in flight, so no transaction is left running behind the run's back.
+    ``stored``: ``store.chat_versions`` of the chunk, when the caller read it already.
     """
-
-    def __init__(self, background: bool = True) -> None:
-        self._pool = (
-            ThreadPoolExecutor(max_workers=1, thread_name_prefix="chatsell-writer")
-            if background
-            else None
-        )
-        self._pending: Future | None = None
-
-    def submit(self, fn: Callable[..., None], *args: Any) -> None:
-        if self._pool is None:
-            fn(*args)
-            return
-        self.wait()
-        self._pending = self._pool.submit(fn, *args)
-
-    def wait(self) -> None:
-        pending, self._pending = self._pending, None
-        if pending is not None:
-            pending.result()
-
-    def __enter__(self) -> _ChunkWriter:
-        return self
-
-    def __exit__(self, exc_type, exc, tb) -> None:
-        try:
-            if exc_type is None:
-                self.wait()
-            elif self._pending is not None:
-                error = self._pending.exception()  # waits; the caller's error is the one raised
-                if error is not None:
-                    log.error("a chunk's write failed too: %s", type(error).__name__)
-        finally:
-            if self._pool is not None:
-                self._pool.shutdown(wait=True)
-
-
-def newest_versions(store: Store, chunk: pd.DataFrame) -> pd.DataFrame:
-    """The newest version of each chat: the staged one, or the store's when that is newer."""
-    stored = store.chat_versions(chunk["chat_id"])
+    if stored is None:
+        stored = store.chat_versions(chunk["chat_id"])
     if stored.empty:
         return chunk
     compare = chunk[["chat_id", "version"]].merge(stored, on="chat_id", suffixes=("", "_stored"))

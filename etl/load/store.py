@@ -375,8 +375,10 @@ class Store:
             return pd.read_sql(select(schema.departments), conn)
 
     def chat_versions(self, chat_ids: Iterable[str]) -> pd.DataFrame:
+        """(chat_id, version, email_normalized) of the chats among these the store holds."""
+        columns = ["chat_id", "version", "email_normalized"]
         with self.engine.connect() as conn:
-            return select_in(conn, schema.chats, ["chat_id"], chat_ids, ["chat_id", "version"])
+            return select_in(conn, schema.chats, ["chat_id"], chat_ids, columns)
 
     def stored_chats(self, chat_ids: Iterable[str], columns: list[str]) -> pd.DataFrame:
         with self.engine.connect() as conn:

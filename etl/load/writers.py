@@ -144,12 +144,19 @@ def record_rejects(
     upsert(conn, schema.run_outcomes, outcomes.assign(run_id=run_id), key=["run_id", "chat_id"])
 
 
-def upsert_chats(conn: Connection, run_id: int, chats: pd.DataFrame) -> None:
-    """Keep the newest version of each chat (for later runs and rematching)."""
+def upsert_chats(
+    conn: Connection, run_id: int, chats: pd.DataFrame, stored: pd.DataFrame | None = None
+) -> None:
+    """Keep the newest version of each chat (for later runs and rematching).
+
+    ``stored``: the store's (chat_id, version, email_normalized) of these chats, when the caller
+    read them already in this run (``Store.chat_versions``); else they are read here.
+    """
     table = schema.chats
-    stored = select_in(
-        conn, table, ["chat_id"], chats["chat_id"], ["chat_id", "version", "email_normalized"]
-    )
+    if stored is None:
+        stored = select_in(
+            conn, table, ["chat_id"], chats["chat_id"], ["chat_id", "version", "email_normalized"]
+        )
     if not stored.empty:  # skip rows the guard below would refuse anyway (a --full run writes none)
         both = chats[["chat_id", "version", "email_normalized"]].merge(
             stored, on="chat_id", how="left", suffixes=("", "_stored")
