@@ -156,12 +156,12 @@ def _stamps_text(series: pd.Series, dialect: str) -> list[Any]:
     micros = np.where(missing, np.datetime64(0, "us"), micros)
     # fixed width (26 characters: 2026-11-02T09:00:00.000000): edit the characters in place
     text = np.datetime_as_string(micros, unit="us")
-    if text.dtype.itemsize != 26 * 4:  # a year beyond 9999 (or an empty column): value by value
+    if not len(text) or np.strings.str_len(text).max() != 26:  # a year past 9999: value by value
         fmt = "%Y-%m-%d %H:%M:%S.%f" if dialect == "sqlite" else "%Y-%m-%dT%H:%M:%S.%f+00:00"
         return stamps.dt.strftime(fmt).astype(object).where(series.notna(), None).tolist()
     suffix = "" if dialect == "sqlite" else "+00:00"
     chars = np.zeros((len(text), 26 + len(suffix)), dtype=np.uint32)
-    chars[:, :26] = text.view(np.uint32).reshape(len(text), 26)
+    chars[:, :26] = text.astype("<U26").view(np.uint32).reshape(len(text), 26)
     if dialect == "sqlite":
         chars[:, 10] = ord(" ")
     chars[:, 26:] = [ord(c) for c in suffix]

@@ -734,6 +734,13 @@ def transcript_urls(chat_ids: pd.Series, ctx: PlanContext) -> pd.Series:
     template = ctx.transcript_url_template
     if not template or ("{subdomain}" in template and not ctx.subdomain):
         return pd.Series(None, index=chat_ids.index, dtype=object)
+    marker = "\x00"
+    filled = template.format(chat_id=marker, subdomain=ctx.subdomain)
+    ids = chat_ids.astype(str)
+    if filled.count(marker) == 1 and not ids.empty and ids.str.fullmatch(_URL_SAFE).all():
+        # the usual case (ids need no quoting, the id once in the link): one vectorized join
+        head, tail = filled.split(marker)
+        return (head + ids + tail).astype(object)
     return pd.Series(
         [
             template.format(chat_id=quote(str(c), safe=".-_~"), subdomain=ctx.subdomain)
@@ -742,6 +749,9 @@ def transcript_urls(chat_ids: pd.Series, ctx: PlanContext) -> pd.Series:
         index=chat_ids.index,
         dtype=object,
     )
+
+
+_URL_SAFE = r"[A-Za-z0-9.\-_~]*"  # what quote(safe=".-_~") leaves as it is
 
 
 def agent_user_ids(

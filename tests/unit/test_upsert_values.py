@@ -1,5 +1,6 @@
 """Frames to driver values: timestamps formatted in one numpy pass equal strftime's text."""
 
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -39,3 +40,11 @@ def test_naive_and_empty_columns():
         None,
         None,
     ]
+
+
+def test_a_year_past_9999_still_formats():
+    far = pd.Series(
+        np.array(["2026-01-01T00:00:00", "12000-01-01T00:00:00"], dtype="datetime64[us]")
+    )
+    values = _db_values(far, "sqlite")
+    assert values[0] == "2026-01-01 00:00:00.000000" and values[1].startswith("12000-01-01")
