@@ -8,10 +8,13 @@ is resumed by the next run with the same inputs, which skips the chats already a
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import logging
+import multiprocessing
 from collections.abc import Callable, Iterator
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -26,7 +29,7 @@ from etl.extract.files import SourceFile, discover, fingerprint
 from etl.extract.rejects import Reject
 from etl.extract.sell import RESOURCES, empty_frame, iter_sell_frames
 from etl.load import writers
-from etl.load.stage import ChatStage, SellStage
+from etl.load.stage import ChatStage, SellStage, spill
 from etl.load.store import CRM_COLUMNS, Store
 from etl.report.build import add_counts, build_report, empty_counters
 from etl.report.files import write_report_files
@@ -331,12 +334,18 @@ class _Run:
         sell_settings = self.settings.sell
         match = self.settings.match
         rejects: list[Reject] = []
-        frames = iter_sell_frames(
-            [s for s, _ in todo], rejects, sell_settings.csv_labels, sell_settings.encoding
+        read = functools.partial(
+            _spill_sell_file,
+            directory=self.sell_stage.directory,
+            labels=sell_settings.csv_labels,
+            encoding=sell_settings.encoding,
+            rules=(tuple(match.provider_rules), match.strip_plus_tags),
         )
-        for resource, frame in frames:
-            keyed = with_email_keys({resource: frame}, match.provider_rules, match.strip_plus_tags)
-            self.sell_stage.add(resource, keyed[resource], _SELL_INDEX.get(resource))
+        items = list(enumerate(s for s, _ in todo))
+        for parts, file_rejects in _map_files(read, items, self.settings.run.workers):
+            rejects.extend(file_rejects)
+            for resource, path, index in parts:
+                self.sell_stage.adopt(resource, path, index)
         exported = {name: self.sell_stage.index(name) for name in RESOURCES}
         exported = {
             name: frame if frame is not None else _empty_sell(name, match)
@@ -838,6 +847,37 @@ def newest_versions(
         [chunk[~chunk["chat_id"].isin(set(newer))], kept[list(CHAT_COLUMNS)]], ignore_index=True
     )
     return chunk.sort_values(["started_at", "chat_id"], kind="stable").reset_index(drop=True)
+
+
+def _spill_sell_file(
+    item: tuple[int, SourceFile],
+    *,
+    directory: Path,
+    labels: dict[str, str],
+    encoding: str | None,
+    rules: tuple[tuple[str, ...], bool],
+) -> tuple[list[tuple[str, Path, pd.DataFrame]], list[Reject]]:
+    """One Sell file, typed and keyed, each resource spilled to the Sell stage's directory:
+    (resource, path, kept columns) per resource, and the file's rejects. Runs in a worker."""
+    number, source = item
+    rejects: list[Reject] = []
+    parts = []
+    for resource, frame in iter_sell_frames([source], rejects, labels, encoding):
+        keyed = with_email_keys({resource: frame}, *rules)[resource]
+        path = directory / f"{number:05d}_{resource}.pickle"
+        parts.append((resource, path, spill(keyed, path, _SELL_INDEX.get(resource))))
+    return parts, rejects
+
+
+def _map_files(fn: Callable, items: list, workers: int) -> Iterator:
+    """``fn`` over ``items``, results in order: in ``workers`` forked processes when there are
+    several files (as the chat files are read), else here."""
+    if workers <= 1 or len(items) < 2:
+        yield from map(fn, items)
+        return
+    context = multiprocessing.get_context("fork")
+    with ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool:
+        yield from pool.map(fn, items)
 
 
 # What a run keeps of the exported Sell records before writing them: the columns the store's

@@ -166,15 +166,20 @@ class SellStage:
         self._parts: dict[str, list[Path]] = {}
         self._index: dict[str, list[pd.DataFrame]] = {}
 
+    @property
+    def directory(self) -> Path:
+        return Path(self._dir.name)
+
     def add(self, resource: str, frame: pd.DataFrame, keep: Sequence[str] | None = None) -> None:
         """Spill one file's frame of ``resource``; keep its ``keep`` columns (None: all)."""
-        parts = self._parts.setdefault(resource, [])
-        path = Path(self._dir.name) / f"{resource}_{len(parts):05d}.pickle"
-        frame.to_pickle(path)  # our own scratch file, read back by this process only
-        parts.append(path)
-        columns = list(frame.columns) if keep is None else [c for c in frame.columns if c in keep]
-        # a copy, so the dropped columns' values are freed with the frame
-        self._index.setdefault(resource, []).append(frame[columns].copy())
+        number = len(self._parts.get(resource, []))
+        path = self.directory / f"{resource}_{number:05d}.pickle"
+        self.adopt(resource, path, spill(frame, path, keep))
+
+    def adopt(self, resource: str, path: Path, index: pd.DataFrame) -> None:
+        """Take a frame ``spill`` wrote (in this process or a worker) with its kept columns."""
+        self._parts.setdefault(resource, []).append(path)
+        self._index.setdefault(resource, []).append(index)
 
     def index(self, resource: str) -> pd.DataFrame | None:
         """The kept columns of ``resource``, one row per id (its newest version); None if none."""
@@ -198,3 +203,11 @@ class SellStage:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def spill(frame: pd.DataFrame, path: Path, keep: Sequence[str] | None = None) -> pd.DataFrame:
+    """Write ``frame`` to the scratch file ``path``; return its ``keep`` columns (None: all),
+    copied, so the other columns' values are freed with the frame."""
+    frame.to_pickle(path)  # a private scratch file, read back by this run only
+    columns = list(frame.columns) if keep is None else [c for c in frame.columns if c in keep]
+    return frame[columns].copy()
