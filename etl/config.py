@@ -102,7 +102,7 @@ class PhoneSettings(_Section):
 
 class RunSettings(_Section):
     chunk_size: int = Field(default=20_000, ge=1)
-    workers: int = Field(default=2, ge=1)  # processes that parse export files
+    workers: int = Field(default=2, ge=1)  # processes that parse export files (Chat and Sell)
 
 
 class WidgetLayout(_Section):

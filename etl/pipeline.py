@@ -356,15 +356,20 @@ class _Run:
         }
         if not todo:  # nothing read from Sell: the CRM is loaded only if chats need matching
             return _SellRead(todo, {}, {}, None, set(), counts, rejects)
-        stored = self.store.crm_frames()
-        users_after = crm_after(stored, diff(stored, {"users": exported["users"]}))["users"]
+        # the diff needs only ids, hashes and emails of the store: the exported frames and the
+        # whole stored CRM are never held at once (a --full run of a million records)
+        keys = self.store.crm_frames(only=("sell_hash", "email_normalized"))
+        keys["users"] = self.store.crm_frames(["users"])["users"]
+        users_after = crm_after(keys, diff(keys, {"users": exported["users"]}))["users"]
         exported = resolve_owners(exported, users_after)
-        delta = diff(stored, exported, track_emails=self.store.has_chats())
+        delta = diff(keys, exported, track_emails=self.store.has_chats())
+        exported_ids = {name: frame["id"] for name, frame in exported.items()}
+        del exported, keys
         return _SellRead(
             todo=todo,
             changes=delta.changes,
-            exported_ids={name: frame["id"] for name, frame in exported.items()},
-            crm=crm_after(stored, delta),
+            exported_ids=exported_ids,
+            crm=crm_after(self.store.crm_frames(), delta),
             affected_emails=delta.affected_emails,
             counts=counts,
             rejects=rejects,

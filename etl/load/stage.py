@@ -100,6 +100,10 @@ class ChatStage:
         """Staged chats in (started_at, chat_id) order, ``size`` at a time, optionally a window."""
         if not self._indexed:
             self._db.execute("CREATE INDEX IF NOT EXISTS by_start ON chats (started_at, chat_id)")
+            # staging is done: reading in start order gains little from a big page cache, and
+            # the run needs the memory for the CRM index and the chunks
+            self._db.execute("PRAGMA cache_size = -8192")
+            self._db.execute("PRAGMA shrink_memory")
             self._indexed = True
         where, params = _window(since, until)
         cols = ", ".join(f'"{c}"' for c in CHAT_COLUMNS)

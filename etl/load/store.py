@@ -349,12 +349,20 @@ class Store:
 
     # -- CRM reads -----------------------------------------------------------------------------
 
-    def crm_frames(self, names: Iterable[str] | None = None) -> dict[str, pd.DataFrame]:
-        """The CRM as the match index needs it: leads, contacts, deals, users, lead conversions."""
+    def crm_frames(
+        self, names: Iterable[str] | None = None, only: Iterable[str] | None = None
+    ) -> dict[str, pd.DataFrame]:
+        """The CRM as the match index needs it: leads, contacts, deals, users, lead conversions.
+
+        ``only``: just these of each table's columns (``id`` always), e.g. what a diff needs.
+        """
         wanted = CRM_COLUMNS
         frames = {}
         if names is not None:
             wanted = {name: wanted[name] for name in names}
+        if only is not None:
+            keep = {"id", *only}
+            wanted = {name: tuple(c for c in cols if c in keep) for name, cols in wanted.items()}
         with self.engine.connect() as conn:
             for name, columns in wanted.items():
                 table = schema.metadata.tables[name]
