@@ -1,0 +1,44 @@
+"""The Sell stage: full rows wait on disk, the run keeps only the index columns."""
+
+import pandas as pd
+
+from etl.load.stage import SellStage
+
+
+def _part(ids, title, updated):
+    return pd.DataFrame(
+        {
+            "id": pd.array(ids, dtype="Int64"),
+            "email_normalized": [f"p{i}@example.com" for i in ids],
+            "title": title,
+            "updated_at": pd.to_datetime(updated, utc=True),
+            "sell_hash": [f"{title}{i}" for i in ids],
+        }
+    )
+
+
+def test_keeps_index_columns_and_gives_back_every_full_frame():
+    with SellStage() as stage:
+        stage.add(
+            "leads",
+            _part([3, 1], "old", "2026-10-01"),
+            keep=("id", "email_normalized", "updated_at", "sell_hash"),
+        )
+        stage.add(
+            "leads",
+            _part([2, 3], "new", "2026-10-05"),
+            keep=("id", "email_normalized", "updated_at", "sell_hash"),
+        )
+        stage.add("users", _part([9], "admin", "2026-10-01"))  # no keep: every column
+        index = stage.index("leads")
+        assert list(index.columns) == ["id", "email_normalized", "updated_at", "sell_hash"]
+        # one row per id, its newest version, in id order
+        assert index["id"].tolist() == [1, 2, 3]
+        assert index["sell_hash"].tolist() == ["old1", "new2", "new3"]
+        assert "title" in stage.index("users").columns
+        full = list(stage.frames("leads"))
+        assert [f["title"].iloc[0] for f in full] == ["old", "new"]
+        assert all("title" in f.columns for f in full)
+        directory = stage.directory
+        assert any(directory.iterdir())
+    assert not directory.exists()  # scratch files go with the stage
