@@ -29,7 +29,7 @@ from etl.extract.files import SourceFile, discover, fingerprint
 from etl.extract.rejects import Reject
 from etl.extract.sell import RESOURCES, empty_frame, iter_sell_frames
 from etl.load import writers
-from etl.load.stage import ChatStage, SellStage, spill
+from etl.load.stage import ChatStage, SellStage, kept, spill
 from etl.load.store import CRM_COLUMNS, Store
 from etl.report.build import add_counts, build_report, empty_counters
 from etl.report.files import write_report_files
@@ -412,7 +412,7 @@ class _Run:
             rows = rows[~rows["id"].isin(written)]
             if rows.empty:
                 continue
-            written.update(int(i) for i in rows["id"])
+            written.update(rows["id"].tolist())
             if users is not None:
                 rows = resolve_owners({resource: rows}, users)[resource]
             yield rows
@@ -895,11 +895,10 @@ _SELL_INDEX: dict[str, tuple[str, ...]] = {
 
 
 def _empty_sell(resource: str, match) -> pd.DataFrame:
-    frame = empty_frame(resource)
-    keyed = with_email_keys({resource: frame}, match.provider_rules, match.strip_plus_tags)
-    keep = _SELL_INDEX.get(resource)
-    frame = keyed[resource]
-    return frame if keep is None else frame[[c for c in frame.columns if c in keep]]
+    keyed = with_email_keys(
+        {resource: empty_frame(resource)}, match.provider_rules, match.strip_plus_tags
+    )
+    return kept(keyed[resource], _SELL_INDEX.get(resource))
 
 
 def _key(source: SourceFile) -> str:

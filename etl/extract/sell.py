@@ -133,7 +133,7 @@ def read_sell(
     for resource, frame in iter_sell_frames(files, rejects, csv_labels, encoding):
         parts[resource].append(frame)
     frames = {
-        name: _newest(parts.pop(name)) if parts[name] else empty_frame(name) for name in RESOURCES
+        name: newest(parts.pop(name)) if parts[name] else empty_frame(name) for name in RESOURCES
     }
     return SellExtract(frames, rejects)
 
@@ -167,11 +167,6 @@ def empty_frame(resource: str) -> pd.DataFrame:
 
 
 def newest(frames: list[pd.DataFrame]) -> pd.DataFrame:
-    """One row per id across these frames (the list is emptied): see ``_newest``."""
-    return _newest(frames)
-
-
-def _newest(frames: list[pd.DataFrame]) -> pd.DataFrame:
     """One row per id across files: the newest ``updated_at``, then the highest hash.
 
     Takes the list's frames (it is emptied): at a million records the per-file frames, their

@@ -17,6 +17,7 @@ from pathlib import Path
 import pandas as pd
 
 from etl.extract.chats import CHAT_COLUMNS
+from etl.extract.sell import newest
 
 _TIME_COLUMNS = ("started_at", "ended_at", "updated_at")
 _BOOL_COLUMNS = ("missed", "deleted")
@@ -174,12 +175,6 @@ class SellStage:
     def directory(self) -> Path:
         return Path(self._dir.name)
 
-    def add(self, resource: str, frame: pd.DataFrame, keep: Sequence[str] | None = None) -> None:
-        """Spill one file's frame of ``resource``; keep its ``keep`` columns (None: all)."""
-        number = len(self._parts.get(resource, []))
-        path = self.directory / f"{resource}_{number:05d}.pickle"
-        self.adopt(resource, path, spill(frame, path, keep))
-
     def adopt(self, resource: str, path: Path, index: pd.DataFrame) -> None:
         """Take a frame ``spill`` wrote (in this process or a worker) with its kept columns."""
         self._parts.setdefault(resource, []).append(path)
@@ -187,15 +182,13 @@ class SellStage:
 
     def index(self, resource: str) -> pd.DataFrame | None:
         """The kept columns of ``resource``, one row per id (its newest version); None if none."""
-        from etl.extract.sell import newest
-
         parts = self._index.pop(resource, [])
         return newest(parts) if parts else None
 
     def frames(self, resource: str) -> Iterator[pd.DataFrame]:
         """The full frames of ``resource``, file by file, in the order they were added."""
         for path in self._parts.get(resource, []):
-            yield pd.read_pickle(path)  # noqa: S301 - written by add() above, in a private temp dir
+            yield pd.read_pickle(path)  # noqa: S301 - written by spill(), in a private temp dir
 
     def close(self) -> None:
         self._parts.clear()
@@ -213,5 +206,9 @@ def spill(frame: pd.DataFrame, path: Path, keep: Sequence[str] | None = None) ->
     """Write ``frame`` to the scratch file ``path``; return its ``keep`` columns (None: all),
     copied, so the other columns' values are freed with the frame."""
     frame.to_pickle(path)  # a private scratch file, read back by this run only
-    columns = list(frame.columns) if keep is None else [c for c in frame.columns if c in keep]
-    return frame[columns].copy()
+    return kept(frame, keep).copy()
+
+
+def kept(frame: pd.DataFrame, keep: Sequence[str] | None) -> pd.DataFrame:
+    """The ``keep`` columns of ``frame``, in its order (None: all of them)."""
+    return frame if keep is None else frame[[c for c in frame.columns if c in keep]]

@@ -2,7 +2,7 @@
 
 import pandas as pd
 
-from etl.load.stage import SellStage
+from etl.load.stage import SellStage, spill
 
 
 def _part(ids, title, updated):
@@ -18,18 +18,16 @@ def _part(ids, title, updated):
 
 
 def test_keeps_index_columns_and_gives_back_every_full_frame():
+    keep = ("id", "email_normalized", "updated_at", "sell_hash")
     with SellStage() as stage:
-        stage.add(
-            "leads",
-            _part([3, 1], "old", "2026-10-01"),
-            keep=("id", "email_normalized", "updated_at", "sell_hash"),
-        )
-        stage.add(
-            "leads",
-            _part([2, 3], "new", "2026-10-05"),
-            keep=("id", "email_normalized", "updated_at", "sell_hash"),
-        )
-        stage.add("users", _part([9], "admin", "2026-10-01"))  # no keep: every column
+
+        def add(name, resource, frame, keep=None):  # as a worker does: spill, then adopt
+            path = stage.directory / name
+            stage.adopt(resource, path, spill(frame, path, keep))
+
+        add("a.pickle", "leads", _part([3, 1], "old", "2026-10-01"), keep)
+        add("b.pickle", "leads", _part([2, 3], "new", "2026-10-05"), keep)
+        add("c.pickle", "users", _part([9], "admin", "2026-10-01"))  # no keep: every column
         index = stage.index("leads")
         assert list(index.columns) == ["id", "email_normalized", "updated_at", "sell_hash"]
         # one row per id, its newest version, in id order
