@@ -295,7 +295,7 @@ def _write(
         rows, counts, stale = writers.classify_activities(
             plan.activities, existing, plan.chats[["chat_id", "version"]]
         )
-        writers.upsert_chats(conn, run_id, plan.chats)
+        writers.upsert_chats(conn, run_id, plan.chats, activities=plan.activities)
         writers.write_activities(conn, rows, stale)
         notes = writers.write_notes(conn, run_id, plan.notes)
         notifications = writers.write_notifications(conn, run_id, plan.notifications)

@@ -715,7 +715,7 @@ class _Run:
             rows, counts, stale = writers.classify_activities(
                 plan.activities, existing, chat_versions
             )
-            writers.upsert_chats(conn, self.run_id, plan.chats, stored)
+            writers.upsert_chats(conn, self.run_id, plan.chats, stored, plan.activities)
             leads = writers.insert_leads(conn, self.run_id, plan.leads)
             if not plan.leads.empty:  # earlier chats of these emails now have a lead to show on
                 writers.queue_rematch(conn, self.run_id, plan.leads["email_normalized"])

@@ -389,13 +389,19 @@ class Store:
             return select_in(conn, schema.chats, ["chat_id"], chat_ids, columns)
 
     def stored_chats(self, chat_ids: Iterable[str], columns: list[str]) -> pd.DataFrame:
+        """Stored chats by id; a transcript kept on the chat's activities is read from there."""
         with self.engine.connect() as conn:
-            frame = select_in(conn, schema.chats, ["chat_id"], chat_ids, columns)
+            frame = select_in(
+                conn, schema.chats, ["chat_id"], chat_ids, columns, _STORED_TRANSCRIPT
+            )
         return _utc(frame, ("started_at", "ended_at", "updated_at"))
 
     def chats_by_email(self, emails: Iterable[str], columns: list[str]) -> pd.DataFrame:
+        """Stored chats by normalized email, transcripts as ``stored_chats`` reads them."""
         with self.engine.connect() as conn:
-            frame = select_in(conn, schema.chats, ["email_normalized"], emails, columns)
+            frame = select_in(
+                conn, schema.chats, ["email_normalized"], emails, columns, _STORED_TRANSCRIPT
+            )
         return _utc(frame, ("started_at", "ended_at", "updated_at"))
 
     def pool_rows(self) -> list[dict[str, Any]]:
@@ -612,6 +618,18 @@ def _utc(frame: pd.DataFrame, columns: Iterable[str]) -> pd.DataFrame:
         if column in frame:
             frame[column] = pd.to_datetime(frame[column], utc=True).astype("datetime64[us, UTC]")
     return frame
+
+
+def _stored_transcript() -> dict[str, Any]:
+    """A chat row's transcript, or its activities' (``writers.upsert_chats`` writes it once)."""
+    chats, held = schema.chats, schema.activities.alias("held")
+    from_activity = (
+        select(held.c.transcript).where(held.c.chat_id == chats.c.chat_id).limit(1)
+    ).scalar_subquery()
+    return {"transcript": func.coalesce(chats.c.transcript, from_activity)}
+
+
+_STORED_TRANSCRIPT = _stored_transcript()
 
 
 def _sqlite_pragmas(dbapi_connection, _record) -> None:

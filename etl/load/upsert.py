@@ -9,7 +9,7 @@ deduplicated by key first (the last row of a key wins, as SQLite would do).
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -176,16 +176,19 @@ def select_in(
     key: Sequence[str],
     values: Iterable[Any],
     columns: Sequence[str],
+    expressions: Mapping[str, ColumnElement[Any]] | None = None,
 ) -> pd.DataFrame:
     """Rows of ``table`` whose ``key`` column is among ``values``, in batches that fit any dialect.
 
     One statement with an expanding IN parameter: compiled once and cached, whatever the batch.
+    ``expressions`` reads some of ``columns`` through an expression instead of the column.
     """
     (column,) = key
     keys = list(dict.fromkeys(values))
     if not keys:
         return pd.DataFrame(columns=list(columns))
-    stmt = select(*[table.c[name] for name in columns]).where(
+    given = expressions or {}
+    stmt = select(*[given[n].label(n) if n in given else table.c[n] for n in columns]).where(
         table.c[column].in_(bindparam("keys", expanding=True))
     )
     frames = []

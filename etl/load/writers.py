@@ -145,14 +145,27 @@ def record_rejects(
 
 
 def upsert_chats(
-    conn: Connection, run_id: int, chats: pd.DataFrame, stored: pd.DataFrame | None = None
+    conn: Connection,
+    run_id: int,
+    chats: pd.DataFrame,
+    stored: pd.DataFrame | None = None,
+    activities: pd.DataFrame | None = None,
 ) -> None:
     """Keep the newest version of each chat (for later runs and rematching).
 
     ``stored``: the store's (chat_id, version, email_normalized) of these chats, when the caller
     read them already in this run (``Store.chat_versions``); else they are read here.
+    ``activities``: the activities written with these chats in this transaction. A chat with one
+    keeps its transcript there only: the chat row's is NULL, and ``Store.stored_chats`` reads it
+    back from the activity (every activity of a chat holds the transcript of the chat's stored
+    version, and none is removed unless a newer version replaces the row). Half the bytes of a
+    first load are transcripts; this writes each once.
     """
     table = schema.chats
+    if activities is not None and not activities.empty:
+        held = chats["chat_id"].isin(set(activities["chat_id"]))
+        if held.any():
+            chats = chats.assign(transcript=chats["transcript"].where(~held, None))
     if stored is None:
         stored = select_in(
             conn, table, ["chat_id"], chats["chat_id"], ["chat_id", "version", "email_normalized"]

@@ -387,3 +387,40 @@ def test_sell_record_in_two_files_is_written_once_as_its_newest_version(store_ur
     again = sync(store_url, chats, sell, full=True).report
     assert again["inputs"]["sell_records"]["leads"] == 3
     assert rows(store_url, "SELECT count(*) FROM leads WHERE imported_run_id > 1") == [(0,)]
+
+
+def test_a_transcript_is_stored_once_and_read_back_where_a_chat_is_planned_again(
+    store_url, tmp_path
+):
+    """A chat with an activity keeps its transcript there only; a rematch (a new contact) and a
+    re-read of an older version (the stored one is planned) still carry the whole transcript."""
+    chats, sell = make_exports(tmp_path)
+    sync(store_url, chats, sell)
+    held = "SELECT chat_id, transcript FROM chats WHERE chat_id IN ('c1', 'c5', 'c7') ORDER BY 1"
+    stored = dict(rows(store_url, held))
+    assert stored["c1"] is None and stored["c7"] is None  # on their activities
+    assert stored["c5"]  # no email, no activity: on the chat row
+    [(c7_transcript,)] = rows(
+        store_url, "SELECT transcript FROM activities WHERE chat_id = 'c7' AND record_type = 'lead'"
+    )
+    assert c7_transcript
+
+    write_json(
+        sell / "contacts_new.json",
+        envelope("contact", [contact(40, "new.visitor@example.org", name="New V")]),
+    )
+    assert sync(store_url, chats, sell).report["inputs"]["chats_rematched"] == 2
+    assert rows(
+        store_url, "SELECT transcript FROM activities WHERE chat_id = 'c7' AND record_id = 40"
+    ) == [(c7_transcript,)]
+
+    old, new = _versions(tmp_path)
+    write_json(chats / "chats_page8.json", page([new]))
+    sync(store_url, chats, sell)
+    [(c1_transcript,)] = rows(store_url, "SELECT transcript FROM activities WHERE chat_id = 'c1'")
+    write_json(chats / "chats_page9.json", page([old]))
+    report = sync(store_url, chats, sell).report  # the stored newer version is planned again
+    assert report["writes"]["activities_updated"] == 0
+    assert rows(store_url, "SELECT transcript, tags FROM activities WHERE chat_id = 'c1'") == [
+        (c1_transcript, '["new"]')
+    ]
