@@ -26,6 +26,7 @@ default_pool = "p"
 members = [101, 102]
 [run]
 chunk_size = 2
+commit_size = 2
 """
 
 
@@ -129,13 +130,30 @@ def test_two_concurrent_syncs_never_overlap(store_url, setup, tmp_path):
     assert dump(store_url, drop_run_columns=True) == dump(reference_url, drop_run_columns=True)
 
 
-KILL_POINTS = ["before_commit:1", "after_commit:1", "before_commit:2", "after_commit:3", "before_commit:5",
-               "after_commit:6", "before_commit:9", "after_commit:10"]  # fmt: skip
+# (commit_size, point): with commit_size = chunk_size every chunk commits on its own; with 6,
+# three chunks share a transaction and a kill inside one loses all three (redone on the rerun)
+KILL_POINTS = [
+    (2, p)
+    for p in (
+        "before_commit:1",
+        "after_commit:1",
+        "before_commit:2",
+        "after_commit:3",
+        "before_commit:5",
+        "after_commit:6",
+        "before_commit:9",
+        "after_commit:10",
+    )
+]
+KILL_POINTS += [(6, p) for p in ("before_commit:3", "after_commit:4", "before_commit:5", "after_commit:6")]  # fmt: skip
 
 
-@pytest.mark.parametrize("point", KILL_POINTS)
-def test_kill_9_at_any_point_then_rerun_equals_never_killed(store_url, setup, tmp_path, point):
+@pytest.mark.parametrize(("commit_size", "point"), KILL_POINTS)
+def test_kill_9_at_any_point_then_rerun_equals_never_killed(
+    store_url, setup, tmp_path, commit_size, point
+):
     chats, sell, config = setup
+    config.write_text(CONFIG.replace("commit_size = 2", f"commit_size = {commit_size}"))
     reference_url, reference = _reference(tmp_path, chats, sell, config)
     killed = chatsell(*sync_args(store_url, chats, sell, config), env={"CHATSELL_KILL_AT": point})
     assert killed.returncode == -signal.SIGKILL, (point, killed.returncode, killed.stderr[-500:])
@@ -157,8 +175,11 @@ def test_kill_9_at_any_point_then_rerun_equals_never_killed(store_url, setup, tm
     assert json.loads(again.stdout)["accounting"]["chats_read"] == 0
 
 
-def test_stop_request_between_chunks_then_resume(store_url, setup, tmp_path):
+@pytest.mark.parametrize("commit_size", [2, 100])
+def test_stop_request_between_chunks_then_resume(store_url, setup, tmp_path, commit_size):
+    """A stop request keeps the chunks applied before it, even in a transaction not yet full."""
     chats, sell, config = setup
+    config.write_text(CONFIG.replace("commit_size = 2", f"commit_size = {commit_size}"))
     reference_url, reference = _reference(tmp_path, chats, sell, config)
     from etl.config import load_settings
 
@@ -172,6 +193,8 @@ def test_stop_request_between_chunks_then_resume(store_url, setup, tmp_path):
     with pytest.raises(RunStopped):
         run_sync(settings, SyncOptions(chats=chats, sell=sell), should_stop=stop_after_two_chunks)
     assert rows(store_url, "SELECT status FROM runs") == [("running",)]
+    planned = "SELECT count(*) FROM run_outcomes WHERE outcome <> 'rejected'"
+    assert rows(store_url, planned) == [(4,)]  # the two chunks of two chats before the stop
     resumed = run_sync(settings, SyncOptions(chats=chats, sell=sell)).report
     assert resumed["run_id"] == 1 and resumed["outcomes"] == reference["outcomes"]
     assert dump(store_url, drop_run_columns=True) == dump(reference_url, drop_run_columns=True)

@@ -96,7 +96,7 @@ def sync(url: str, chats: Path, sell: Path, *, settings: Settings | None = None,
         store.dispose()
 
 
-def batched_settings(url: str, chunk_size: int):
+def batched_settings(url: str, chunk_size: int, commit_size: int | None = None):
     """For the generated exports (``generated`` fixture): one pool fed by two rules, phones
     filled on leads and contacts, no age limit on lead creation."""
     data = settings_for(url).model_dump()
@@ -108,4 +108,5 @@ def batched_settings(url: str, chunk_size: int):
     data["phone"] = {"policy": "fill_empty", "update_contacts": True}
     data["lead_defaults"] = {"max_chat_age_days": None}
     data["run"]["chunk_size"] = chunk_size
+    data["run"]["commit_size"] = commit_size or chunk_size  # a commit per chunk unless told
     return type(settings_for(url)).model_validate(data)

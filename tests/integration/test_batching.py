@@ -1,4 +1,4 @@
-"""Results never depend on how the chats are batched: chunk size, backfill windows.
+"""Results never depend on how the chats are batched: chunk size, commit size, backfill windows.
 
 Every order-dependent decision (which chat creates a lead, its owner from a shared pool, which
 chat fills a phone) is made in the one stable order, so a run in chunks of 40, a run in one chunk
@@ -9,6 +9,8 @@ by partition and window, relies on exactly this.
 from __future__ import annotations
 
 from datetime import timedelta
+
+from etl.load import faults
 
 from integration.scenario import batched_settings, sync
 from storecheck import dump
@@ -30,3 +32,25 @@ def test_chunk_size_and_windows_never_change_the_result(store_url, tmp_path, gen
     sync(windowed, chats, sell, settings=batched_settings(windowed, 25), mode="backfill",
          window=timedelta(days=60))  # fmt: skip
     assert dump(windowed, drop_run_columns=True) == dump(one_chunk, drop_run_columns=True)
+
+
+def test_commit_size_groups_chunks_in_one_transaction_and_never_changes_the_result(
+    store_url, tmp_path, generated, monkeypatch
+):
+    chats, sell, _manifest = generated
+    commits = {"n": 0}
+    original = faults.point
+
+    def counting(name: str) -> None:
+        commits["n"] += name == "after_commit"
+        original(name)
+
+    monkeypatch.setattr(faults, "point", counting)
+    per_chunk = f"sqlite:///{tmp_path / 'per_chunk.db'}"
+    sync(per_chunk, chats, sell, settings=batched_settings(per_chunk, 40))
+    one_each, commits["n"] = commits["n"], 0
+    sync(store_url, chats, sell, settings=batched_settings(store_url, 40, commit_size=200))
+    grouped = commits["n"]
+    chunks = -(-len(dump(per_chunk)["chats"]) // 40)
+    assert one_each - grouped >= chunks - -(-chunks // 5)  # five chunks a transaction
+    assert dump(store_url, drop_run_columns=True) == dump(per_chunk, drop_run_columns=True)
