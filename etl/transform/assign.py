@@ -10,6 +10,7 @@ and commits with the leads it assigned.
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -182,18 +183,36 @@ def _holds(rule: Rule, facts: dict[str, pd.Series]) -> pd.Series:
 
 def resolve_user(ref: str | int, users: pd.DataFrame) -> tuple[int | None, bool]:
     """(Sell user id, active) for a user id or email; (None, False) when no such user."""
+    return resolve_users([ref], users)[str(ref).strip()]
+
+
+def resolve_users(
+    refs: Iterable[str | int], users: pd.DataFrame
+) -> dict[str, tuple[int | None, bool]]:
+    """``resolve_user`` of many references (keyed by the stripped text of each), with the email
+    ones normalized in one pass: normalizing addresses one at a time costs ~5 ms each."""
+    texts = sorted({str(ref).strip() for ref in refs})
     if users.empty:
-        return None, False
-    text = str(ref).strip()
-    if text.lstrip("-").isdigit():
-        match = users[users["id"] == int(text)]
-    else:
-        key, _ = email_key(pd.Series([text]))
-        match = users[users["email_normalized"] == key.iloc[0]]
-    if match.empty:
-        return None, False
-    row = match.iloc[0]
-    return int(row["id"]), str(row.get("status") or "active").lower() != "inactive"
+        return {text: (None, False) for text in texts}
+    found: dict[str, tuple[int | None, bool]] = {}
+    by_id: dict[int, tuple[int, bool]] = {}
+    by_email: dict[str, tuple[int, bool]] = {}
+    statuses = users["status"] if "status" in users else pd.Series(None, index=users.index)
+    for user_id, email, status in zip(
+        users["id"], users["email_normalized"], statuses, strict=True
+    ):
+        entry = (int(user_id), str(status or "active").lower() != "inactive")
+        by_id.setdefault(int(user_id), entry)
+        if isinstance(email, str):
+            by_email.setdefault(email, entry)
+    emails = [text for text in texts if not text.lstrip("-").isdigit()]
+    keys = email_key(pd.Series(emails, dtype=object))[0].tolist() if emails else []
+    for text, key in zip(emails, keys, strict=True):
+        found[text] = by_email.get(key, (None, False)) if key is not None else (None, False)
+    for text in texts:
+        if text not in found:
+            found[text] = by_id.get(int(text), (None, False))
+    return found
 
 
 def _values(value: Any, key: str) -> tuple[str, ...]:
@@ -225,10 +244,16 @@ def build_assigner(
             )
     pools: dict[str, Pool] = {}
     unknown_members: list[str] = []
+    owners = [r.owner for r in settings.rules if r.owner is not None]
+    known = resolve_users(
+        [m for p in settings.pools.values() for m in p.members] + owners
+        + ([settings.default_owner] if settings.default_owner is not None else []),
+        users,
+    )  # fmt: skip
     for name, pool_cfg in settings.pools.items():
         ids, eligible = [], []
         for member in pool_cfg.members:
-            user_id, active = resolve_user(member, users)
+            user_id, active = known[str(member).strip()]
             ids.append(user_id)
             eligible.append(user_id is not None and active)
             if user_id is None:
@@ -251,7 +276,7 @@ def build_assigner(
         if pool is not None and pool not in pools:
             problems.append(f"{where}: unknown pool {pool!r}")
         if owner is not None:
-            owner_id, _active = resolve_user(owner, users)
+            owner_id, _active = known[str(owner).strip()]
             if owner_id is None:
                 problems.append(f"{where}: unknown Sell user {owner!r}")
         return Rule(
