@@ -45,7 +45,7 @@ class CrmIndex:
     # chat that comes before a lead's creator was decided without that lead
     origin_starts: pd.Series = field(default_factory=lambda: pd.Series(dtype="datetime64[us, UTC]"))
     _by_email: pd.DataFrame | None = field(default=None, repr=False)
-    _sorted_emails: np.ndarray | None = field(default=None, repr=False)
+    _sorted_hashes: np.ndarray | None = field(default=None, repr=False)
 
     _base_phones: pd.Series | None = field(default=None, repr=False)
 
@@ -87,36 +87,51 @@ class CrmIndex:
 
     @property
     def by_email(self) -> pd.DataFrame:
-        """Targets with an email, sorted by it once for the whole run."""
+        """Targets with an email, ordered once for the whole run by a 64-bit hash of the email
+        (then by email, then as given): one email's targets are adjacent, and found by a binary
+        search over integers instead of Python string comparisons."""
         if self._by_email is None:
             usable = self.base[self.base["email_normalized"].notna()]
-            self._by_email = usable.sort_values("email_normalized", kind="stable").reset_index(
-                drop=True
-            )
-            self._sorted_emails = self._by_email["email_normalized"].to_numpy(dtype=object)
+            usable = usable.sort_values("email_normalized", kind="stable")
+            hashes = _email_hashes(usable["email_normalized"])
+            order = np.argsort(hashes, kind="stable")
+            self._by_email = usable.iloc[order].reset_index(drop=True)
+            self._sorted_hashes = hashes[order]
         return self._by_email
 
     def lookup(self, emails: pd.DataFrame) -> pd.DataFrame:
         """``emails`` (chat_id, email_normalized) joined to every target with that email.
 
-        Binary search in the sorted targets: a chunk costs O(chunk x log targets), not a hash
-        of the million-row index per chunk.
+        Binary search in the hash-ordered targets: a chunk costs O(chunk x log targets), not a
+        hash table of the million-row index; a hash shared by two emails (rare) is told apart by
+        comparing the emails themselves.
         """
         by_email = self.by_email
-        wanted = emails["email_normalized"].to_numpy(dtype=object)
-        low = np.searchsorted(self._sorted_emails, wanted, side="left")
-        high = np.searchsorted(self._sorted_emails, wanted, side="right")
+        wanted = _email_hashes(emails["email_normalized"])
+        low = np.searchsorted(self._sorted_hashes, wanted, side="left")
+        high = np.searchsorted(self._sorted_hashes, wanted, side="right")
         counts = high - low
         chat_rows = np.repeat(np.arange(len(wanted)), counts)
         starts = np.repeat(low, counts)
         offsets = np.arange(len(chat_rows)) - np.repeat(np.cumsum(counts) - counts, counts)
         targets = by_email.iloc[starts + offsets].reset_index(drop=True)
+        same = (
+            targets["email_normalized"].to_numpy(dtype=object)
+            == emails["email_normalized"].to_numpy(dtype=object)[chat_rows]
+        )
+        if not same.all():
+            targets, chat_rows = targets[same].reset_index(drop=True), chat_rows[same]
         found = [
             pd.concat([emails.iloc[chat_rows][["chat_id"]].reset_index(drop=True), targets], axis=1)
         ]
         if not self.added.empty:
             found.append(emails.merge(self.added, on="email_normalized", how="inner"))
         return pd.concat(found, ignore_index=True) if len(found) > 1 else found[0]
+
+
+def _email_hashes(emails: pd.Series) -> np.ndarray:
+    """uint64 hashes of normalized emails (pandas' SipHash of the text, computed in C)."""
+    return pd.util.hash_array(emails.to_numpy(dtype=object), categorize=False)
 
 
 def build_index(
