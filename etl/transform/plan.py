@@ -761,14 +761,21 @@ def agent_user_ids(
     with ``active``, only agents that map to an active Sell user count."""
     if agent_users.empty or chats.empty:
         return pd.Series(dtype="Int64")
-    exploded = pd.DataFrame(
-        {"chat_id": chats["chat_id"], "agent_id": chats["agent_ids"].map(orjson.loads)}
-    ).explode("agent_id")
-    exploded["user_id"] = exploded["agent_id"].map(agent_users)
-    mapped = exploded.dropna(subset=["user_id"])
-    if active is not None:
-        mapped = mapped[mapped["user_id"].astype("int64").isin(active)]
-    return mapped.groupby("chat_id", sort=False)["user_id"].first()
+    users = {agent: int(user) for agent, user in agent_users.items() if pd.notna(user)}
+
+    def first_user(agent_ids: str) -> int | None:
+        for agent in orjson.loads(agent_ids):
+            user = users.get(agent)
+            if user is not None and (active is None or user in active):
+                return user
+        return None
+
+    # a chunk holds few distinct agent lists: decide each once, not once per chat
+    texts = chats["agent_ids"].to_numpy(dtype=object)
+    per_list = {text: first_user(text) for text in pd.unique(texts)}
+    found = pd.Series([per_list[text] for text in texts], index=chats["chat_id"].to_numpy())
+    found = found[found.notna()]
+    return found[~found.index.duplicated()].astype("Int64")
 
 
 def agent_user_map(agents: pd.DataFrame, users: pd.DataFrame) -> pd.Series:
