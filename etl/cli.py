@@ -167,7 +167,7 @@ def sync(
 ) -> None:
     """Sync chats and the Sell snapshot into the store, then report."""
     options = SyncOptions(chats=chats, sell=sell, full=full, dry_run=dry_run, report_dir=report_dir,
-                          create_leads=create_leads, notify=notify)  # fmt: skip
+                          create_leads=create_leads, notify=notify, collect_leads=False)  # fmt: skip
     settings = _run(lambda: app.settings)
     result = _run(run_sync, settings, options, store=_run(app.store), progress=_progress())
     click.echo(render_json(result.report) if as_json else render_text(result.report))
@@ -279,7 +279,7 @@ def backfill(
     options = SyncOptions(chats=chats, sell=sell, dry_run=dry_run, mode="backfill", report_dir=report_dir,
                           create_leads=create_leads, notify=notify, since=since, until=until, window=window,
                           resume=resume, engine=engine, dask_scheduler=dask_scheduler,
-                          dask_workers=workers)  # fmt: skip
+                          dask_workers=workers, collect_leads=False)  # fmt: skip
     settings = _run(lambda: app.settings)
     result = _run(run_sync, settings, options, store=_run(app.store), progress=_progress())
     click.echo(render_json(result.report) if as_json else render_text(result.report))

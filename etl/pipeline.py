@@ -71,6 +71,9 @@ class SyncOptions:
     engine: str = "local"  # backfill: "dask" runs it on Dask distributed (etl.dask_engine)
     dask_scheduler: str | None = None  # a running cluster's scheduler; None: a LocalCluster
     dask_workers: int | None = None  # worker processes of that LocalCluster
+    # keep the leads the run creates for RunResult.leads (library callers); the CLI does not:
+    # at 3M chats they are ~370k rows held to the end of the run for nobody
+    collect_leads: bool = True
 
     @property
     def backfill(self) -> bool:
@@ -767,7 +770,7 @@ class _Run:
         """New leads' owners into the report's counters and the run's result (a dry run shows them)."""
         for group, counts in assignment_counts(assignments).items():
             add_counts(self.counters["assignments"][group], counts)
-        if not leads.empty:
+        if not leads.empty and self.options.collect_leads:
             self.planned_leads.append(
                 leads[["id", "email_normalized", "owner_id", "origin_chat_id"]].assign(
                     pool=assignments["pool"].to_numpy(), rule=assignments["rule"].to_numpy()

@@ -122,6 +122,13 @@ def test_inactive_member_is_skipped(store_url, tmp_path):
     assert result.leads["owner_id"].tolist() == [101, 102, 101, 102]
 
 
+def test_leads_are_not_collected_for_a_caller_that_does_not_want_them(store_url, tmp_path):
+    chats, sell = exports(tmp_path, [visitor(i) for i in range(1, 5)])
+    result = sync(store_url, chats, sell, settings=inbound(store_url), collect_leads=False)
+    assert result.leads.empty and result.report["writes"]["leads_created"] == 4
+    assert rows(store_url, "SELECT count(*) FROM leads WHERE origin = 'chat'") == [(4,)]
+
+
 def test_same_owners_after_dry_run_rerun_and_full(store_url, tmp_path):
     chats, sell = exports(tmp_path, [visitor(i) for i in range(1, 8)])
     settings = inbound(store_url)
