@@ -706,14 +706,12 @@ class _Run:
         """Write a plan (a dry run only counts it) and add it to the run's counters."""
         for warning in plan.warnings:
             self.warn(warning)
-        writes = self.counters["writes"]
         if record_outcomes:
             add_counts(self.dry_outcomes, plan.outcome_counts())
             self.dry_multi |= plan.multi_match_emails
             if self.dry_run and self.options.report_dir is not None:
                 self.dry_outcome_rows.append(plan.outcomes)
         self.count_assignments(plan.leads, plan.assignments)
-        chat_versions = plan.chats[["chat_id", "version"]]
         held = plan.chats["chat_id"]
         if stored is not None:  # activities are written with their chat: a new chat has none
             held = held[held.isin(set(stored["chat_id"]))]
@@ -721,18 +719,15 @@ class _Run:
             with self.store.engine.connect() as read:
                 existing = writers.existing_activities(read, held)
             _rows, counts, _stale = writers.classify_activities(
-                plan.activities, existing, chat_versions
+                plan.activities, existing, plan.chats[["chat_id", "version"]]
             )
             self._count_activities(counts)
-            add_counts(writes, {"leads_created": len(plan.leads), "phone_updates": len(plan.phone_changes),
+            add_counts(self.counters["writes"], {"leads_created": len(plan.leads), "phone_updates": len(plan.phone_changes),
                                 "notes_created": self._new_keys("notes", plan.notes),
                                 "notifications_created": self._new_keys("notifications", plan.notifications)})  # fmt: skip
             return
-        if conn is None:
-            with self.store.transaction() as own:
-                self._write_plan(own, plan, record_outcomes, clear_emails, stored, held)
-        else:
-            self._write_plan(conn, plan, record_outcomes, clear_emails, stored, held)
+        with self.store.transaction() if conn is None else contextlib.nullcontext(conn) as tx:
+            self._write_plan(tx, plan, record_outcomes, clear_emails, stored, held)
 
     def _write_plan(
         self,

@@ -771,9 +771,9 @@ def agent_user_ids(
         return None
 
     # a chunk holds few distinct agent lists: decide each once, not once per chat
-    texts = chats["agent_ids"].to_numpy(dtype=object)
-    per_list = {text: first_user(text) for text in pd.unique(texts)}
-    found = pd.Series([per_list[text] for text in texts], index=chats["chat_id"].to_numpy())
+    texts = chats["agent_ids"]
+    per_list = {text: first_user(text) for text in pd.unique(texts.to_numpy(dtype=object))}
+    found = pd.Series(texts.map(per_list).to_numpy(), index=chats["chat_id"].to_numpy())
     found = found[found.notna()]
     return found[~found.index.duplicated()].astype("Int64")
 
