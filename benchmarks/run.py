@@ -228,10 +228,13 @@ def _run_child(argv: list[str], cwd: Path, timeout: float, env: dict[str, str]) 
         )
         timer = threading.Timer(timeout, _kill_group, args=(child.pid,))
         timer.start()
+        tree = _TreeSampler(child.pid)
+        tree.start()
         try:
             _pid, status, usage = os.wait4(child.pid, 0)
         finally:
             timer.cancel()
+            tree.stop()
         wall = time.perf_counter() - started
     child.returncode = os.waitstatus_to_exitcode(status)  # reaped here, not by Popen
     out = stdout_path.read_text("utf-8", errors="replace")
@@ -242,11 +245,56 @@ def _run_child(argv: list[str], cwd: Path, timeout: float, env: dict[str, str]) 
         "cpu_user_s": round(usage.ru_utime, 3),
         "cpu_sys_s": round(usage.ru_stime, 3),
         "peak_rss_mib": round(usage.ru_maxrss * 1024 / MIB, 1),  # Linux: ru_maxrss in KiB
+        # the run's processes together (parsers, writer): sampled, so a lower bound
+        "peak_tree_rss_mib": round(tree.peak_kib / 1024, 1) if tree.peak_kib else None,
         "loadavg_before": round(load, 2),
         "code": code,
         "report": _last_json(out),
         "stderr_tail": err.strip().splitlines()[-15:] if child.returncode else [],
     }
+
+
+class _TreeSampler(threading.Thread):
+    """The largest sum of VmRSS over a process and its descendants, sampled every 0.5 s.
+
+    wait4's ru_maxrss is the largest *single* process of the tree; a run's parsing workers and
+    writer process live beside it, so this is what the machine holds at once (Linux /proc only;
+    pages shared by fork are counted in each process, so it errs high, and sampling errs low).
+    """
+
+    def __init__(self, pid: int) -> None:
+        super().__init__(daemon=True)
+        self.pid, self.peak_kib = pid, 0
+        self._done = threading.Event()
+
+    def run(self) -> None:
+        while not self._done.wait(0.5):
+            self.peak_kib = max(self.peak_kib, sum(_rss_kib(p) for p in _tree(self.pid)))
+
+    def stop(self) -> None:
+        self._done.set()
+        self.join()
+
+
+def _tree(pid: int) -> list[int]:
+    found, todo = [], [pid]
+    while todo:
+        current = todo.pop()
+        found.append(current)
+        with contextlib.suppress(OSError):
+            for task in os.listdir(f"/proc/{current}/task"):
+                with contextlib.suppress(OSError):
+                    children = Path(f"/proc/{current}/task/{task}/children").read_text()
+                    todo.extend(int(c) for c in children.split())
+    return found
+
+
+def _rss_kib(pid: int) -> int:
+    with contextlib.suppress(OSError, ValueError):
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    return 0
 
 
 def _code_version() -> dict[str, Any]:
@@ -509,9 +557,9 @@ def _markdown(machine: dict[str, Any], results: list[dict[str, Any]]) -> str:
         return f"{run['wall_s']:.1f}{flag}"
 
     rows = [
-        "| store | chats | records | first sync s | chats/s | peak RSS MiB | unchanged sync s "
-        "| --full s |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|",
+        "| store | chats | records | first sync s | chats/s | peak RSS MiB "
+        "| all processes MiB | unchanged sync s | --full s |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for r in sorted(results, key=lambda r: (r["chats"], r["records"], r["store"])):
         first = r.get("first")
@@ -520,9 +568,12 @@ def _markdown(machine: dict[str, Any], results: list[dict[str, Any]]) -> str:
             read = ((first.get("report") or {}).get("inputs") or {}).get("chats_read", r["chats"])
             rate = f"{read / first['wall_s']:,.0f}"
         peak = max((r[p]["peak_rss_mib"] for p in _PHASES if r.get(p)), default=None)
+        trees = [r[p].get("peak_tree_rss_mib") for p in _PHASES if r.get(p)]
+        tree = max((t for t in trees if t is not None), default=None)
         rows.append(
             f"| {r['store']} | {r['chats']:,} | {r['records']:,} | {seconds(first)} | {rate} | "
-            f"{peak if peak is not None else '-'} | {seconds(r.get('unchanged'))} | "
+            f"{peak if peak is not None else '-'} | {tree if tree is not None else '-'} | "
+            f"{seconds(r.get('unchanged'))} | "
             f"{seconds(r.get('full'))} |"
         )
     checks = [
@@ -575,7 +626,9 @@ def _markdown(machine: dict[str, Any], results: list[dict[str, Any]]) -> str:
         "",
         "Each cell is one `chatsell sync` subprocess, end to end (start-up, reading, planning, "
         "writing, report). chats/s = chats read by the first sync / its wall time; peak RSS is the "
-        "largest of the three runs' own peaks (wait4 of each child).",
+        "largest of the three runs' own peaks (wait4 of each child: its largest single process); "
+        "all processes is the largest sum over the run's process tree (parsers, writer), sampled "
+        "every 0.5 s.",
         "",
         *rows,
         "",

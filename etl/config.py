@@ -105,6 +105,8 @@ class RunSettings(_Section):
     # chats per store transaction (whole chunks; at least one): fewer, larger commits write less
     commit_size: int = Field(default=100_000, ge=1)
     workers: int = Field(default=2, ge=1)  # processes that parse export files (Chat and Sell)
+    # write chunks in a forked writer process while the next is planned (both CPUs busy)
+    write_process: bool = True
 
 
 class WidgetLayout(_Section):

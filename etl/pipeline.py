@@ -24,7 +24,6 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from sqlalchemy.engine import Connection
 
 from etl.config import Settings
 from etl.errors import ChatsellError, ConfigError, RunStopped
@@ -33,6 +32,7 @@ from etl.extract.files import SourceFile, discover, fingerprint
 from etl.extract.rejects import Reject
 from etl.extract.sell import RESOURCES, empty_frame, iter_sell_frames
 from etl.load import writers
+from etl.load.planwriter import InlineWriter, PlanWrite, ProcessWriter, write_plan
 from etl.load.stage import ChatStage, SellStage, kept, spill
 from etl.load.store import CRM_COLUMNS, Store
 from etl.report.build import add_counts, build_report, empty_counters
@@ -40,7 +40,6 @@ from etl.report.files import write_report_files
 from etl.transform.assign import PoolState, build_assigner, resolve_user
 from etl.transform.match import build_index
 from etl.transform.plan import (
-    OUTCOME_COLUMNS,
     ChunkPlan,
     LeadPolicy,
     PhonePolicy,
@@ -193,11 +192,12 @@ class _Run:
         self.crm: dict[str, pd.DataFrame] | None = None
         self.dry_outcome_rows: list[pd.DataFrame] = []
         self.reject_frame = pd.DataFrame()
+        self.writer: ProcessWriter | None = None
 
     # -- the run --------------------------------------------------------------------------------
 
     def execute(self, chat_files: list[SourceFile], sell_files: list[SourceFile]) -> RunResult:
-        with SellStage() as sell_stage:
+        with self._writer_process() as self.writer, SellStage() as sell_stage:
             self.sell_stage = sell_stage
             if self.options.engine == "dask":
                 from etl.dask_engine import dask_client
@@ -207,6 +207,21 @@ class _Run:
                     return self._execute(None, chat_files, sell_files)
             with ChatStage() as stage:
                 return self._execute(stage, chat_files, sell_files)
+
+    def _writer_process(self) -> contextlib.AbstractContextManager[ProcessWriter | None]:
+        """The chunk writer, forked now while this process is small; None where chunks are
+        written here: a dry run (nothing is), Dask (its workers write), an in-memory store
+        (another process cannot see it) and ``[run] write_process = false``."""
+        store = self.store
+        in_memory = store.dialect == "sqlite" and store.url.database in (None, "", ":memory:")
+        if (
+            self.dry_run
+            or self.options.engine == "dask"
+            or in_memory
+            or not self.settings.run.write_process
+        ):
+            return contextlib.nullcontext(None)
+        return ProcessWriter(store.url.render_as_string(hide_password=False)).start()
 
     def _execute(
         self, stage: ChatStage | None, chat_files: list[SourceFile], sell_files: list[SourceFile]
@@ -653,10 +668,11 @@ class _Run:
         since = since if since is not None else self.options.since
         until = until if until is not None else self.options.until
         processed = 0
-        with _Batched(self.store, self.settings.run.commit_size, self.dry_run) as batch:
+        with self._batch() as batch:
             for chunk in stage.chunks(self.settings.run.chunk_size, since, until):
                 if self.should_stop():
-                    batch.commit()  # what was applied is kept; the next run goes on from there
+                    if batch is not None:  # what was applied is kept; the next run goes on
+                        batch.commit()
                     raise RunStopped("stopped on request between chunks")
                 processed += len(chunk)
                 stored = self.store.chat_versions(chunk["chat_id"])
@@ -664,10 +680,9 @@ class _Run:
                 if done:
                     chunk = chunk[~chunk["chat_id"].isin(done)]
                 if not chunk.empty:
-                    self._plan_and_apply(
-                        chunk, record_outcomes=True, stored=stored, conn=batch.connection()
-                    )
-                    batch.applied(len(chunk))
+                    self._plan_and_apply(chunk, record_outcomes=True, stored=stored, writer=batch)
+                    if batch is not None:
+                        batch.applied(len(chunk))
                 self.progress("sync", processed, total)
                 log.info(
                     "chunk applied",
@@ -675,19 +690,28 @@ class _Run:
                 )
         return processed
 
+    def _batch(self) -> contextlib.AbstractContextManager[InlineWriter | ProcessWriter | None]:
+        """Where a range's chunks are written, ``[run] commit_size`` chats to a transaction."""
+        if self.dry_run:
+            return contextlib.nullcontext(None)
+        size = self.settings.run.commit_size
+        if self.writer is not None:
+            return self.writer.batch(self.run_id, self.counters, size)
+        return InlineWriter(self.store, self.run_id, self.counters, size)
+
     def _plan_and_apply(
         self,
         chats: pd.DataFrame,
         record_outcomes: bool,
         clear_emails: set[str] | None = None,
         stored: pd.DataFrame | None = None,
-        conn: Connection | None = None,
+        writer: InlineWriter | ProcessWriter | None = None,
     ) -> None:
         """``stored``: what ``Store.chat_versions`` gave for these chats, if read already. A chat
-        the store does not hold has no activities yet: they are not looked up. ``conn``: an open
-        store transaction to write in (else the chunk is written in one of its own)."""
+        the store does not hold has no activities yet: they are not looked up. ``writer``: the
+        range's writer (else the chunk is written here, in a transaction of its own)."""
         plan = self._plan(chats, record_outcomes)
-        self._apply(plan, record_outcomes, clear_emails, stored, conn)
+        self._apply(plan, record_outcomes, clear_emails, stored, writer)
 
     def _plan(self, chats: pd.DataFrame, record_outcomes: bool) -> ChunkPlan:
         """A chunk's plan (phone changes already made to these chats are not made again)."""
@@ -701,7 +725,7 @@ class _Run:
         record_outcomes: bool,
         clear_emails: set[str] | None,
         stored: pd.DataFrame | None = None,
-        conn: Connection | None = None,
+        writer: InlineWriter | ProcessWriter | None = None,
     ) -> None:
         """Write a plan (a dry run only counts it) and add it to the run's counters."""
         for warning in plan.warnings:
@@ -726,40 +750,12 @@ class _Run:
                                 "notes_created": self._new_keys("notes", plan.notes),
                                 "notifications_created": self._new_keys("notifications", plan.notifications)})  # fmt: skip
             return
-        with self.store.transaction() if conn is None else contextlib.nullcontext(conn) as tx:
-            self._write_plan(tx, plan, record_outcomes, clear_emails, stored, held)
-
-    def _write_plan(
-        self,
-        conn: Connection,
-        plan: ChunkPlan,
-        record_outcomes: bool,
-        clear_emails: set[str] | None,
-        stored: pd.DataFrame | None,
-        held: pd.Series,
-    ) -> None:
-        """A plan's rows and the run's counters, in the transaction ``conn``."""
-        writes = self.counters["writes"]
-        chat_versions = plan.chats[["chat_id", "version"]]
-        existing = writers.existing_activities(conn, held)
-        rows, counts, stale = writers.classify_activities(plan.activities, existing, chat_versions)
-        writers.upsert_chats(conn, self.run_id, plan.chats, stored, plan.activities)
-        leads = writers.insert_leads(conn, self.run_id, plan.leads)
-        if not plan.leads.empty:  # earlier chats of these emails now have a lead to show on
-            writers.queue_rematch(conn, self.run_id, plan.leads["email_normalized"])
-        writers.save_pool_states(conn, self.run_id, plan.pool_states)
-        writers.write_activities(conn, rows, stale)
-        notes = writers.write_notes(conn, self.run_id, plan.notes)
-        notifications = writers.write_notifications(conn, self.run_id, plan.notifications)
-        phones = writers.apply_phone_changes(conn, self.run_id, plan.phone_changes)
-        if record_outcomes:
-            writers.write_outcomes(conn, self.run_id, plan.outcomes[list(OUTCOME_COLUMNS)])
-        if clear_emails:
-            writers.clear_rematch(conn, clear_emails)
-        self._count_activities(counts)
-        add_counts(writes, {"leads_created": leads, "notes_created": notes,
-                            "notifications_created": notifications, "phone_updates": phones})  # fmt: skip
-        writers.save_counters(conn, self.run_id, self.counters)
+        job = PlanWrite(plan, record_outcomes, clear_emails, stored, held)
+        if writer is not None:
+            writer.write(job)
+            return
+        with self.store.transaction() as conn:
+            write_plan(conn, self.run_id, job, self.counters)
 
     def count_assignments(self, leads: pd.DataFrame, assignments: pd.DataFrame) -> None:
         """New leads' owners into the report's counters and the run's result (a dry run shows them)."""
@@ -867,50 +863,6 @@ class _Run:
                 self.store.reject_rows(self.run_id),
             )
         write_report_files(report, outcomes, rejects, self.options.report_dir)
-
-
-class _Batched:
-    """One store transaction for several chunks, committed once ``size`` chats are in it.
-
-    Each commit rewrites every index page its rows touched. Chat ids are random, so a chunk of
-    20k touches nearly every leaf page of the chat, outcome and activity keys: at a million
-    chats, committing per chunk wrote ~7x the store's size. Progress (outcomes and counters)
-    still commits with the rows it covers, so a kill loses at most one batch, redone on resume.
-    """
-
-    def __init__(self, store: Store, size: int, dry_run: bool) -> None:
-        self.store, self.size, self.dry_run = store, size, dry_run
-        self.pending = 0
-        self._open: contextlib.AbstractContextManager[Connection] | None = None
-        self._conn: Connection | None = None
-
-    def connection(self) -> Connection | None:
-        """The open transaction (begun on first use); None in a dry run, which writes nothing."""
-        if self.dry_run:
-            return None
-        if self._open is None:
-            self._open = self.store.transaction()
-            self._conn = self._open.__enter__()
-        return self._conn
-
-    def applied(self, chats: int) -> None:
-        self.pending += chats
-        if self.pending >= self.size:
-            self.commit()
-
-    def commit(self) -> None:
-        self._close(None, None, None)
-
-    def _close(self, *exc: Any) -> None:
-        opened, self._open, self._conn, self.pending = self._open, None, None, 0
-        if opened is not None:
-            opened.__exit__(*exc)
-
-    def __enter__(self) -> _Batched:
-        return self
-
-    def __exit__(self, *exc: Any) -> None:
-        self._close(*exc)
 
 
 def newest_versions(

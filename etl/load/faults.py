@@ -12,6 +12,23 @@ import os
 import signal
 
 _counts: dict[str, int] = {}
+_partners: list[int] = []  # processes that die with this one (a writer's planner)
+
+
+def counts() -> dict[str, int]:
+    """How often each point was reached here (handed on to and back from a writer process, so
+    ``<point>:<n>`` counts the run's transactions whichever process commits them)."""
+    return dict(_counts)
+
+
+def adopt(seen: dict[str, int]) -> None:
+    _counts.clear()
+    _counts.update(seen)
+
+
+def die_with(pid: int) -> None:
+    """A kill here kills ``pid`` first: a writer process's fault is its whole run's."""
+    _partners.append(pid)
 
 
 def point(name: str) -> None:
@@ -23,6 +40,8 @@ def point(name: str) -> None:
         return
     _counts[name] = _counts.get(name, 0) + 1
     if _counts[name] == int(nth or 1):
+        for pid in _partners:
+            os.kill(pid, signal.SIGKILL)
         os.kill(os.getpid(), signal.SIGKILL)
 
 

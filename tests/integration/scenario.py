@@ -96,9 +96,12 @@ def sync(url: str, chats: Path, sell: Path, *, settings: Settings | None = None,
         store.dispose()
 
 
-def batched_settings(url: str, chunk_size: int, commit_size: int | None = None):
+def batched_settings(
+    url: str, chunk_size: int, commit_size: int | None = None, write_process: bool = True
+):
     """For the generated exports (``generated`` fixture): one pool fed by two rules, phones
-    filled on leads and contacts, no age limit on lead creation."""
+    filled on leads and contacts, no age limit on lead creation; chunks written by the writer
+    process (as a sync does) or in the planning process."""
     data = settings_for(url).model_dump()
     data["assignment"] = {
         "rules": [{"name": "Offline", "when": {"type": "offline_msg"}, "pool": "desk"}],
@@ -109,4 +112,5 @@ def batched_settings(url: str, chunk_size: int, commit_size: int | None = None):
     data["lead_defaults"] = {"max_chat_age_days": None}
     data["run"]["chunk_size"] = chunk_size
     data["run"]["commit_size"] = commit_size or chunk_size  # a commit per chunk unless told
+    data["run"]["write_process"] = write_process
     return type(settings_for(url)).model_validate(data)

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 from datetime import timedelta
 
+import pytest
+
 from etl.load import faults
 
 from integration.scenario import batched_settings, sync
@@ -34,23 +36,37 @@ def test_chunk_size_and_windows_never_change_the_result(store_url, tmp_path, gen
     assert dump(windowed, drop_run_columns=True) == dump(one_chunk, drop_run_columns=True)
 
 
+@pytest.mark.parametrize("write_process", [True, False], ids=["writer_process", "inline"])
 def test_commit_size_groups_chunks_in_one_transaction_and_never_changes_the_result(
-    store_url, tmp_path, generated, monkeypatch
+    store_url, tmp_path, generated, monkeypatch, write_process
 ):
+    """Counted by the fault points, which a writer process hands back to the planner: a commit
+    counts whichever process makes it."""
     chats, sell, _manifest = generated
-    commits = {"n": 0}
-    original = faults.point
+    monkeypatch.setenv("CHATSELL_KILL_AT", "after_commit:1000000000")  # counts, never kills
 
-    def counting(name: str) -> None:
-        commits["n"] += name == "after_commit"
-        original(name)
+    def commits(url: str, commit_size: int | None) -> int:
+        faults.adopt({})
+        settings = batched_settings(url, 40, commit_size, write_process=write_process)
+        sync(url, chats, sell, settings=settings)
+        return faults.counts()["after_commit"]
 
-    monkeypatch.setattr(faults, "point", counting)
     per_chunk = f"sqlite:///{tmp_path / 'per_chunk.db'}"
-    sync(per_chunk, chats, sell, settings=batched_settings(per_chunk, 40))
-    one_each, commits["n"] = commits["n"], 0
-    sync(store_url, chats, sell, settings=batched_settings(store_url, 40, commit_size=200))
-    grouped = commits["n"]
+    one_each = commits(per_chunk, None)
+    grouped = commits(store_url, 200)
     chunks = -(-len(dump(per_chunk)["chats"]) // 40)
+    assert one_each >= chunks  # every chunk committed on its own
     assert one_each - grouped >= chunks - -(-chunks // 5)  # five chunks a transaction
     assert dump(store_url, drop_run_columns=True) == dump(per_chunk, drop_run_columns=True)
+
+
+def test_the_writer_process_and_inline_writes_leave_the_same_store(store_url, tmp_path, generated):
+    chats, sell, _manifest = generated
+    inline = f"sqlite:///{tmp_path / 'inline.db'}"
+    here = sync(inline, chats, sell, settings=batched_settings(inline, 40, 120, False)).report
+    settings = batched_settings(store_url, 40, 120, write_process=True)
+    there = sync(store_url, chats, sell, settings=settings).report
+    for key in ("inputs", "outcomes", "accounting", "writes", "assignments", "rejects"):
+        assert there[key] == here[key], key
+    assert there["writes"]["activities_inserted"] > 0 and there["writes"]["leads_created"] > 0
+    assert dump(store_url, drop_run_columns=True) == dump(inline, drop_run_columns=True)

@@ -1,0 +1,366 @@
+"""Where a sync's chunk plans are written: here, or in a writer process beside the planner.
+
+Planning a chunk (pandas) and writing it (the driver building rows, the database's B-trees) each
+take about half of a sync, and both hold the GIL: a thread cannot overlap them. A forked writer
+process can: it writes chunk N while this process plans chunk N+1, so a sync uses both CPUs of a
+small machine. The writer changes nothing about what is written or when it commits:
+
+- it writes the plans in the order they were planned, in the transaction of their batch
+  (``[run] commit_size``), and commits only when told, with the counters the planner sent;
+- a plan's rows, its outcomes and the counters that cover them still commit together, so a
+  kill at any instant loses at most the open batch, which the next run redoes;
+- it is forked at the start of a run, while the process is small (as the parsing workers are),
+  and holds nothing of the planner's memory but what it writes;
+- it never outlives the run: it stops on the planner's word, on a closed pipe, or within
+  50 ms of the planner's death (a ``kill -9`` of the run), and a transaction it had open is
+  then rolled back by the database, never committed.
+
+``InlineWriter`` writes in this process (``[run] write_process = false``, an in-memory store,
+and every write that is not a chunk of the main loop). Both have one interface.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import gc
+import logging
+import multiprocessing
+import os
+import signal
+import threading
+import time
+import traceback
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import pandas as pd
+from sqlalchemy.engine import Connection
+
+from etl.errors import RunFailed
+from etl.load import faults, writers
+from etl.report.build import add_counts
+from etl.transform.plan import OUTCOME_COLUMNS, ChunkPlan
+
+log = logging.getLogger("chatsell.writer")
+
+
+@dataclass
+class PlanWrite:
+    """One plan to write and what its rows need from the planner."""
+
+    plan: ChunkPlan
+    record_outcomes: bool
+    clear_emails: set[str] | None
+    stored: pd.DataFrame | None  # Store.chat_versions of the plan's chats, if read
+    held: pd.Series  # chat ids the store holds already (their activities are looked up)
+
+
+def write_plan(conn: Connection, run_id: int, job: PlanWrite, counters: dict[str, Any]) -> None:
+    """A plan's rows, in the transaction ``conn``; its write counts added to
+    ``counters["writes"]``, and the counters saved with the rows they cover."""
+    plan = job.plan
+    writes = counters["writes"]
+    chat_versions = plan.chats[["chat_id", "version"]]
+    existing = writers.existing_activities(conn, job.held)
+    rows, counts, stale = writers.classify_activities(plan.activities, existing, chat_versions)
+    writers.upsert_chats(conn, run_id, plan.chats, job.stored, plan.activities)
+    leads = writers.insert_leads(conn, run_id, plan.leads)
+    if not plan.leads.empty:  # earlier chats of these emails now have a lead to show on
+        writers.queue_rematch(conn, run_id, plan.leads["email_normalized"])
+    writers.save_pool_states(conn, run_id, plan.pool_states)
+    writers.write_activities(conn, rows, stale)
+    notes = writers.write_notes(conn, run_id, plan.notes)
+    notifications = writers.write_notifications(conn, run_id, plan.notifications)
+    phones = writers.apply_phone_changes(conn, run_id, plan.phone_changes)
+    if job.record_outcomes:
+        writers.write_outcomes(conn, run_id, plan.outcomes[list(OUTCOME_COLUMNS)])
+    if job.clear_emails:
+        writers.clear_rematch(conn, job.clear_emails)
+    add_counts(
+        writes,
+        {
+            "activities_inserted": counts.inserted,
+            "activities_updated": counts.updated,
+            "activities_unchanged": counts.unchanged,
+            "activities_removed": counts.removed,
+            "leads_created": leads,
+            "notes_created": notes,
+            "notifications_created": notifications,
+            "phone_updates": phones,
+        },
+    )
+    writers.save_counters(conn, run_id, counters)
+
+
+class InlineWriter:
+    """Plans written in this process, several chunks to one transaction of ``size`` chats.
+
+    Each commit rewrites every index page its rows touched. Chat ids are random, so a chunk of
+    20k touches nearly every leaf page of the chat, outcome and activity keys: at a million
+    chats, committing per chunk wrote ~7x the store's size. Progress (outcomes and counters)
+    still commits with the rows it covers, so a kill loses at most one batch, redone on resume.
+    """
+
+    def __init__(self, store, run_id: int, counters: dict[str, Any], size: int) -> None:
+        self.store, self.run_id, self.counters, self.size = store, run_id, counters, size
+        self.pending = 0
+        self._open: contextlib.AbstractContextManager[Connection] | None = None
+        self._conn: Connection | None = None
+
+    def write(self, job: PlanWrite) -> None:
+        if self._open is None:
+            self._open = self.store.transaction()
+            self._conn = self._open.__enter__()
+        write_plan(self._conn, self.run_id, job, self.counters)
+
+    def applied(self, chats: int) -> None:
+        self.pending += chats
+        if self.pending >= self.size:
+            self.commit()
+
+    def commit(self) -> None:
+        self._close(None, None, None)
+
+    def _close(self, *exc: Any) -> None:
+        opened, self._open, self._conn, self.pending = self._open, None, None, 0
+        if opened is not None:
+            opened.__exit__(*exc)
+
+    def __enter__(self) -> InlineWriter:
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self._close(*exc)
+
+
+class WriterDied(RunFailed):
+    """The writer process ended without being told to (killed, out of memory)."""
+
+
+class ProcessWriter:
+    """A forked process that writes the plans sent to it; see the module's docstring.
+
+    Fork it with ``start`` before the run grows. ``batch`` opens one range of chunks (a sync,
+    or one backfill window): plans go out with ``write`` while the previous one is being
+    written (one plan in flight, so memory stays bounded), ``applied`` commits every ``size``
+    chats, and leaving the batch commits the rest and waits for it. ``counters["writes"]`` is
+    brought up to date at every commit the planner waits for.
+    """
+
+    POLL_PARENT_S = 0.05
+
+    def __init__(self, store_url: str) -> None:
+        self.store_url = store_url
+        self.process: multiprocessing.process.BaseProcess | None = None
+        self._pipe = None
+        self._in_flight = 0
+        self.pending = 0
+        self.size = 0
+        self.counters: dict[str, Any] = {}
+
+    def start(self) -> ProcessWriter:
+        context = multiprocessing.get_context("fork")
+        ours, theirs = context.Pipe(duplex=True)
+        parent = os.getpid()
+        self.process = context.Process(
+            target=_serve, args=(theirs, ours, self.store_url, parent), name="chatsell-writer",
+            daemon=True,
+        )  # fmt: skip
+        self.process.start()
+        theirs.close()
+        self._pipe = ours
+        return self
+
+    @contextlib.contextmanager
+    def batch(self, run_id: int, counters: dict[str, Any], size: int) -> Iterator[ProcessWriter]:
+        self.counters, self.size, self.pending = counters, size, 0
+        self._send(("begin", run_id, counters["writes"], faults.counts()))
+        try:
+            yield self
+        except BaseException:
+            self._abort()
+            raise
+        self.commit()
+
+    def write(self, job: PlanWrite) -> None:
+        snapshot = {k: v for k, v in self.counters.items() if k != "writes"}
+        self._send(("plan", job, snapshot))
+        self._in_flight += 1
+        while self._in_flight > 1:  # the one before this is written: plan the next meanwhile
+            self._expect("written")
+
+    def applied(self, chats: int) -> None:
+        self.pending += chats
+        if self.pending >= self.size:
+            self.commit()
+
+    def commit(self) -> None:
+        """Commit what was sent and wait for it; the counters then hold its writes."""
+        self._send(("commit",))
+        _, writes, counts = self._expect("committed")
+        self.pending = 0
+        self.counters["writes"].clear()
+        self.counters["writes"].update(writes)
+        faults.adopt(counts)
+
+    def close(self) -> None:
+        """End the process (nothing is open between batches)."""
+        if self.process is None:
+            return
+        with contextlib.suppress(OSError, EOFError):
+            self._pipe.send(("exit",))
+        self.process.join(timeout=30)
+        if self.process.is_alive():
+            self.process.kill()
+            self.process.join()
+        self._pipe.close()
+        self.process = None
+
+    def _abort(self) -> None:
+        """Roll back the open batch and end the process (the planner failed or was stopped)."""
+        if self.process is None:
+            return
+        with contextlib.suppress(OSError, EOFError):
+            self._pipe.send(("abort",))
+        self.process.join(timeout=30)
+        if self.process.is_alive():
+            self.process.kill()
+            self.process.join()
+        self._pipe.close()
+        self.process = None
+
+    def _send(self, message: tuple) -> None:
+        if self.process is None:
+            raise WriterDied("the writer process is not running")
+        try:
+            self._pipe.send(message)
+        except (BrokenPipeError, ConnectionResetError, EOFError):
+            self._died()
+
+    def _expect(self, kind: str) -> tuple:
+        try:
+            message = self._pipe.recv()
+        except (EOFError, ConnectionResetError, OSError):
+            self._died()
+        if message[0] == "written" and kind != "written":
+            self._in_flight -= 1
+            return self._expect(kind)
+        if message[0] == "error":
+            self._in_flight = 0
+            _, error, detail = message
+            self.process.join(timeout=30)
+            self.process = None
+            log.debug("writer process failed:\n%s", detail)
+            raise error
+        if message[0] == "written":
+            self._in_flight -= 1
+        return message
+
+    def _died(self):
+        with contextlib.suppress(OSError, EOFError):  # it may have said why before it ended
+            while self._pipe.poll():
+                message = self._pipe.recv()
+                if message[0] == "error":
+                    self.process.join(timeout=30)
+                    self.process = None
+                    raise message[1]
+        process, self.process = self.process, None
+        code = None
+        if process is not None:
+            process.join(timeout=5)
+            code = process.exitcode
+        raise WriterDied(
+            f"the writer process ended unexpectedly (exit code {code}); nothing it had not "
+            "committed is kept, and the next run starts again from the last commit"
+        )
+
+    def __enter__(self) -> ProcessWriter:
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+
+def _serve(pipe, parents_end, store_url: str, parent: int) -> None:
+    """The writer process: take messages until told to stop; never commit on its own."""
+    parents_end.close()
+    gc.freeze()  # what the fork copied is the planner's: never collected (or closed) here
+    for number in (signal.SIGINT, signal.SIGTERM):  # the planner decides when a run stops
+        signal.signal(number, signal.SIG_IGN)
+    faults.die_with(parent)
+    threading.Thread(target=_watch, args=(parent,), daemon=True).start()
+    from etl.load.store import Store  # noqa: PLC0415 - a fresh engine: none of the planner's
+
+    store: Store | None = None
+    tx: contextlib.AbstractContextManager[Connection] | None = None
+    conn: Connection | None = None
+    run_id, writes = 0, {}
+    try:
+        while True:
+            try:
+                message = pipe.recv()
+            except (EOFError, OSError):
+                break  # the planner is gone: what is open rolls back with this process
+            kind = message[0]
+            if kind == "begin":
+                _, run_id, writes, counts = message
+                faults.adopt(counts)
+            elif kind == "plan":
+                _, job, snapshot = message
+                if store is None:
+                    store = Store(store_url)
+                if tx is None:
+                    tx = store.transaction()
+                    conn = tx.__enter__()
+                write_plan(conn, run_id, job, {**snapshot, "writes": writes})
+                del job
+                pipe.send(("written",))
+            elif kind == "commit":
+                if tx is not None:
+                    opened, tx, conn = tx, None, None
+                    opened.__exit__(None, None, None)
+                pipe.send(("committed", writes, faults.counts()))
+            elif kind in ("abort", "exit"):
+                break
+    except BaseException as exc:  # noqa: BLE001 - every failure goes back to the planner
+        detail = traceback.format_exc()
+        if tx is not None:  # rolls back, and says it as the store does (StoreError)
+            opened, tx = tx, None
+            try:
+                opened.__exit__(type(exc), exc, exc.__traceback__)
+            except BaseException as said:  # noqa: BLE001
+                exc = said
+        with contextlib.suppress(Exception):
+            pipe.send(("error", _portable(exc), detail))
+    finally:
+        if tx is not None:  # told to stop with a batch open: it is not committed
+            with contextlib.suppress(Exception):
+                conn.rollback()
+        if store is not None:
+            store.dispose()
+        pipe.close()
+
+
+def _watch(parent: int) -> None:
+    """End this process as soon as the planner is gone (its pipe may be held open by others)."""
+    while os.getppid() == parent:
+        time.sleep(ProcessWriter.POLL_PARENT_S)
+    os._exit(70)
+
+
+def _portable(exc: BaseException) -> BaseException:
+    """``exc`` as the planner will raise it, as if the write had failed there: itself when it
+    survives pickling (its traceback stays in the writer's debug log), else a RunFailed saying
+    what it was. An interrupt stays one: the run is left to resume, as when interrupted inline."""
+    import pickle  # noqa: PLC0415
+
+    if isinstance(exc, KeyboardInterrupt):
+        return KeyboardInterrupt()
+    try:
+        pickle.loads(pickle.dumps(exc))  # noqa: S301 - our own object, round-tripped
+        exc.__traceback__ = None
+        exc.__context__ = exc.__cause__ = None  # (a driver's cause may not pickle)
+        return exc
+    except Exception:  # noqa: BLE001
+        return RunFailed(f"the writer process failed: {type(exc).__name__}: {exc}")

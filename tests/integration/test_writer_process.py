@@ -1,0 +1,108 @@
+"""The writer process: what a sync's chunks are written by (``[run] write_process``).
+
+It must change nothing but speed: the same store as writing inline (test_batching), a failure
+of the store reaching the run as the store's own words, and no writer outliving its run.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+
+from etl.errors import StoreError
+from etl.load.planwriter import ProcessWriter
+
+from integration.scenario import batched_settings, sync
+from storecheck import dump, rows
+
+_REFUSE = {
+    "sqlite": [
+        "CREATE TRIGGER refuse BEFORE INSERT ON run_outcomes "
+        "BEGIN SELECT RAISE(ABORT, 'disk says no'); END"
+    ],
+    "postgresql": [
+        "CREATE FUNCTION refuse() RETURNS trigger AS $$ BEGIN RAISE EXCEPTION 'disk says no'; "
+        "END $$ LANGUAGE plpgsql",
+        "CREATE TRIGGER refuse BEFORE INSERT ON run_outcomes FOR EACH ROW EXECUTE FUNCTION refuse()",
+    ],
+}
+_ALLOW = {
+    "sqlite": ["DROP TRIGGER refuse"],
+    "postgresql": ["DROP TRIGGER refuse ON run_outcomes", "DROP FUNCTION refuse()"],
+}
+
+
+def _execute(url: str, statements: list[str]) -> None:
+    engine = sa.create_engine(url)
+    with engine.begin() as conn:
+        for statement in statements:
+            conn.execute(sa.text(statement))
+    engine.dispose()
+
+
+def test_a_write_the_store_refuses_fails_the_run_in_the_stores_words(
+    store_url, tmp_path, generated, monkeypatch
+):
+    chats, sell, _manifest = generated
+    started = []
+    real_start = ProcessWriter.start
+    monkeypatch.setattr(ProcessWriter, "start", lambda self: started.append(1) or real_start(self))
+    dialect = "sqlite" if store_url.startswith("sqlite") else "postgresql"
+    _execute(store_url, _REFUSE[dialect])
+    settings = batched_settings(store_url, 40, 120, write_process=True)
+    with pytest.raises(StoreError, match="disk says no"):
+        sync(store_url, chats, sell, settings=settings)
+    assert started == [1]  # the chunks went to a writer process
+    assert rows(store_url, "SELECT status FROM runs") == [("failed",)]
+    assert rows(store_url, "SELECT count(*) FROM run_outcomes") == [(0,)]
+    assert rows(store_url, "SELECT count(*) FROM activities") == [(0,)]  # rolled back with them
+
+    _execute(store_url, _ALLOW[dialect])
+    report = sync(store_url, chats, sell, settings=settings).report
+    assert report["status"] == "succeeded" and report["accounting"]["balanced"]
+    reference = f"sqlite:///{tmp_path / 'reference.db'}"
+    sync(reference, chats, sell, settings=batched_settings(reference, 40, 120, False))
+    assert dump(store_url, drop_run_columns=True) == dump(reference, drop_run_columns=True)
+
+
+_ORPHAN = """
+import os, signal, sys
+from etl.load.planwriter import ProcessWriter
+writer = ProcessWriter(sys.argv[1]).start()
+if os.fork() == 0:  # another process holding the planner's end of the pipe open
+    import time
+    time.sleep(5)
+    os._exit(0)
+print(writer.process.pid, flush=True)
+os.kill(os.getpid(), signal.SIGKILL)
+"""
+
+
+def _alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (FileNotFoundError, ProcessLookupError):
+        return False
+    return state != "Z"
+
+
+@pytest.mark.skipif(not Path("/proc").is_dir(), reason="reads process states from /proc")
+def test_a_writer_never_outlives_its_planner(tmp_path):
+    planner = subprocess.Popen(
+        [sys.executable, "-c", _ORPHAN, f"sqlite:///{tmp_path / 'store.db'}"],
+        stdout=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        writer = int(planner.stdout.readline())
+        assert planner.wait(timeout=60) == -9
+    finally:
+        planner.stdout.close()  # (the writer holds the other end too: not read to its end)
+    deadline = time.monotonic() + 3  # the pipe stays open: the writer notices the death itself
+    while _alive(writer) and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert not _alive(writer)
