@@ -15,6 +15,7 @@ import json
 import logging
 import multiprocessing
 import os
+import pickle
 from collections.abc import Callable, Iterator
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
@@ -24,6 +25,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+from sqlalchemy.engine import Connection
 
 from etl.config import Settings
 from etl.errors import ChatsellError, ConfigError, RunStopped
@@ -33,7 +35,7 @@ from etl.extract.rejects import Reject
 from etl.extract.sell import RESOURCES, empty_frame, iter_sell_frames
 from etl.load import writers
 from etl.load.planwriter import InlineWriter, PlanWrite, ProcessWriter, write_plan
-from etl.load.stage import ChatStage, SellStage, kept, spill
+from etl.load.stage import ChatStage, SellStage, kept, read_part, spill
 from etl.load.store import CRM_COLUMNS, Store
 from etl.report.build import add_counts, build_report, empty_counters
 from etl.report.files import write_report_files
@@ -223,6 +225,11 @@ class _Run:
             return contextlib.nullcontext(None)
         return ProcessWriter(store.url.render_as_string(hide_password=False)).start()
 
+    def _stop_writer(self) -> None:
+        """End the writer process after what it is writing, nothing committed that was not."""
+        if self.writer is not None:
+            self.writer.abort()
+
     def _execute(
         self, stage: ChatStage | None, chat_files: list[SourceFile], sell_files: list[SourceFile]
     ) -> RunResult:
@@ -260,10 +267,11 @@ class _Run:
         )  # fmt: skip
         try:
             self._write_sell(sell, resumed)
-            sell.changes, sell.exported_ids = {}, {}  # written: only the match index is kept
-            self.sell_stage.close()
+            sell.changes, sell.exported_ids = {}, {}  # sent: only the match index is kept
             self._record_inputs(stage, chat_todo, sell.rejects)
             self._process(stage, resumed)
+            self._sync_writer()  # all it was sent is committed; the rest is written here
+            self.sell_stage.close()  # (the writer read the Sell rows from it)
             self._rematch(stage, sell.affected_emails)
             report = self._finish(chat_todo)
         except RunStopped:
@@ -273,9 +281,11 @@ class _Run:
             )
             raise
         except ChatsellError as exc:
+            self._stop_writer()
             self._fail(str(exc))
             raise
         except Exception as exc:
+            self._stop_writer()
             self._fail(f"{type(exc).__name__}: {exc}")
             raise
         log.info(
@@ -410,44 +420,37 @@ class _Run:
         )  # fmt: skip
         if self.dry_run:
             return
-        with self.store.transaction() as conn:
-            for resource, changed in sell.changes.items():
-                for rows in self._changed_rows(resource, changed, sell.users):
-                    writers.apply_sell(conn, self.run_id, {resource: rows})
-            if self.settings.sell.snapshot_is_complete and sell.todo:
-                for resource in ("leads", "contacts", "deals", "users"):
-                    writers.delete_missing(
-                        conn, resource, sell.exported_ids[resource].dropna().astype(int)
-                    )
-            writers.queue_rematch(conn, self.run_id, sell.affected_emails)
-            writers.mark_files(conn, self.run_id, _file_rows(sell.todo, "sell"))
-            writers.save_counters(conn, self.run_id, self.counters)
+        deletes = {}
+        if self.settings.sell.snapshot_is_complete and sell.todo:
+            deletes = {
+                resource: sell.exported_ids[resource].dropna().astype(int)
+                for resource in ("leads", "contacts", "deals", "users")
+            }
+        parts = {resource: self.sell_stage.paths(resource) for resource in sell.changes}
+        changes: dict[str, pd.DataFrame] | Path = sell.changes
+        if self.writer is not None:  # a million ids and hashes: to the writer through a file,
+            changes = self.sell_stage.directory / "changes.pickle"  # not a copy in memory
+            with open(changes, "wb") as out:
+                pickle.dump((sell.changes, deletes), out, protocol=pickle.HIGHEST_PROTOCOL)
+            deletes = {}
+        self._transact(
+            write_sell, self.run_id, changes, parts, sell.users, deletes,
+            sell.affected_emails, _file_rows(sell.todo, "sell"), self.counters,
+        )  # fmt: skip
 
-    def _changed_rows(
-        self, resource: str, changed: pd.DataFrame, users: pd.DataFrame | None
-    ) -> Iterator[pd.DataFrame]:
-        """The full rows of ``changed`` (id and sell_hash: the version that won), file by file."""
-        if changed.empty:
+    def _transact(self, fn: Callable[..., None], *args: Any) -> None:
+        """``fn(conn, *args)`` in a transaction of its own: in the writer process when there is
+        one (queued behind what it was sent; this process goes on planning), else here."""
+        if self.writer is not None:
+            self.writer.call(fn, *args)
             return
-        # the winning hash of each changed id, found through one hash index built once (a merge
-        # per file would hash all the changed rows again for every file: 50 files of leads)
-        wanted = changed.drop_duplicates("id", keep="last")
-        ids = pd.Index(wanted["id"].to_numpy())
-        hashes = wanted["sell_hash"].to_numpy()
-        written = np.zeros(len(ids), dtype=bool)
-        for part in self.sell_stage.frames(resource):
-            at = ids.get_indexer(part["id"].to_numpy())
-            known = at >= 0
-            wins = np.zeros(len(part), dtype=bool)
-            wins[known] = hashes[at[known]] == part["sell_hash"].to_numpy()[known]
-            wins[known] &= ~written[at[known]]
-            if not wins.any():
-                continue
-            written[at[wins]] = True
-            rows = part[wins]
-            if users is not None:
-                rows = resolve_owners({resource: rows}, users)[resource]
-            yield rows
+        with self.store.transaction() as conn:
+            fn(conn, *args)
+
+    def _sync_writer(self) -> None:
+        """Wait until the writer process has committed all it was sent."""
+        if self.writer is not None:
+            self.writer.commit()
 
     # -- chats ----------------------------------------------------------------------------------
 
@@ -524,10 +527,10 @@ class _Run:
         self.reject_frame = reject_frame
         self.dry_outcome_rows.append(reject_outcomes)
         if not self.dry_run:
-            with self.store.transaction() as conn:
-                writers.apply_reference(conn, self.agents, self.departments)
-                writers.record_rejects(conn, self.run_id, reject_frame, reject_outcomes)
-                writers.save_counters(conn, self.run_id, self.counters)
+            self._transact(
+                record_inputs, self.run_id, self.agents, self.departments, reject_frame,
+                reject_outcomes, self.counters,
+            )  # fmt: skip
 
     def _planner(self, crm: dict[str, pd.DataFrame]) -> Planner:
         settings = self.settings
@@ -863,6 +866,75 @@ class _Run:
                 self.store.reject_rows(self.run_id),
             )
         write_report_files(report, outcomes, rejects, self.options.report_dir)
+
+
+def write_sell(
+    conn: Connection,
+    run_id: int,
+    changes: dict[str, pd.DataFrame] | Path,
+    parts: dict[str, list[Path]],
+    users: pd.DataFrame | None,
+    deletes: dict[str, pd.Series],
+    affected_emails: set[str],
+    files: pd.DataFrame,
+    counters: dict[str, Any],
+) -> None:
+    """The Sell snapshot's changed rows, its deletions and file marks, in one transaction.
+    ``changes``: by resource, or a scratch file of (changes, deletes) the run wrote."""
+    if isinstance(changes, Path):
+        with open(changes, "rb") as spilled:
+            changes, deletes = pickle.load(spilled)  # noqa: S301 - this run's scratch file
+    for resource, changed in changes.items():
+        for rows in _changed_rows(resource, parts.get(resource, []), changed, users):
+            writers.apply_sell(conn, run_id, {resource: rows})
+    for resource, ids in deletes.items():
+        writers.delete_missing(conn, resource, ids)
+    writers.queue_rematch(conn, run_id, affected_emails)
+    writers.mark_files(conn, run_id, files)
+    writers.save_counters(conn, run_id, counters)
+
+
+def _changed_rows(
+    resource: str, parts: list[Path], changed: pd.DataFrame, users: pd.DataFrame | None
+) -> Iterator[pd.DataFrame]:
+    """The full rows of ``changed`` (id and sell_hash: the version that won), file by file."""
+    if changed.empty:
+        return
+    # the winning hash of each changed id, found through one hash index built once (a merge
+    # per file would hash all the changed rows again for every file: 50 files of leads)
+    wanted = changed.drop_duplicates("id", keep="last")
+    ids = pd.Index(wanted["id"].to_numpy())
+    hashes = wanted["sell_hash"].to_numpy()
+    written = np.zeros(len(ids), dtype=bool)
+    for path in parts:
+        part = read_part(path)
+        at = ids.get_indexer(part["id"].to_numpy())
+        known = at >= 0
+        wins = np.zeros(len(part), dtype=bool)
+        wins[known] = hashes[at[known]] == part["sell_hash"].to_numpy()[known]
+        wins[known] &= ~written[at[known]]
+        if not wins.any():
+            continue
+        written[at[wins]] = True
+        rows = part[wins]
+        if users is not None:
+            rows = resolve_owners({resource: rows}, users)[resource]
+        yield rows
+
+
+def record_inputs(
+    conn: Connection,
+    run_id: int,
+    agents: pd.DataFrame,
+    departments: pd.DataFrame,
+    rejects: pd.DataFrame,
+    reject_outcomes: pd.DataFrame,
+    counters: dict[str, Any],
+) -> None:
+    """The run's reference rows (agents, departments), rejects and counters."""
+    writers.apply_reference(conn, agents, departments)
+    writers.record_rejects(conn, run_id, rejects, reject_outcomes)
+    writers.save_counters(conn, run_id, counters)
 
 
 def newest_versions(

@@ -7,6 +7,9 @@ small machine. The writer changes nothing about what is written or when it commi
 
 - it writes the plans in the order they were planned, in the transaction of their batch
   (``[run] commit_size``), and commits only when told, with the counters the planner sent;
+- the run's other transactions before the chunks (the Sell snapshot, the inputs and rejects)
+  go to it too, each committed on its own, in order: the planner builds its index and plans
+  the first chunks while the Sell records are written;
 - a plan's rows, its outcomes and the counters that cover them still commit together, so a
   kill at any instant loses at most the open batch, which the next run redoes;
 - it is forked at the start of a run, while the process is small (as the parsing workers are),
@@ -158,6 +161,7 @@ class ProcessWriter:
         self.pending = 0
         self.size = 0
         self.counters: dict[str, Any] = {}
+        self._counting = False  # whether the writer holds the fault points' counts
 
     def start(self) -> ProcessWriter:
         context = multiprocessing.get_context("fork")
@@ -175,13 +179,25 @@ class ProcessWriter:
     @contextlib.contextmanager
     def batch(self, run_id: int, counters: dict[str, Any], size: int) -> Iterator[ProcessWriter]:
         self.counters, self.size, self.pending = counters, size, 0
-        self._send(("begin", run_id, counters["writes"], faults.counts()))
+        self._send(("begin", run_id, counters["writes"], self._hand_counts()))
         try:
             yield self
         except BaseException:
             self._abort()
             raise
         self.commit()
+
+    def call(self, fn: Any, *args: Any) -> None:
+        """``fn(conn, *args)`` there, in a transaction of its own, committed; not waited for
+        (the next commit waits for it). ``fn`` is a module-level function."""
+        self._send(("call", fn, args, self._hand_counts()))
+
+    def _hand_counts(self) -> dict[str, int] | None:
+        """This process's fault counts, the first time the writer commits after it did."""
+        if self._counting:
+            return None
+        self._counting = True
+        return faults.counts()
 
     def write(self, job: PlanWrite) -> None:
         snapshot = {k: v for k, v in self.counters.items() if k != "writes"}
@@ -203,6 +219,7 @@ class ProcessWriter:
         self.counters["writes"].clear()
         self.counters["writes"].update(writes)
         faults.adopt(counts)
+        self._counting = False
 
     def close(self) -> None:
         """End the process (nothing is open between batches)."""
@@ -216,6 +233,9 @@ class ProcessWriter:
             self.process.join()
         self._pipe.close()
         self.process = None
+
+    def abort(self) -> None:
+        self._abort()
 
     def _abort(self) -> None:
         """Roll back the open batch and end the process (the planner failed or was stopped)."""
@@ -303,13 +323,21 @@ def _serve(pipe, parents_end, store_url: str, parent: int) -> None:
             except (EOFError, OSError):
                 break  # the planner is gone: what is open rolls back with this process
             kind = message[0]
+            if store is None and kind in ("call", "plan"):
+                store = Store(store_url)
             if kind == "begin":
                 _, run_id, writes, counts = message
-                faults.adopt(counts)
+                if counts is not None:
+                    faults.adopt(counts)
+            elif kind == "call":
+                _, fn, args, counts = message
+                if counts is not None:
+                    faults.adopt(counts)
+                with store.transaction() as called:
+                    fn(called, *args)
+                del fn, args
             elif kind == "plan":
                 _, job, snapshot = message
-                if store is None:
-                    store = Store(store_url)
                 if tx is None:
                     tx = store.transaction()
                     conn = tx.__enter__()

@@ -185,10 +185,14 @@ class SellStage:
         parts = self._index.pop(resource, [])
         return newest(parts) if parts else None
 
+    def paths(self, resource: str) -> list[Path]:
+        """The scratch files of ``resource``, in the order they were added (``read_part``)."""
+        return list(self._parts.get(resource, []))
+
     def frames(self, resource: str) -> Iterator[pd.DataFrame]:
         """The full frames of ``resource``, file by file, in the order they were added."""
         for path in self._parts.get(resource, []):
-            yield pd.read_pickle(path)  # noqa: S301 - written by spill(), in a private temp dir
+            yield read_part(path)
 
     def close(self) -> None:
         self._parts.clear()
@@ -200,6 +204,11 @@ class SellStage:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def read_part(path: Path) -> pd.DataFrame:
+    """A frame ``spill`` wrote (in any process of the run)."""
+    return pd.read_pickle(path)  # noqa: S301 - written by spill(), in a private temp dir
 
 
 def spill(frame: pd.DataFrame, path: Path, keep: Sequence[str] | None = None) -> pd.DataFrame:
