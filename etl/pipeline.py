@@ -35,7 +35,7 @@ from etl.extract.rejects import Reject
 from etl.extract.sell import RESOURCES, empty_frame, iter_sell_frames
 from etl.load import writers
 from etl.load.planwriter import InlineWriter, PlanWrite, ProcessWriter, write_plan
-from etl.load.stage import ChatStage, SellStage, kept, read_part, spill
+from etl.load.stage import ChatStage, SellStage, kept, read_part, remove_orphans, spill
 from etl.load.store import CRM_COLUMNS, Store
 from etl.report.build import add_counts, build_report, empty_counters
 from etl.report.files import write_report_files
@@ -199,6 +199,12 @@ class _Run:
     # -- the run --------------------------------------------------------------------------------
 
     def execute(self, chat_files: list[SourceFile], sell_files: list[SourceFile]) -> RunResult:
+        orphans = remove_orphans()
+        if orphans:
+            log.info(
+                "removed %d scratch directories of killed runs", len(orphans),
+                extra={"event": "scratch_removed", "paths": [str(p) for p in orphans]},
+            )  # fmt: skip
         with self._writer_process() as self.writer, SellStage() as sell_stage:
             self.sell_stage = sell_stage
             if self.options.engine == "dask":

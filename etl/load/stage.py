@@ -9,6 +9,10 @@ store is never touched.
 
 from __future__ import annotations
 
+import hashlib
+import os
+import shutil
+import socket
 import sqlite3
 import tempfile
 from collections.abc import Iterator, Sequence
@@ -20,6 +24,49 @@ from etl.extract.chats import CHAT_COLUMNS
 from etl.extract.sell import newest
 
 _TIME_COLUMNS = ("started_at", "ended_at", "updated_at")
+_SCRATCH_KINDS = ("stage", "sell")
+
+
+def _owner() -> str:
+    """This host (hashed: containers sharing a TMPDIR have their own process ids) and process."""
+    host = hashlib.sha256(socket.gethostname().encode()).hexdigest()[:8]
+    return f"{host}.{os.getpid()}"
+
+
+def _scratch(kind: str, directory: str | Path | None) -> tempfile.TemporaryDirectory:
+    """A run's scratch directory, named with its host and process (``remove_orphans``)."""
+    return tempfile.TemporaryDirectory(prefix=f"chatsell-{kind}-{_owner()}-", dir=directory)
+
+
+def remove_orphans(directory: str | Path | None = None) -> list[Path]:
+    """Remove the scratch directories of runs of this host whose process is gone (killed: a
+    run removes its own when it ends, even when it fails). At a million chats one holds
+    gigabytes. Another host's (or container's) are left alone."""
+    root = Path(directory) if directory is not None else Path(tempfile.gettempdir())
+    host = _owner().split(".")[0]
+    removed = []
+    for path in root.glob("chatsell-*-*.*-*"):
+        _, kind, owner, *_rest = path.name.split("-")
+        their_host, _, pid = owner.partition(".")
+        if kind not in _SCRATCH_KINDS or their_host != host or not pid.isdigit():
+            continue
+        if not path.is_dir() or _running(int(pid)):
+            continue
+        shutil.rmtree(path, ignore_errors=True)
+        removed.append(path)
+    return removed
+
+
+def _running(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process: alive, and not ours to judge
+        return True
+    return True
+
+
 _BOOL_COLUMNS = ("missed", "deleted")
 
 
@@ -27,7 +74,7 @@ class ChatStage:
     """Deduplicated chats of one run, handed back in (started_at, chat_id) order."""
 
     def __init__(self, directory: str | Path | None = None) -> None:
-        self._dir = tempfile.TemporaryDirectory(prefix="chatsell-stage-", dir=directory)
+        self._dir = _scratch("stage", directory)
         self.path = Path(self._dir.name) / "stage.sqlite"
         self._db = sqlite3.connect(self.path)
         self._db.executescript(
@@ -167,7 +214,7 @@ class SellStage:
     """
 
     def __init__(self, directory: str | Path | None = None) -> None:
-        self._dir = tempfile.TemporaryDirectory(prefix="chatsell-sell-", dir=directory)
+        self._dir = _scratch("sell", directory)
         self._parts: dict[str, list[Path]] = {}
         self._index: dict[str, list[pd.DataFrame]] = {}
 

@@ -155,10 +155,16 @@ def test_kill_9_at_any_point_then_rerun_equals_never_killed(
     chats, sell, config = setup
     config.write_text(CONFIG.replace("commit_size = 2", f"commit_size = {commit_size}"))
     reference_url, reference = _reference(tmp_path, chats, sell, config)
-    killed = chatsell(*sync_args(store_url, chats, sell, config), env={"CHATSELL_KILL_AT": point})
+    scratch = tmp_path / "scratch"  # TMPDIR: what the killed run leaves, the rerun removes
+    scratch.mkdir()
+    env = {"TMPDIR": str(scratch)}
+    killed = chatsell(
+        *sync_args(store_url, chats, sell, config), env={**env, "CHATSELL_KILL_AT": point}
+    )
     assert killed.returncode == -signal.SIGKILL, (point, killed.returncode, killed.stderr[-500:])
-    rerun = chatsell(*sync_args(store_url, chats, sell, config, "--json"))
+    rerun = chatsell(*sync_args(store_url, chats, sell, config, "--json"), env=env)
     assert rerun.returncode == 0, rerun.stderr
+    assert list(scratch.iterdir()) == []
     report = json.loads(rerun.stdout)
     for key in (
         "inputs",
