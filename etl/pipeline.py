@@ -205,30 +205,35 @@ class _Run:
                 "removed %d scratch directories of killed runs", len(orphans),
                 extra={"event": "scratch_removed", "paths": [str(p) for p in orphans]},
             )  # fmt: skip
-        with self._writer_process() as self.writer, SellStage() as sell_stage:
-            self.sell_stage = sell_stage
-            if self.options.engine == "dask":
-                from etl.dask_engine import dask_client
+        try:
+            with SellStage() as sell_stage:
+                self.sell_stage = sell_stage
+                if self.options.engine == "dask":
+                    from etl.dask_engine import dask_client
 
-                with dask_client(self.options.dask_scheduler, self.options.dask_workers) as client:
-                    self.client = client
-                    return self._execute(None, chat_files, sell_files)
-            with ChatStage() as stage:
-                return self._execute(stage, chat_files, sell_files)
+                    with dask_client(self.options.dask_scheduler, self.options.dask_workers) as c:
+                        self.client = c
+                        return self._execute(None, chat_files, sell_files)
+                with ChatStage() as stage:
+                    return self._execute(stage, chat_files, sell_files)
+        finally:
+            if self.writer is not None:
+                self.writer.close()
 
-    def _writer_process(self) -> contextlib.AbstractContextManager[ProcessWriter | None]:
-        """The chunk writer, forked now while this process is small; None where chunks are
-        written here: a dry run (nothing is), Dask (its workers write), an in-memory store
-        (another process cannot see it) and ``[run] write_process = false``."""
+    def _writer_process(self, work: bool) -> ProcessWriter | None:
+        """The writer, forked now while this process is small; None where the run writes here:
+        nothing to read (an unchanged sync), a dry run (nothing is written), Dask (its workers
+        write), an in-memory store (another process cannot see it), ``write_process = false``."""
         store = self.store
         in_memory = store.dialect == "sqlite" and store.url.database in (None, "", ":memory:")
         if (
-            self.dry_run
+            not work
+            or self.dry_run
             or self.options.engine == "dask"
             or in_memory
             or not self.settings.run.write_process
         ):
-            return contextlib.nullcontext(None)
+            return None
         return ProcessWriter(store.url.render_as_string(hide_password=False)).start()
 
     def _stop_writer(self) -> None:
@@ -242,10 +247,12 @@ class _Run:
         known = self.store.source_files()
         # a backfill reads every chat file and takes its window from them; sync reads what is new
         chat_todo = self._changed(chat_files, known, "chat", force=self.options.backfill)
-        # chats are parsed first, while this process is small (the parsing workers fork from it)
-        stage = self._stage_chats(stage, chat_todo)
         force_sell = self.settings.sell.snapshot_is_complete
-        sell = self._read_sell(self._changed(sell_files, known, "sell", force=force_sell))
+        sell_todo = self._changed(sell_files, known, "sell", force=force_sell)
+        # the writer and then the parsing workers fork while this process is small
+        self.writer = self._writer_process(bool(chat_todo or sell_todo))
+        stage = self._stage_chats(stage, chat_todo)
+        sell = self._read_sell(sell_todo)
         self.crm, sell.crm = sell.crm, None  # the run holds the CRM frames once, until indexed
         users = (
             self.crm["users"] if self.crm is not None else self.store.crm_frames(["users"])["users"]
