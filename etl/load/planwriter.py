@@ -216,8 +216,9 @@ class ProcessWriter:
         self._send(("commit",))
         _, writes, counts = self._expect("committed")
         self.pending = 0
-        self.counters["writes"].clear()
-        self.counters["writes"].update(writes)
+        if writes is not None:  # (None: no batch was begun, only single transactions)
+            self.counters["writes"].clear()
+            self.counters["writes"].update(writes)
         faults.adopt(counts)
         self._counting = False
 
@@ -315,7 +316,7 @@ def _serve(pipe, parents_end, store_url: str, parent: int) -> None:
     store: Store | None = None
     tx: contextlib.AbstractContextManager[Connection] | None = None
     conn: Connection | None = None
-    run_id, writes = 0, {}
+    run_id, writes = 0, None
     try:
         while True:
             try:

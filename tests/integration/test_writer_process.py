@@ -17,7 +17,7 @@ import sqlalchemy as sa
 from etl.errors import StoreError
 from etl.load.planwriter import ProcessWriter
 
-from integration.scenario import batched_settings, sync
+from integration.scenario import batched_settings, make_exports, settings_for, sync
 from storecheck import dump, rows
 
 _REFUSE = {
@@ -106,3 +106,18 @@ def test_a_writer_never_outlives_its_planner(tmp_path):
     while _alive(writer) and time.monotonic() < deadline:
         time.sleep(0.02)
     assert not _alive(writer)
+
+
+def test_a_backfill_without_chats_still_writes_the_sell_snapshot(store_url, tmp_path):
+    """No window, so no batch: the writer wrote only single transactions, and the run's write
+    counters are its own."""
+    _chats, sell = make_exports(tmp_path)
+    empty = tmp_path / "no_chats"
+    empty.mkdir()
+    settings = settings_for(store_url).model_copy(deep=True)
+    settings.run.write_process = True
+    report = sync(store_url, empty, sell, settings=settings, mode="backfill").report
+    assert report["status"] == "succeeded" and report["accounting"]["chats_read"] == 0
+    assert report["inputs"]["sell_records"]["leads"] == 3
+    assert rows(store_url, "SELECT count(*) FROM leads") == [(3,)]
+    assert set(report["writes"].values()) == {0}
