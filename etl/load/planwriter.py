@@ -183,7 +183,7 @@ class ProcessWriter:
         try:
             yield self
         except BaseException:
-            self._abort()
+            self.abort()
             raise
         self.commit()
 
@@ -224,26 +224,17 @@ class ProcessWriter:
 
     def close(self) -> None:
         """End the process (nothing is open between batches)."""
-        if self.process is None:
-            return
-        with contextlib.suppress(OSError, EOFError):
-            self._pipe.send(("exit",))
-        self.process.join(timeout=30)
-        if self.process.is_alive():
-            self.process.kill()
-            self.process.join()
-        self._pipe.close()
-        self.process = None
+        self._end("exit")
 
     def abort(self) -> None:
-        self._abort()
-
-    def _abort(self) -> None:
         """Roll back the open batch and end the process (the planner failed or was stopped)."""
+        self._end("abort")
+
+    def _end(self, word: str) -> None:
         if self.process is None:
             return
         with contextlib.suppress(OSError, EOFError):
-            self._pipe.send(("abort",))
+            self._pipe.send((word,))
         self.process.join(timeout=30)
         if self.process.is_alive():
             self.process.kill()

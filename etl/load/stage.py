@@ -236,11 +236,6 @@ class SellStage:
         """The scratch files of ``resource``, in the order they were added (``read_part``)."""
         return list(self._parts.get(resource, []))
 
-    def frames(self, resource: str) -> Iterator[pd.DataFrame]:
-        """The full frames of ``resource``, file by file, in the order they were added."""
-        for path in self._parts.get(resource, []):
-            yield read_part(path)
-
     def close(self) -> None:
         self._parts.clear()
         self._index.clear()
