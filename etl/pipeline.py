@@ -16,6 +16,7 @@ import logging
 import multiprocessing
 import os
 import pickle
+import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
@@ -29,13 +30,13 @@ from sqlalchemy.engine import Connection
 
 from etl.config import Settings
 from etl.errors import ChatsellError, ConfigError, RunStopped
-from etl.extract.chats import CHAT_COLUMNS, read_batches
+from etl.extract.chats import CHAT_COLUMNS
 from etl.extract.files import SourceFile, discover, fingerprint
 from etl.extract.rejects import Reject
 from etl.extract.sell import RESOURCES, empty_frame, iter_sell_frames
 from etl.load import writers
 from etl.load.planwriter import InlineWriter, PlanWrite, ProcessWriter, write_plan
-from etl.load.stage import ChatStage, SellStage, kept, read_part, remove_orphans, spill
+from etl.load.stage import ChatStage, SellStage, fill, kept, read_part, remove_orphans, spill
 from etl.load.store import CRM_COLUMNS, Store
 from etl.report.build import add_counts, build_report, empty_counters
 from etl.report.files import write_report_files
@@ -251,8 +252,20 @@ class _Run:
         sell_todo = self._changed(sell_files, known, "sell", force=force_sell)
         # the writer and then the parsing workers fork while this process is small
         self.writer = self._writer_process(bool(chat_todo or sell_todo))
+        started = time.perf_counter()
         stage = self._stage_chats(stage, chat_todo)
+        staged = time.perf_counter()
+        log.info(
+            "chats staged",
+            extra={"event": "chats_staged", "chat_files": len(chat_todo),
+                   "seconds": round(staged - started, 2)},
+        )  # fmt: skip
         sell = self._read_sell(sell_todo)
+        log.info(
+            "sell read",
+            extra={"event": "sell_read", "sell_files": len(sell_todo),
+                   "seconds": round(time.perf_counter() - staged, 2)},
+        )  # fmt: skip
         self.crm, sell.crm = sell.crm, None  # the run holds the CRM frames once, until indexed
         users = (
             self.crm["users"] if self.crm is not None else self.store.crm_frames(["users"])["users"]
@@ -474,14 +487,13 @@ class _Run:
         rejects: list[Reject] = []
         agents, departments = [], []
         read = 0
-        for batch in read_batches(
-            [s for s, _ in todo], self.settings.run.chunk_size, self.settings.run.workers
+        for part in fill(
+            stage, [s for s, _ in todo], self.settings.run.chunk_size, self.settings.run.workers
         ):
-            stage.add(batch.chats)
-            rejects.extend(batch.rejects)
-            agents.append(batch.agents)
-            departments.append(batch.departments)
-            read += len(batch.chats)
+            rejects.extend(part.rejects)
+            agents.extend(part.agents)
+            departments.extend(part.departments)
+            read += part.chats
             self.progress("read", read, None)
         self.agents = _latest(agents, "agent_id", self.store.agents_frame())
         self.departments = _latest(departments, "department_id", self.store.departments_frame())

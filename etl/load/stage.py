@@ -10,17 +10,22 @@ store is never touched.
 from __future__ import annotations
 
 import hashlib
+import multiprocessing
 import os
 import shutil
 import socket
 import sqlite3
 import tempfile
-from collections.abc import Iterator, Sequence
+from collections import deque
+from collections.abc import Iterable, Iterator, Sequence
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import pandas as pd
 
-from etl.extract.chats import CHAT_COLUMNS
+from etl.extract.chats import CHAT_COLUMNS, PARALLEL_MAX_FILE_BYTES, ChatBatch, read_batches
+from etl.extract.files import SourceFile
 from etl.extract.sell import newest
 
 _TIME_COLUMNS = ("started_at", "ended_at", "updated_at")
@@ -70,49 +75,102 @@ def _running(pid: int) -> bool:
 _BOOL_COLUMNS = ("missed", "deleted")
 
 
+_COLS = ", ".join(f'"{c}"' for c in CHAT_COLUMNS)
+# an older version of a chat already staged is ignored; on a tie the one staged first stays
+_ON_CONFLICT = (
+    "ON CONFLICT (chat_id) DO UPDATE SET "
+    + ", ".join(f'"{c}" = excluded."{c}"' for c in CHAT_COLUMNS if c != "chat_id")
+    + " WHERE excluded.version > chats.version"
+)
+# column names are the constants of CHAT_COLUMNS; values are always bound parameters
+_INSERT = (
+    f"INSERT INTO chats ({_COLS}) VALUES ({', '.join('?' for _ in CHAT_COLUMNS)}) "  # noqa: S608
+    + _ON_CONFLICT
+)
+
+
+def _open(path: Path) -> sqlite3.Connection:
+    """A stage file: scratch (no journal, no fsync), one row per chat id."""
+    db = sqlite3.connect(path)
+    db.executescript(
+        """
+        PRAGMA journal_mode = OFF;
+        PRAGMA synchronous = OFF;
+        PRAGMA temp_store = FILE;
+        PRAGMA cache_size = -65536;
+        """
+    )
+    # a rowid table with a unique index: rows hold whole transcripts, which a WITHOUT ROWID
+    # table would keep in its key B-tree (twice as slow to fill and to read here)
+    db.execute(f"CREATE TABLE IF NOT EXISTS chats ({_COLS})")
+    db.execute("CREATE UNIQUE INDEX IF NOT EXISTS by_id ON chats (chat_id)")
+    return db
+
+
+def _add(db: sqlite3.Connection, frame: pd.DataFrame) -> bool:
+    if frame.empty:
+        return False
+    out = frame[list(CHAT_COLUMNS)].copy()
+    for name in _TIME_COLUMNS:
+        out[name] = _to_micros(out[name])
+    for name in _BOOL_COLUMNS:
+        out[name] = out[name].astype(int)
+    columns = [out[name].to_numpy(dtype=object, na_value=None).tolist() for name in CHAT_COLUMNS]
+    with db:
+        db.executemany(_INSERT, zip(*columns, strict=True))
+    return True
+
+
+class Shard:
+    """A parsing worker's part of the stage: one file's chats, deduplicated as the stage does,
+    in a file of the stage's directory that ``ChatStage.merge`` takes over. Staging in the
+    workers keeps the run's own process out of the per-chat work of reading."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._db = _open(path)
+
+    def add(self, frame: pd.DataFrame) -> None:
+        _add(self._db, frame)
+
+    def close(self) -> None:
+        self._db.close()
+
+
 class ChatStage:
     """Deduplicated chats of one run, handed back in (started_at, chat_id) order."""
 
     def __init__(self, directory: str | Path | None = None) -> None:
         self._dir = _scratch("stage", directory)
         self.path = Path(self._dir.name) / "stage.sqlite"
-        self._db = sqlite3.connect(self.path)
-        self._db.executescript(
-            """
-            PRAGMA journal_mode = OFF;
-            PRAGMA synchronous = OFF;
-            PRAGMA temp_store = FILE;
-            PRAGMA cache_size = -65536;
-            """
-        )
-        cols = ", ".join(f'"{c}"' for c in CHAT_COLUMNS)
-        # a rowid table with a unique index: rows hold whole transcripts, which a WITHOUT ROWID
-        # table would keep in its key B-tree (twice as slow to fill and to read here)
-        self._db.execute(f"CREATE TABLE chats ({cols})")
-        self._db.execute("CREATE UNIQUE INDEX by_id ON chats (chat_id)")
-        updates = ", ".join(f'"{c}" = excluded."{c}"' for c in CHAT_COLUMNS if c != "chat_id")
-        marks = ", ".join("?" for _ in CHAT_COLUMNS)
-        # column names are the constants of CHAT_COLUMNS; values are always bound parameters
-        self._insert = (
-            f"INSERT INTO chats ({cols}) VALUES ({marks}) ON CONFLICT (chat_id) DO UPDATE SET "  # noqa: S608
-            f"{updates} WHERE excluded.version > chats.version"
-        )
+        self._db = _open(self.path)
         self._indexed = False
+        self._shards = 0
 
     def add(self, frame: pd.DataFrame) -> None:
         """Stage a frame of chats (CHAT_COLUMNS); an older version of a staged chat is ignored."""
-        if frame.empty:
-            return
-        out = frame[list(CHAT_COLUMNS)].copy()
-        for name in _TIME_COLUMNS:
-            out[name] = _to_micros(out[name])
-        for name in _BOOL_COLUMNS:
-            out[name] = out[name].astype(int)
-        columns = [
-            out[name].to_numpy(dtype=object, na_value=None).tolist() for name in CHAT_COLUMNS
-        ]
-        with self._db:
-            self._db.executemany(self._insert, zip(*columns, strict=True))
+        if _add(self._db, frame):
+            self._indexed = False
+
+    def shard(self) -> Path:
+        """A new path in the stage's directory for a parsing worker's shard (``Shard``)."""
+        self._shards += 1
+        return self.path.with_name(f"shard-{self._shards}.sqlite")
+
+    def merge(self, path: Path) -> None:
+        """Stage the chats of a shard a worker filled, as if they were added here, then remove
+        the shard. Merged in file order, the same chat keeps the version ``add`` would keep."""
+        self._db.execute("ATTACH DATABASE ? AS shard", (str(path),))
+        try:
+            with self._db:
+                # "WHERE true": SQLite's parser needs it between a SELECT and ON CONFLICT
+                self._db.execute(
+                    f"INSERT INTO main.chats ({_COLS}) SELECT {_COLS} FROM shard.chats WHERE true "  # noqa: S608
+                    + _ON_CONFLICT
+                )
+        finally:
+            self._db.execute("DETACH DATABASE shard")
+        path.unlink()
         self._indexed = False
 
     def count(self, since: pd.Timestamp | None = None, until: pd.Timestamp | None = None) -> int:
@@ -171,6 +229,82 @@ class ChatStage:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+@dataclass(slots=True)
+class Staged:
+    """What staging part of the exports gave besides the chats: their count, the agents and
+    departments met, and what could not be read."""
+
+    chats: int
+    agents: list[pd.DataFrame] = field(default_factory=list)
+    departments: list[pd.DataFrame] = field(default_factory=list)
+    rejects: list = field(default_factory=list)
+
+
+def fill(
+    stage: ChatStage, files: Iterable[SourceFile], batch_size: int, workers: int = 1
+) -> Iterator[Staged]:
+    """Parse ``files`` into ``stage``, yielding what each part gave, in file order.
+
+    With ``workers`` > 1, files up to PARALLEL_MAX_FILE_BYTES are parsed and staged by that
+    many forked processes, each file into its own shard (a few files ahead at most), which this
+    process merges in file order: the stage ends as if every file had been added here in
+    order. Larger files stream through this process, keeping memory flat.
+    """
+    files = list(files)
+    if workers <= 1 or len(files) < 2:
+        for batch in read_batches(files, batch_size):
+            stage.add(batch.chats)
+            yield _staged(batch)
+        return
+    context = multiprocessing.get_context("fork")
+    with ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool:
+        ahead: deque = deque()
+
+        def merged() -> Staged:
+            path, staged = ahead.popleft().result()
+            if path is not None:
+                stage.merge(path)
+            return staged
+
+        for source in files:
+            if source.size > PARALLEL_MAX_FILE_BYTES:
+                while ahead:
+                    yield merged()
+                for batch in read_batches([source], batch_size):
+                    stage.add(batch.chats)
+                    yield _staged(batch)
+                continue
+            ahead.append(pool.submit(_stage_file, source, batch_size, stage.shard()))
+            if len(ahead) > 2 * workers:
+                yield merged()
+        while ahead:
+            yield merged()
+
+
+def _stage_file(source: SourceFile, batch_size: int, path: Path) -> tuple[Path | None, Staged]:
+    """A worker's unit of work: one file's chats into a new shard at ``path``."""
+    total = Staged(0)
+    shard = None
+    try:
+        for batch in read_batches([source], batch_size):
+            if not batch.chats.empty:
+                shard = shard or Shard(path)
+                shard.add(batch.chats)
+            part = _staged(batch)
+            total.chats += part.chats
+            total.agents += part.agents
+            total.departments += part.departments
+            total.rejects += part.rejects
+    finally:
+        if shard is not None:
+            shard.close()
+    return (path if shard is not None else None), total
+
+
+def _staged(batch: ChatBatch) -> Staged:
+    return Staged(len(batch.chats), [batch.agents], [batch.departments], list(batch.rejects))
 
 
 def _window(since: pd.Timestamp | None, until: pd.Timestamp | None) -> tuple[str, list[int]]:

@@ -1,0 +1,99 @@
+"""The chat stage: parsing workers stage their files into shards that merge as one process's
+adds would, in file order, so the run decides on the same chats whichever way they were read."""
+
+import pandas as pd
+import pytest
+
+import etl.load.stage as stage_module
+from etl.extract.files import discover
+from etl.load.stage import ChatStage, fill
+
+from builders import chat, page, write_json, write_ndjson
+
+
+def _exports(root):
+    """Files whose chats meet again across files: newer, older and the same version."""
+    write_json(
+        root / "chats_1.json",
+        page([chat(f"a{i}", f"v{i}@example.com") for i in range(30)] + [chat("same")]),
+    )
+    # a newer version of a1, an older one of a2 (its update time is before a2's end), and
+    # "same" again unchanged: the earlier file's copy (its source and position) stays
+    write_json(
+        root / "chats_2.json",
+        page(
+            [
+                chat("a1", "new@example.com", updated="2026-11-03T00:00:00Z"),
+                chat("a2", "old@example.com", updated="2026-11-02T09:05:00Z"),
+                chat("same"),
+            ]
+        ),
+    )
+    write_ndjson(
+        root / "chats_3.jsonl",
+        [chat(f"b{i}", start=f"2026-11-01T0{i}:00:00Z") for i in range(5)]
+        + [chat("b1", start="2026-11-01T01:00:00Z")],
+        extra_lines=['{"id": "cut'],
+    )
+    write_json(root / "agents.json", [{"id": 7, "display_name": "Seven", "email": "s@x.example"}])
+    write_json(root / "chats_4.json", page([]))
+
+
+def _staged(root, workers):
+    stage = ChatStage(root / "scratch")
+    parts = list(fill(stage, discover(root / "in"), 4, workers))
+    chats = pd.concat(list(stage.chunks(7)), ignore_index=True)
+    leftover = sorted(p.name for p in stage.path.parent.iterdir())
+    stage.close()
+    return chats, parts, leftover
+
+
+@pytest.fixture
+def exports(tmp_path):
+    (tmp_path / "in").mkdir()
+    (tmp_path / "scratch").mkdir()
+    _exports(tmp_path / "in")
+    return tmp_path
+
+
+def test_workers_stage_what_one_process_stages(exports):
+    serial, serial_parts, _ = _staged(exports, 1)
+    parallel, parallel_parts, leftover = _staged(exports, 2)
+    pd.testing.assert_frame_equal(serial, parallel)
+    assert leftover == ["stage.sqlite"]  # every shard merged and removed
+    assert sum(p.chats for p in parallel_parts) == sum(p.chats for p in serial_parts) == 40
+    rejects = [(r.source_file, r.position) for p in parallel_parts for r in p.rejects]
+    assert rejects == [(r.source_file, r.position) for p in serial_parts for r in p.rejects]
+    assert [(name.rsplit("/", 1)[-1], where) for name, where in rejects] == [
+        ("chats_3.jsonl", "line 7")
+    ]
+    agents = pd.concat([a for p in parallel_parts for a in p.agents], ignore_index=True)
+    assert agents["agent_id"].tolist() == ["7"]
+
+
+def test_the_newest_version_wins_and_a_tie_keeps_the_first_file(exports):
+    chats, _, _ = _staged(exports, 2)
+    chats["source_file"] = chats["source_file"].str.rsplit("/", n=1).str[-1]
+    by_id = chats.set_index("chat_id")
+    assert len(chats) == 36 and by_id.index.is_unique
+    assert by_id.at["a1", "visitor_email"] == "new@example.com"
+    assert by_id.at["a1", "source_file"] == "chats_2.json"
+    assert by_id.at["a2", "visitor_email"] == "v2@example.com"
+    assert (by_id.at["same", "source_file"], by_id.at["same", "position"]) == (
+        "chats_1.json",
+        "record 31",
+    )
+    assert by_id.at["b1", "position"] == "line 2"  # the same chat again in its own file
+    assert chats["chat_id"].tolist()[:5] == [f"b{i}" for i in range(5)]  # start order
+
+
+def test_a_large_file_streams_through_the_run_between_worker_files(exports, monkeypatch):
+    serial, _, _ = _staged(exports, 1)
+    # chats_1.json alone is over the limit: it is staged in this process, the rest in workers
+    files = {f.path.name: f.size for f in discover(exports / "in")}
+    limit = max(size for name, size in files.items() if name != "chats_1.json")
+    assert files["chats_1.json"] > limit
+    monkeypatch.setattr(stage_module, "PARALLEL_MAX_FILE_BYTES", limit)
+    parallel, _, leftover = _staged(exports, 2)
+    pd.testing.assert_frame_equal(serial, parallel)
+    assert leftover == ["stage.sqlite"]
