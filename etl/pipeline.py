@@ -35,7 +35,13 @@ from etl.extract.files import SourceFile, discover, fingerprint
 from etl.extract.rejects import Reject
 from etl.extract.sell import RESOURCES, empty_frame, iter_sell_frames
 from etl.load import writers
-from etl.load.planwriter import InlineWriter, PlanWrite, ProcessWriter, write_plan
+from etl.load.planwriter import (
+    InlineWriter,
+    PlanWrite,
+    ProcessWriter,
+    release_memory,
+    write_plan,
+)
 from etl.load.stage import ChatStage, SellStage, fill, kept, read_part, remove_orphans, spill
 from etl.load.store import CRM_COLUMNS, Store
 from etl.report.build import add_counts, build_report, empty_counters
@@ -235,7 +241,15 @@ class _Run:
             or not self.settings.run.write_process
         ):
             return None
-        return ProcessWriter(store.url.render_as_string(hide_password=False)).start()
+        # no SQLite connection crosses the fork: its locks and WAL index are not the child's
+        # (a child that inherits them can be told, by this process closing its last
+        # connection, that the WAL is gone while it writes). A server connection is left: the
+        # run's lock is held on one, and the child never touches what it inherits (gc.freeze)
+        if store.dialect == "sqlite":
+            store.dispose()
+        writer = ProcessWriter(store.url.render_as_string(hide_password=False)).start()
+        store.reads_only()
+        return writer
 
     def _stop_writer(self) -> None:
         """End the writer process after what it is writing, nothing committed that was not."""
@@ -261,6 +275,7 @@ class _Run:
                    "seconds": round(staged - started, 2)},
         )  # fmt: skip
         sell = self._read_sell(sell_todo)
+        release_memory()  # the diff's frames are gone; their pages go back to the system
         log.info(
             "sell read",
             extra={"event": "sell_read", "sell_files": len(sell_todo),
@@ -453,12 +468,16 @@ class _Run:
                 for resource in ("leads", "contacts", "deals", "users")
             }
         parts = {resource: self.sell_stage.paths(resource) for resource in sell.changes}
-        changes: dict[str, pd.DataFrame] | Path = sell.changes
+        # the rows are read back from the stage's files: the writer needs only which versions won
+        changes: dict[str, pd.DataFrame] | Path = {
+            resource: frame[[c for c in ("id", "sell_hash") if c in frame.columns]]
+            for resource, frame in sell.changes.items()
+        }
         if self.writer is not None:  # a million ids and hashes: to the writer through a file,
-            changes = self.sell_stage.directory / "changes.pickle"  # not a copy in memory
-            with open(changes, "wb") as out:
-                pickle.dump((sell.changes, deletes), out, protocol=pickle.HIGHEST_PROTOCOL)
-            deletes = {}
+            spilled = self.sell_stage.directory / "changes.pickle"  # not a copy in memory
+            with open(spilled, "wb") as out:
+                pickle.dump((changes, deletes), out, protocol=pickle.HIGHEST_PROTOCOL)
+            changes, deletes = spilled, {}
         self._transact(
             write_sell, self.run_id, changes, parts, sell.users, deletes,
             sell.affected_emails, _file_rows(sell.todo, "sell"), self.counters,
@@ -909,9 +928,11 @@ def write_sell(
     if isinstance(changes, Path):
         with open(changes, "rb") as spilled:
             changes, deletes = pickle.load(spilled)  # noqa: S301 - this run's scratch file
-    for resource, changed in changes.items():
+    for resource in list(changes):  # each resource's ids and hashes are freed once written
+        changed = changes.pop(resource)
         for rows in _changed_rows(resource, parts.get(resource, []), changed, users):
             writers.apply_sell(conn, run_id, {resource: rows})
+        del changed
     for resource, ids in deletes.items():
         writers.delete_missing(conn, resource, ids)
     writers.queue_rematch(conn, run_id, affected_emails)

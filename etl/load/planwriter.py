@@ -25,6 +25,8 @@ and every write that is not a chunk of the main loop). Both have one interface.
 from __future__ import annotations
 
 import contextlib
+import ctypes
+import functools
 import gc
 import logging
 import multiprocessing
@@ -328,6 +330,7 @@ def _serve(pipe, parents_end, store_url: str, parent: int) -> None:
                 with store.transaction() as called:
                     fn(called, *args)
                 del fn, args
+                release_memory()  # the Sell snapshot's rows: hundreds of MB, once
             elif kind == "plan":
                 _, job, snapshot = message
                 if tx is None:
@@ -341,6 +344,7 @@ def _serve(pipe, parents_end, store_url: str, parent: int) -> None:
                     opened, tx, conn = tx, None, None
                     opened.__exit__(None, None, None)
                 pipe.send(("committed", writes, faults.counts()))
+                release_memory()
             elif kind in ("abort", "exit"):
                 break
     except BaseException as exc:  # noqa: BLE001 - every failure goes back to the planner
@@ -360,6 +364,22 @@ def _serve(pipe, parents_end, store_url: str, parent: int) -> None:
         if store is not None:
             store.dispose()
         pipe.close()
+
+
+def release_memory() -> None:
+    """Give the C heap's free pages back to the system (glibc keeps them otherwise: a process
+    that once held a snapshot's rows stays that large). A no-op where there is no glibc."""
+    trim = _malloc_trim()
+    if trim is not None:
+        trim(0)
+
+
+@functools.cache
+def _malloc_trim():
+    try:
+        return ctypes.CDLL("libc.so.6").malloc_trim
+    except (OSError, AttributeError):
+        return None
 
 
 def _watch(parent: int) -> None:

@@ -16,6 +16,7 @@ import sqlalchemy as sa
 
 from etl.errors import StoreError
 from etl.load.planwriter import ProcessWriter
+from etl.load.store import Store
 
 from integration.scenario import batched_settings, make_exports, settings_for, sync
 from storecheck import dump, rows
@@ -73,6 +74,7 @@ def test_a_write_the_store_refuses_fails_the_run_in_the_stores_words(
 _ORPHAN = """
 import os, signal, sys
 from etl.load.planwriter import ProcessWriter
+from etl.load.store import Store
 writer = ProcessWriter(sys.argv[1]).start()
 if os.fork() == 0:  # another process holding the planner's end of the pipe open
     import time
@@ -121,3 +123,28 @@ def test_a_backfill_without_chats_still_writes_the_sell_snapshot(store_url, tmp_
     assert report["inputs"]["sell_records"]["leads"] == 3
     assert rows(store_url, "SELECT count(*) FROM leads") == [(3,)]
     assert set(report["writes"].values()) == {0}
+
+
+def test_the_writer_inherits_no_sqlite_connection_of_the_run(tmp_path, generated, monkeypatch):
+    """The run closes its pooled connections whenever it likes (here: right after the fork).
+    A writer forked with the run's SQLite connections open inherits their locks and WAL index
+    without holding them; the run's closing its last connection then removes the WAL under the
+    writer, and the store ends corrupt (found at a million chats: "database disk image is
+    malformed"; here the run loses chats). SQLite's alone: a server's connections have no
+    shared file state."""
+    chats, sell, _manifest = generated
+    store_url = f"sqlite:///{tmp_path / 'store.db'}"
+    real_reads_only = Store.reads_only
+
+    def reads_only_and_close(self):  # called in the run just after the writer forked
+        real_reads_only(self)
+        self.dispose()
+
+    monkeypatch.setattr(Store, "reads_only", reads_only_and_close)
+    settings = batched_settings(store_url, 40, 120, write_process=True)
+    report = sync(store_url, chats, sell, settings=settings).report
+    assert report["status"] == "succeeded" and report["accounting"]["balanced"]
+    assert rows(store_url, "PRAGMA integrity_check") == [("ok",)]
+    reference = f"sqlite:///{tmp_path / 'reference.db'}"
+    sync(reference, chats, sell, settings=batched_settings(reference, 40, 120, False))
+    assert dump(store_url, drop_run_columns=True) == dump(reference, drop_run_columns=True)
