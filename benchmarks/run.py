@@ -247,6 +247,8 @@ def _run_child(argv: list[str], cwd: Path, timeout: float, env: dict[str, str]) 
         "peak_rss_mib": round(usage.ru_maxrss * 1024 / MIB, 1),  # Linux: ru_maxrss in KiB
         # the run's processes together (parsers, writer): sampled, so a lower bound
         "peak_tree_rss_mib": round(tree.peak_kib / 1024, 1) if tree.peak_kib else None,
+        # the same with each page shared by fork counted once, split between its holders
+        "peak_tree_pss_mib": round(tree.peak_pss_kib / 1024, 1) if tree.peak_pss_kib else None,
         "loadavg_before": round(load, 2),
         "code": code,
         "report": _last_json(out),
@@ -255,21 +257,25 @@ def _run_child(argv: list[str], cwd: Path, timeout: float, env: dict[str, str]) 
 
 
 class _TreeSampler(threading.Thread):
-    """The largest sum of VmRSS over a process and its descendants, sampled every 0.5 s.
+    """The largest sums of VmRSS and of Pss over a process and its descendants, sampled every
+    0.5 s.
 
     wait4's ru_maxrss is the largest *single* process of the tree; a run's parsing workers and
     writer process live beside it, so this is what the machine holds at once (Linux /proc only;
-    pages shared by fork are counted in each process, so it errs high, and sampling errs low).
+    sampling errs low). RSS counts a page shared by fork in each process that maps it, so its
+    sum errs high; Pss splits such a page between them, so its sum is what the tree holds.
     """
 
     def __init__(self, pid: int) -> None:
         super().__init__(daemon=True)
-        self.pid, self.peak_kib = pid, 0
+        self.pid, self.peak_kib, self.peak_pss_kib = pid, 0, 0
         self._done = threading.Event()
 
     def run(self) -> None:
         while not self._done.wait(0.5):
-            self.peak_kib = max(self.peak_kib, sum(_rss_kib(p) for p in _tree(self.pid)))
+            pids = _tree(self.pid)
+            self.peak_kib = max(self.peak_kib, sum(_rss_kib(p) for p in pids))
+            self.peak_pss_kib = max(self.peak_pss_kib, sum(_pss_kib(p) for p in pids))
 
     def stop(self) -> None:
         self._done.set()
@@ -293,6 +299,14 @@ def _rss_kib(pid: int) -> int:
     with contextlib.suppress(OSError, ValueError):
         for line in Path(f"/proc/{pid}/status").read_text().splitlines():
             if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    return 0
+
+
+def _pss_kib(pid: int) -> int:
+    with contextlib.suppress(OSError, ValueError):
+        for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines():
+            if line.startswith("Pss:"):
                 return int(line.split()[1])
     return 0
 
@@ -558,7 +572,7 @@ def _markdown(machine: dict[str, Any], results: list[dict[str, Any]]) -> str:
 
     rows = [
         "| store | chats | records | first sync s | chats/s | peak RSS MiB "
-        "| all processes MiB | unchanged sync s | --full s |",
+        "| all processes MiB (RSS / PSS) | unchanged sync s | --full s |",
         "|---|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for r in sorted(results, key=lambda r: (r["chats"], r["records"], r["store"])):
@@ -568,11 +582,16 @@ def _markdown(machine: dict[str, Any], results: list[dict[str, Any]]) -> str:
             read = ((first.get("report") or {}).get("inputs") or {}).get("chats_read", r["chats"])
             rate = f"{read / first['wall_s']:,.0f}"
         peak = max((r[p]["peak_rss_mib"] for p in _PHASES if r.get(p)), default=None)
-        trees = [r[p].get("peak_tree_rss_mib") for p in _PHASES if r.get(p)]
-        tree = max((t for t in trees if t is not None), default=None)
+        tree = " / ".join(
+            str(max(values)) if values else "-"
+            for values in (
+                [r[p][key] for p in _PHASES if r.get(p) and r[p].get(key) is not None]
+                for key in ("peak_tree_rss_mib", "peak_tree_pss_mib")
+            )
+        )
         rows.append(
             f"| {r['store']} | {r['chats']:,} | {r['records']:,} | {seconds(first)} | {rate} | "
-            f"{peak if peak is not None else '-'} | {tree if tree is not None else '-'} | "
+            f"{peak if peak is not None else '-'} | {tree} | "
             f"{seconds(r.get('unchanged'))} | "
             f"{seconds(r.get('full'))} |"
         )
@@ -628,7 +647,8 @@ def _markdown(machine: dict[str, Any], results: list[dict[str, Any]]) -> str:
         "writing, report). chats/s = chats read by the first sync / its wall time; peak RSS is the "
         "largest of the three runs' own peaks (wait4 of each child: its largest single process); "
         "all processes is the largest sum over the run's process tree (parsers, writer), sampled "
-        "every 0.5 s.",
+        "every 0.5 s: of RSS (a page shared by fork counted in every process) and of PSS (split "
+        "between them).",
         "",
         *rows,
         "",

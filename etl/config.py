@@ -101,7 +101,7 @@ class PhoneSettings(_Section):
 
 
 class RunSettings(_Section):
-    chunk_size: int = Field(default=20_000, ge=1)
+    chunk_size: int = Field(default=10_000, ge=1)
     # chats per store transaction (whole chunks; at least one): fewer, larger commits write less
     commit_size: int = Field(default=100_000, ge=1)
     workers: int = Field(default=2, ge=1)  # processes that parse export files (Chat and Sell)
