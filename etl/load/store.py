@@ -379,7 +379,11 @@ class Store:
         if only is not None:
             keep = {"id", *only}
             wanted = {name: tuple(c for c in cols if c in keep) for name, cols in wanted.items()}
-        with self.engine.connect() as conn:
+        # streamed: PostgreSQL through a server-side cursor, else psycopg receives all of a
+        # million-row table before the first fetch (the run's peak, in a --full run)
+        with self.engine.connect().execution_options(
+            stream_results=True, max_row_buffer=FETCH_ROWS
+        ) as conn:
             for name, columns in wanted.items():
                 table = schema.metadata.tables[name]
                 result = conn.execute(select(*[table.c[c] for c in columns]).order_by(table.c.id))
@@ -606,7 +610,10 @@ class Store:
             )
 
 
-def columnar_frame(result, columns: Iterable[str], size: int = 50_000) -> pd.DataFrame:
+FETCH_ROWS = 50_000
+
+
+def columnar_frame(result, columns: Iterable[str], size: int = FETCH_ROWS) -> pd.DataFrame:
     """A query's rows as a frame, built column by column from bounded fetches.
 
     ``pd.DataFrame(result.fetchall())`` holds every row object and the frame at once (about
