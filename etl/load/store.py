@@ -106,9 +106,8 @@ class Store:
 
     def reads_only(self) -> None:
         """From now on this process only reads the store (a writer process writes): its SQLite
-        connections keep a small page cache (the writer's is the one that pays for itself).
-        They are resized as they are checked out, not closed: a process whose last connection
-        closes removes the WAL, under a writer forked from it that has not opened its own."""
+        connections keep a small page cache (the writer's is the one that pays for itself),
+        each resized as it is next checked out."""
         self.sqlite_cache_kib = READER_CACHE_KIB
 
     @property
