@@ -247,9 +247,7 @@ class _Run:
         # run's lock is held on one, and the child never touches what it inherits (gc.freeze)
         if store.dialect == "sqlite":
             store.dispose()
-        writer = ProcessWriter(store.url.render_as_string(hide_password=False)).start()
-        store.reads_only()
-        return writer
+        return ProcessWriter(store.url.render_as_string(hide_password=False)).start()
 
     def _stop_writer(self) -> None:
         """End the writer process after what it is writing, nothing committed that was not."""

@@ -9,10 +9,7 @@ single object; any of them gzipped. A file's kind comes from its name (``chats*`
 from __future__ import annotations
 
 import hashlib
-import multiprocessing
-from collections import deque
 from collections.abc import Iterable, Iterator
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -140,43 +137,14 @@ def _kind_by_content(record: dict[str, Any]) -> str | None:
     return None
 
 
-PARALLEL_MAX_FILE_BYTES = 64 << 20  # larger files stream in this process, keeping memory flat
-
-
-def read_batches(
-    files: Iterable[SourceFile], batch_size: int, workers: int = 1
-) -> Iterator[ChatBatch]:
-    """Typed batches of at most ``batch_size`` records over the given files, in file order.
-
-    With ``workers`` > 1, files up to PARALLEL_MAX_FILE_BYTES are parsed in that many forked
-    processes (a few files ahead at most), and their batches still come back in file order.
-    """
-    files = list(files)
-    if workers <= 1 or len(files) < 2:
-        yield from _read_serial(files, batch_size)
-        return
-    context = multiprocessing.get_context("fork")
-    with ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool:
-        ahead: deque = deque()
-        for source in files:
-            if source.size > PARALLEL_MAX_FILE_BYTES:
-                while ahead:
-                    yield from ahead.popleft().result()
-                yield from _read_serial([source], batch_size)
-                continue
-            ahead.append(pool.submit(read_file, source, batch_size))
-            if len(ahead) > 2 * workers:
-                yield from ahead.popleft().result()
-        while ahead:
-            yield from ahead.popleft().result()
-
-
 def read_file(source: SourceFile, batch_size: int) -> list[ChatBatch]:
-    """One file's batches, whole (a worker process's unit of work)."""
-    return list(_read_serial([source], batch_size))
+    """One file's batches, whole (a Dask worker's unit of work)."""
+    return list(read_batches([source], batch_size))
 
 
-def _read_serial(files: Iterable[SourceFile], batch_size: int) -> Iterator[ChatBatch]:
+def read_batches(files: Iterable[SourceFile], batch_size: int) -> Iterator[ChatBatch]:
+    """Typed batches of at most ``batch_size`` records over the given files, in file order
+    (parsed in parallel by ``etl.load.stage.fill``, a file to a worker)."""
     pending: list[RawRecord] = []
     rejects: list[Reject] = []
     for source in files:

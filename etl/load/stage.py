@@ -24,7 +24,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from etl.extract.chats import CHAT_COLUMNS, PARALLEL_MAX_FILE_BYTES, ChatBatch, read_batches
+from etl.extract.chats import CHAT_COLUMNS, ChatBatch, read_batches
 from etl.extract.files import SourceFile
 from etl.extract.sell import newest
 
@@ -229,6 +229,9 @@ class ChatStage:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+PARALLEL_MAX_FILE_BYTES = 64 << 20  # larger files stream in the run's process, memory flat
 
 
 @dataclass(slots=True)

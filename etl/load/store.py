@@ -92,23 +92,8 @@ class Store:
         if self.dialect == "sqlite":
             kwargs["connect_args"] = {"timeout": 60}
         self.engine: Engine = create_engine(self.url, **kwargs)
-        self.sqlite_cache_kib = SQLITE_CACHE_KIB
         if self.dialect == "sqlite":
             event.listen(self.engine, "connect", _sqlite_pragmas)
-            event.listen(self.engine, "checkout", self._size_cache)
-
-    def _size_cache(self, dbapi_connection, record, _proxy) -> None:
-        if record.info.get("cache_kib") != self.sqlite_cache_kib:
-            cursor = dbapi_connection.cursor()
-            cursor.execute(f"PRAGMA cache_size = -{int(self.sqlite_cache_kib)}")
-            cursor.close()
-            record.info["cache_kib"] = self.sqlite_cache_kib
-
-    def reads_only(self) -> None:
-        """From now on this process only reads the store (a writer process writes): its SQLite
-        connections keep a small page cache (the writer's is the one that pays for itself),
-        each resized as it is next checked out."""
-        self.sqlite_cache_kib = READER_CACHE_KIB
 
     @property
     def display_url(self) -> str:
@@ -654,20 +639,16 @@ def _stored_transcript() -> dict[str, Any]:
 _STORED_TRANSCRIPT = _stored_transcript()
 
 
-# 64 MB of page cache (SQLite's default is 2 MB): chunk upserts into million-row indexes
-# otherwise spend their time re-reading pages. It is per connection, and a run has a writing
-# one and reading ones: 128 MB each put a --full run of 1M chats over 1 GiB
-SQLITE_CACHE_KIB = 65536
-# a process that only looks chats up by key while another writes (Store.reads_only)
-READER_CACHE_KIB = 8192
-
-
 def _sqlite_pragmas(dbapi_connection, _record) -> None:
     cursor = dbapi_connection.cursor()
     cursor.execute("PRAGMA journal_mode = WAL")
     cursor.execute("PRAGMA synchronous = NORMAL")
     cursor.execute("PRAGMA busy_timeout = 60000")
-    cursor.close()  # the page cache is sized at checkout (Store._size_cache)
+    # 64 MB of page cache (SQLite's default is 2 MB): chunk upserts into million-row indexes
+    # otherwise spend their time re-reading pages. It is per connection, and a run has a writing
+    # one and reading ones: 128 MB each put a --full run of 1M chats over 1 GiB
+    cursor.execute("PRAGMA cache_size = -65536")
+    cursor.close()
 
 
 def _records_clause(table, records: list[tuple[str, int]]):

@@ -17,6 +17,7 @@ import sqlalchemy as sa
 from etl.errors import StoreError
 from etl.load.planwriter import ProcessWriter
 from etl.load.store import Store
+from etl.pipeline import SyncOptions, run_sync
 
 from integration.scenario import batched_settings, make_exports, settings_for, sync
 from storecheck import dump, rows
@@ -75,6 +76,7 @@ _ORPHAN = """
 import os, signal, sys
 from etl.load.planwriter import ProcessWriter
 from etl.load.store import Store
+from etl.pipeline import SyncOptions, run_sync
 writer = ProcessWriter(sys.argv[1]).start()
 if os.fork() == 0:  # another process holding the planner's end of the pipe open
     import time
@@ -134,15 +136,20 @@ def test_the_writer_inherits_no_sqlite_connection_of_the_run(tmp_path, generated
     shared file state."""
     chats, sell, _manifest = generated
     store_url = f"sqlite:///{tmp_path / 'store.db'}"
-    real_reads_only = Store.reads_only
+    store = Store(store_url)  # the run's
+    real_start = ProcessWriter.start
 
-    def reads_only_and_close(self):  # called in the run just after the writer forked
-        real_reads_only(self)
-        self.dispose()
+    def start_then_close_the_runs_connections(self):
+        started = real_start(self)
+        store.dispose()
+        return started
 
-    monkeypatch.setattr(Store, "reads_only", reads_only_and_close)
+    monkeypatch.setattr(ProcessWriter, "start", start_then_close_the_runs_connections)
     settings = batched_settings(store_url, 40, 120, write_process=True)
-    report = sync(store_url, chats, sell, settings=settings).report
+    try:
+        report = run_sync(settings, SyncOptions(chats=chats, sell=sell), store=store).report
+    finally:
+        store.dispose()
     assert report["status"] == "succeeded" and report["accounting"]["balanced"]
     assert rows(store_url, "PRAGMA integrity_check") == [("ok",)]
     reference = f"sqlite:///{tmp_path / 'reference.db'}"

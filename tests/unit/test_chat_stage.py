@@ -62,8 +62,10 @@ def test_workers_stage_what_one_process_stages(exports):
     pd.testing.assert_frame_equal(serial, parallel)
     assert leftover == ["stage.sqlite"]  # every shard merged and removed
     assert sum(p.chats for p in parallel_parts) == sum(p.chats for p in serial_parts) == 40
+    assert [r for p in parallel_parts for r in p.rejects] == [
+        r for p in serial_parts for r in p.rejects
+    ]
     rejects = [(r.source_file, r.position) for p in parallel_parts for r in p.rejects]
-    assert rejects == [(r.source_file, r.position) for p in serial_parts for r in p.rejects]
     assert [(name.rsplit("/", 1)[-1], where) for name, where in rejects] == [
         ("chats_3.jsonl", "line 7")
     ]

@@ -182,18 +182,3 @@ def test_not_gzip_despite_name_and_garbage(tmp_path):
     (tmp_path / "chats.json.gz").write_bytes(b"\x1f\x8bgarbage")
     _, _, _, rejects = _read(tmp_path)
     assert len(rejects) == 1 and rejects[0].position == "file"
-
-
-def test_parallel_parsing_gives_what_serial_parsing_gives(tmp_path):
-    for n in range(5):
-        write_json(
-            tmp_path / f"chats_{n}.json",
-            page([chat(f"c{n}-{i}", f"v{i}@example.com") for i in range(30)]),
-        )
-    write_ndjson(tmp_path / "chats_x.jsonl", [chat("x1")], extra_lines=['{"id": "cut'])
-    serial = list(read_batches(discover(tmp_path), 25, workers=1))
-    parallel = list(read_batches(discover(tmp_path), 25, workers=2))
-    merged = [pd.concat([b.chats for b in run], ignore_index=True) for run in (serial, parallel)]
-    assert merged[0]["chat_id"].tolist() == merged[1]["chat_id"].tolist()
-    pd.testing.assert_frame_equal(merged[0], merged[1])
-    assert [r for b in serial for r in b.rejects] == [r for b in parallel for r in b.rejects]
