@@ -5,7 +5,8 @@ For each size and store it times, as separate `chatsell` processes:
   2. `sync` again with nothing changed (should read no file),
   3. `sync --full` (re-reads everything, should write nothing new),
 recording wall time, the child's own CPU time and peak RSS (from wait4 on that one child), and
-the run report the child prints. Results go to benchmarks/out/results.json and results.md.
+the run report the child prints; each run also writes its HTML and JSON report files
+(`--report-dir`), as a scheduled run does. Results go to benchmarks/out/results.json and results.md.
 
     python benchmarks/run.py --sizes 10000,100000 --stores sqlite,postgresql
 
@@ -380,7 +381,9 @@ def _bench_store(
     # the store URL goes in the environment, not argv: no password in the process list
     env = {"CHATSELL_DATABASE_URL": url}
     base = [*command, "--config", str(config), "--log-format", "json", "-q"]
-    sync = ["sync", "--chats", str(data["dir"] / "chat"), "--sell", str(data["dir"] / "sell")]
+    # every run leaves its report page, as an analyst's does (the page reads every outcome)
+    sync = ["sync", "--chats", str(data["dir"] / "chat"), "--sell", str(data["dir"] / "sell"),
+            "--report-dir", str(run_dir / "reports")]  # fmt: skip
     try:
         upgrade = _run_child([*base, "db", "upgrade"], run_dir, timeout, env)
         result["upgrade_s"] = upgrade["wall_s"]

@@ -45,6 +45,7 @@ from etl.load.planwriter import (
 from etl.load.stage import ChatStage, SellStage, fill, kept, read_part, remove_orphans, spill
 from etl.load.store import CRM_COLUMNS, Store
 from etl.report.build import add_counts, build_report, empty_counters
+from etl.report.digest import LIST_LIMIT, OutcomeDigest
 from etl.report.files import write_report_files
 from etl.transform.assign import PoolState, build_assigner, resolve_user
 from etl.transform.match import build_index
@@ -199,7 +200,7 @@ class _Run:
         self.planned_leads: list[pd.DataFrame] = []
         self._planner_obj: Planner | None = None
         self.crm: dict[str, pd.DataFrame] | None = None
-        self.dry_outcome_rows: list[pd.DataFrame] = []
+        self.dry_digest = OutcomeDigest()  # a dry run's report page, chunk by chunk
         self.reject_frame = pd.DataFrame()
         self.writer: ProcessWriter | None = None
 
@@ -567,7 +568,8 @@ class _Run:
         self.counters["rejects"] = len(reject_frame)
         self.dry_outcomes["rejected"] = len(reject_outcomes)
         self.reject_frame = reject_frame
-        self.dry_outcome_rows.append(reject_outcomes)
+        if self.dry_run:
+            self.dry_digest.add(reject_outcomes)
         if not self.dry_run:
             self._transact(
                 record_inputs, self.run_id, self.agents, self.departments, reject_frame,
@@ -779,7 +781,7 @@ class _Run:
             add_counts(self.dry_outcomes, plan.outcome_counts())
             self.dry_multi |= plan.multi_match_emails
             if self.dry_run and self.options.report_dir is not None:
-                self.dry_outcome_rows.append(plan.outcomes)
+                self.dry_digest.add(plan.outcomes)
         self.count_assignments(plan.leads, plan.assignments)
         held = plan.chats["chat_id"]
         if stored is not None:  # activities are written with their chat: a new chat has none
@@ -896,18 +898,12 @@ class _Run:
         if self.options.report_dir is None:
             return
         if self.dry_run:
-            outcomes = (
-                pd.concat(self.dry_outcome_rows, ignore_index=True)
-                if self.dry_outcome_rows
-                else pd.DataFrame()
-            )
-            rejects = self.reject_frame
-        else:
-            outcomes, rejects = (
-                self.store.outcome_rows(self.run_id),
-                self.store.reject_rows(self.run_id),
-            )
-        write_report_files(report, outcomes, rejects, self.options.report_dir)
+            outcomes, rejects, total = self.dry_digest, self.reject_frame, None
+        else:  # the page's counts and first rows, read in bounded fetches
+            outcomes = self.store.outcome_digest(self.run_id)
+            rejects = self.store.reject_rows(self.run_id, limit=LIST_LIMIT)
+            total = self.store.reject_count(self.run_id)
+        write_report_files(report, outcomes, rejects, self.options.report_dir, total)
 
 
 def write_sell(

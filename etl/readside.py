@@ -19,6 +19,7 @@ from etl.config import Settings
 from etl.errors import ConfigError
 from etl.load.store import Store
 from etl.report.compare import compare_reports
+from etl.report.digest import LIST_LIMIT
 from etl.report.files import write_report_files
 from etl.report.render import to_csv
 from etl.transform.normalize import email_key
@@ -37,8 +38,13 @@ def publish_report(
         if row is None or not row.get("report"):
             raise ConfigError(f"no finished run {run_id} to report")
         report = json.loads(row["report"])
+        run = row["run_id"]
         return write_report_files(
-            report, store.outcome_rows(row["run_id"]), store.reject_rows(row["run_id"]), out_dir
+            report,
+            store.outcome_digest(run),
+            store.reject_rows(run, limit=LIST_LIMIT),
+            out_dir,
+            store.reject_count(run),
         )
     finally:
         if own_store:

@@ -15,6 +15,7 @@ from typing import Any
 
 import pandas as pd
 from sqlalchemy import (
+    Text,
     and_,
     create_engine,
     event,
@@ -24,6 +25,7 @@ from sqlalchemy import (
     or_,
     select,
     text,
+    type_coerce,
     union_all,
     update,
 )
@@ -34,6 +36,7 @@ from etl.errors import ConfigError, StoreError
 from etl.load import faults, schema
 from etl.load.lock import run_lock
 from etl.load.upsert import dialect_insert, select_in
+from etl.report.digest import OutcomeDigest
 
 log = logging.getLogger(__name__)
 
@@ -79,6 +82,9 @@ def masked(url: str | URL) -> str:
         return (url if isinstance(url, URL) else make_url(url)).render_as_string(hide_password=True)
     except ArgumentError:
         return "<unparseable URL>"
+
+
+FETCH_ROWS = 50_000  # rows a read holds as row objects at once
 
 
 class Store:
@@ -326,15 +332,63 @@ class Store:
             )
         return _utc(frame, ("chat_started_at",))
 
-    def reject_rows(self, run_id: int) -> pd.DataFrame:
+    def outcome_digest(self, run_id: int, size: int = FETCH_ROWS) -> OutcomeDigest:
+        """What the report page shows of a run's outcomes, in the memory of a small run: the
+        counts per day, department and agent from GROUP BYs, and only the exception lists'
+        rows (invalid emails, skipped leads, multi-matches), read ``size`` at a time in chat id
+        order, as ``outcome_rows`` gives them."""
+        o = schema.run_outcomes
+        digest = OutcomeDigest()
+        mine = o.c.run_id == run_id
+        if self.dialect == "sqlite":  # stored as UTC text, 2026-11-02 09:00:00.000000
+            day = func.substr(type_coerce(o.c.chat_started_at, Text), 1, 10)
+        else:
+            day = func.to_char(func.timezone("UTC", o.c.chat_started_at), "YYYY-MM-DD")
+        listed = or_(o.c.outcome.in_(["invalid_email", "lead_skipped"]), o.c.match_count > 1)
+        with self.engine.connect().execution_options(
+            stream_results=True, max_row_buffer=size
+        ) as conn:
+            rows, first, last = conn.execute(
+                select(
+                    func.count(), func.min(o.c.chat_started_at), func.max(o.c.chat_started_at)
+                ).where(mine)
+            ).one()
+            groups = {}
+            for name, key in (("day", day), ("department", o.c.department), ("agent", o.c.agent)):
+                key = key.label(name)
+                grouped = conn.execute(
+                    select(key, o.c.outcome, func.count().label("n"))
+                    .where(mine)
+                    .group_by(key, o.c.outcome)
+                )
+                groups[name] = pd.DataFrame(grouped.fetchall(), columns=[name, "outcome", "n"])
+            digest.add_counts(rows, first, last, groups)
+            result = conn.execute(select(o).where(mine, listed).order_by(o.c.chat_id))
+            columns = list(result.keys())
+            while part := result.fetchmany(size):  # a frame of columns, not of row objects
+                frame = pd.DataFrame(
+                    dict(zip(columns, map(list, zip(*part, strict=True)), strict=True))
+                )
+                digest.add_listed(_utc(frame, ("chat_started_at",)))
+        return digest
+
+    def reject_rows(self, run_id: int, limit: int | None = None) -> pd.DataFrame:
+        """A run's rejects in file and position order (the first ``limit``, if given)."""
+        rejects = schema.rejects
+        stmt = (
+            select(rejects)
+            .where(rejects.c.run_id == run_id)
+            .order_by(rejects.c.source_file, rejects.c.position)
+            .limit(limit)
+        )
+        with self.engine.connect() as conn:
+            return pd.read_sql(stmt, conn)
+
+    def reject_count(self, run_id: int) -> int:
         rejects = schema.rejects
         with self.engine.connect() as conn:
-            return pd.read_sql(
-                select(rejects)
-                .where(rejects.c.run_id == run_id)
-                .order_by(rejects.c.source_file, rejects.c.position),
-                conn,
-            )
+            stmt = select(func.count()).select_from(rejects).where(rejects.c.run_id == run_id)
+            return int(conn.execute(stmt).scalar_one())
 
     # -- inputs --------------------------------------------------------------------------------
 
@@ -592,9 +646,6 @@ class Store:
                     set_={"value": stmt.excluded.value, "updated_at": stmt.excluded.updated_at},
                 )
             )
-
-
-FETCH_ROWS = 50_000
 
 
 def columnar_frame(result, columns: Iterable[str], size: int = FETCH_ROWS) -> pd.DataFrame:

@@ -9,6 +9,7 @@ import pandas as pd
 import pytest
 
 from etl.report.compare import compare_reports
+from etl.report.digest import OutcomeDigest
 from etl.report.html import LIST_LIMIT, render_html
 
 CHARTS = (
@@ -324,3 +325,75 @@ def test_comparison_section():
     section = re.search(r'<section id="comparison">.*?</section>', page, re.S).group(0)
     assert "line 10" in section  # the new reject
     assert 'id="comparison"' not in render_html(report(), frame, bad)
+
+
+def _varied(rows: int) -> pd.DataFrame:
+    """Outcomes of every kind over ~2 years, exceptions past LIST_LIMIT, multi-match emails whose
+    chats list different records, departments and agents blank, missing and padded."""
+    kinds = ["matched", "invalid_email", "lead_skipped", "lead_created", "no_email", "rejected"]
+    reasons = ["email domain is ignored", "chat older than 30 days", None]
+    made = []
+    for i in range(rows):
+        kind = kinds[i % len(kinds)]
+        multi = kind == "matched" and i % 4 == 0
+        made.append(
+            outcome(
+                f"c{(i * 7919) % rows:05d}",  # not in start order
+                kind,
+                email=f"shared{i % 5}@x.example" if multi else f"u{i}@x.example",
+                records=f"lead:{i % 3};contact:{i % 2}" if multi else None,
+                matches=2 + i % 3 if multi else 1,
+                reason=reasons[i % 3] if kind != "matched" else None,
+                started=None if kind == "rejected" else "2024-01-01T00:00:00Z",
+                department=["Sales", " Sales ", "", None, "Support"][i % 5],
+                agent=[None, "Aiko", "Ben", "  "][i % 4],
+            )
+        )
+    frame = outcomes(*made)
+    dated = frame["outcome"] != "rejected"
+    frame.loc[dated, "chat_started_at"] += pd.to_timedelta(
+        (frame.index[dated] * 37) % 800, unit="D"
+    ) + pd.to_timedelta(frame.index[dated] % 24, unit="h")
+    return frame
+
+
+@pytest.mark.parametrize(("rows", "chunk"), [(60, 1), (60, 7), (6 * LIST_LIMIT + 50, 97),
+                                            (6 * LIST_LIMIT + 50, 1000)])  # fmt: skip
+def test_a_page_drawn_chunk_by_chunk_equals_the_page_of_all_rows(rows, chunk):
+    """A store's outcomes are folded into the page a fetch at a time (``OutcomeDigest``): the
+    counts, first rows, capped lists and multi-match records must not depend on the chunks."""
+    frame = _varied(rows)
+    whole = render_html(report(), frame, rejects())
+    digest = OutcomeDigest()
+    for start in range(0, len(frame), chunk):
+        digest.add(frame.iloc[start : start + chunk])
+    assert render_html(report(), digest, rejects()) == whole
+    # and what the page shows is what the rows say
+    invalid = frame[frame["outcome"] == "invalid_email"].sort_values(["chat_started_at", "chat_id"])
+    first = list(invalid["chat_id"][:LIST_LIMIT])
+    assert digest.invalid_count == len(invalid)
+    assert list(digest.invalid["chat_id"]) == first
+    if len(invalid) > LIST_LIMIT:
+        assert f"{len(invalid) - LIST_LIMIT:,} more not shown." in whole
+    assert re.findall(r"<code>(c\d+)</code>", whole)[: len(first)] == first
+    union: dict[str, dict[str, None]] = {}
+    for email, listed in frame.loc[
+        frame["match_count"] > 1, ["email_normalized", "records"]
+    ].values:
+        union.setdefault(email, {}).update(dict.fromkeys(listed.split(";")))
+    emails, count = digest.multi_match()
+    assert count == len(union) == 5
+    assert dict(zip(emails["email"], emails["records"], strict=True)) == {
+        email: ";".join(records) for email, records in union.items()
+    }
+    assert digest.by_day.to_numpy().sum() == int(frame["chat_started_at"].notna().sum())
+    assert int(digest.by_department.loc["(no department)"].sum()) == sum(
+        1 for d in frame["department"] if not isinstance(d, str) or not d.strip()
+    )
+
+
+def test_reject_total_counts_rejects_not_listed():
+    bad = rejects(*((f"f{i}", f"line {i}", "chat", "bad", "x", None) for i in range(3)))
+    page = render_html(report(), outcomes(), bad, reject_total=LIST_LIMIT + 3)
+    assert f'Rejects <span class="count">{LIST_LIMIT + 3:,}</span>' in page
+    assert "3 more not shown." in page

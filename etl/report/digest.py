@@ -1,0 +1,195 @@
+"""What the report page shows of a run's outcomes, gathered without holding them.
+
+A run of a million chats has a million outcome rows; the page shows counts (per day, department
+and agent, by outcome) and the first rows of each exception list. A store counts with GROUP BYs
+and sends only the exception lists' rows (``Store.outcome_digest``), which ``add_listed`` folds
+in a fetch at a time; rows at hand go through ``add`` (a dry run's, chunk by chunk; a test's).
+Either way the page is the same as from the rows taken whole.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Any
+
+import pandas as pd
+
+from etl.transform.plan import OUTCOME_COLUMNS
+
+LIST_LIMIT = 500  # rows per exception list; the rest is counted, not shown
+
+_INVALID = ["chat_id", "chat_started_at", "reason"]
+_SKIPPED = ["chat_id", "email_normalized", "reason", "chat_started_at"]
+_INVALID_ORDER = ["chat_started_at", "chat_id"]
+_SKIPPED_ORDER = ["reason", "chat_started_at", "chat_id"]
+
+
+@dataclass
+class OutcomeDigest:
+    """Counts and first rows of a run's outcomes (chat ids are unique in a run, so every
+    ordering below is total and the first rows do not depend on how the rows were chunked)."""
+
+    limit: int = LIST_LIMIT
+    rows: int = 0
+    undated: int = 0
+    first_started: pd.Timestamp | None = None  # naive UTC
+    last_started: pd.Timestamp | None = None
+    by_day: pd.DataFrame = field(default_factory=pd.DataFrame)  # day x outcome
+    by_department: pd.DataFrame = field(default_factory=pd.DataFrame)  # label x outcome
+    by_agent: pd.DataFrame = field(default_factory=pd.DataFrame)
+    invalid: pd.DataFrame = field(default_factory=lambda: pd.DataFrame(columns=_INVALID))
+    invalid_count: int = 0  # the first ``limit`` above, by start time and chat id
+    skipped: pd.DataFrame = field(default_factory=lambda: pd.DataFrame(columns=_SKIPPED))
+    skipped_count: int = 0  # the first ``limit`` above, by reason, start time and chat id
+    skipped_reasons: Counter = field(default_factory=Counter)
+    # email -> [chats, most records matched, records in first-seen order]: the emails more than
+    # one CRM record share, so bounded by the CRM, not by the chats
+    _multi: dict[str, list[Any]] = field(default_factory=dict)
+
+    @classmethod
+    def of(cls, outcomes: pd.DataFrame, limit: int = LIST_LIMIT) -> OutcomeDigest:
+        digest = cls(limit=limit)
+        digest.add(outcomes)
+        return digest
+
+    def add(self, outcomes: pd.DataFrame) -> None:
+        """Fold in the next rows (``OUTCOME_COLUMNS``; a store's are read in chat id order)."""
+        frame = normalized(outcomes)
+        if frame.empty:
+            return
+        started = _naive_utc(frame["chat_started_at"])
+        groups = {
+            "day": started.dt.floor("D"),
+            "department": frame["department"],
+            "agent": frame["agent"],
+        }
+        self.add_counts(
+            len(frame),
+            started.min(),
+            started.max(),
+            {
+                name: pd.DataFrame({name: key, "outcome": frame["outcome"]})
+                .value_counts(dropna=False)
+                .rename("n")
+                .reset_index()
+                for name, key in groups.items()
+            },
+        )
+        self.add_listed(frame)
+
+    def add_counts(self, rows: int, first: Any, last: Any, groups: dict[str, pd.DataFrame]) -> None:
+        """Fold in rows already counted (a store's GROUP BY): ``groups`` has, for each of
+        "day" (the UTC day started, or missing), "department" and "agent", a frame of that
+        value as stored, the outcome and ``n``, the rows that have both."""
+        self.rows += rows
+        for stamp in (first, last):
+            if stamp is None or pd.isna(stamp):
+                continue
+            stamp = _naive_utc(pd.Series([pd.Timestamp(stamp)])).iloc[0]
+            self.first_started = (
+                stamp if self.first_started is None else min(self.first_started, stamp)
+            )
+            self.last_started = (
+                stamp if self.last_started is None else max(self.last_started, stamp)
+            )
+        days = groups["day"]
+        days = days.assign(day=_naive_utc(pd.to_datetime(days["day"], utc=True)).dt.floor("D"))
+        dated = days["day"].notna()
+        self.undated += int(days.loc[~dated, "n"].sum())
+        self.by_day = _plus(self.by_day, _table(days[dated], "day", days.loc[dated, "day"]))
+        for name in ("department", "agent"):
+            counts = groups[name]
+            labels = counts[name].astype("string").fillna("").str.strip()
+            labels = labels.where(labels != "", _MISSING_LABEL[name])
+            table = _table(counts, name, labels)
+            if name == "department":
+                self.by_department = _plus(self.by_department, table)
+            else:
+                self.by_agent = _plus(self.by_agent, table)
+
+    def add_listed(self, outcomes: pd.DataFrame) -> None:
+        """Fold in rows for the exception lists only (their counts come from ``add_counts``):
+        a store sends only the invalid emails, skipped leads and multi-matches."""
+        frame = normalized(outcomes)
+        invalid = frame.loc[frame["outcome"] == "invalid_email", _INVALID]
+        self.invalid_count += len(invalid)
+        self.invalid = self._first(self.invalid, invalid, _INVALID_ORDER)
+
+        skipped = frame.loc[frame["outcome"] == "lead_skipped", _SKIPPED]
+        self.skipped_count += len(skipped)
+        self.skipped_reasons.update(skipped["reason"].astype("string").fillna("").tolist())
+        self.skipped = self._first(self.skipped, skipped, _SKIPPED_ORDER)
+
+        multi = frame.loc[frame["match_count"] > 1, ["email_normalized", "match_count", "records"]]
+        emails = multi["email_normalized"].astype("string").fillna("").tolist()
+        records = multi["records"].astype("string").tolist()
+        matches = multi["match_count"].astype("int64").tolist()
+        for email, most, listed in zip(emails, matches, records, strict=True):
+            entry = self._multi.setdefault(email, [0, 0, {}])
+            entry[0] += 1
+            entry[1] = max(entry[1], most)
+            if isinstance(listed, str):
+                entry[2].update((r, None) for r in listed.split(";") if r)
+
+    def _first(self, kept: pd.DataFrame, more: pd.DataFrame, order: list[str]) -> pd.DataFrame:
+        if kept.empty:
+            both = more
+        elif more.empty:
+            both = kept
+        else:
+            both = pd.concat([kept, more], ignore_index=True)
+        return both.sort_values(order, na_position="last", kind="stable").head(self.limit)
+
+    def reasons(self) -> list[tuple[str, int]]:
+        """Skipped leads per reason, most first (ties in the order first met)."""
+        return sorted(self.skipped_reasons.items(), key=lambda item: -item[1])
+
+    def multi_match(self) -> tuple[pd.DataFrame, int]:
+        """The first ``limit`` emails (most records first) with the union of their chats'
+        records, and how many emails there are."""
+        if not self._multi:
+            return pd.DataFrame(columns=["email", "records", "chats"]), 0
+        emails = pd.DataFrame(
+            [(email, chats, matches) for email, (chats, matches, _) in self._multi.items()],
+            columns=["email", "chats", "matches"],
+        ).sort_values(["matches", "chats", "email"], ascending=[False, False, True])
+        shown = emails.head(self.limit)
+        records = [";".join(self._multi[email][2]) or None for email in shown["email"]]
+        return shown.assign(records=records), len(emails)
+
+
+def normalized(outcomes: pd.DataFrame) -> pd.DataFrame:
+    """The outcome columns, with a numeric match count and UTC start times (a store's SQLite
+    gives naive text; a missing or bad value becomes NaT)."""
+    frame = outcomes.reindex(columns=list(OUTCOME_COLUMNS)).reset_index(drop=True)
+    frame["match_count"] = pd.to_numeric(frame["match_count"], errors="coerce").fillna(0)
+    frame["chat_started_at"] = pd.to_datetime(frame["chat_started_at"], utc=True, errors="coerce")
+    return frame
+
+
+_MISSING_LABEL = {"department": "(no department)", "agent": "(no agent)"}
+
+
+def _naive_utc(stamps: pd.Series) -> pd.Series:
+    stamps = pd.to_datetime(stamps, utc=True, errors="coerce")
+    return stamps.dt.tz_convert("UTC").dt.tz_localize(None)
+
+
+def _table(counts: pd.DataFrame, name: str, keys: pd.Series) -> pd.DataFrame:
+    """``n`` summed per key and outcome: a key x outcome table (a missing outcome "(none)")."""
+    if counts.empty:
+        return pd.DataFrame()
+    outcome = counts["outcome"].astype("string").fillna("(none)")
+    summed = counts["n"].groupby([keys.rename(name), outcome.rename("outcome")]).sum()
+    return summed.unstack("outcome", fill_value=0).astype("int64")
+
+
+def _plus(total: pd.DataFrame, more: pd.DataFrame) -> pd.DataFrame:
+    """Two count tables added cell by cell (a label or outcome one lacks counts 0 there)."""
+    if total.empty:
+        return more
+    if more.empty:
+        return total
+    summed = total.add(more, fill_value=0).fillna(0).astype("int64")
+    return summed.sort_index().reindex(columns=sorted(summed.columns))
