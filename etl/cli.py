@@ -334,7 +334,11 @@ def report(
         if value is not None and value != "latest" and not value.isdigit():
             raise click.BadParameter("a run number or 'latest'", param_hint=hint)
     settings = _run(lambda: app.settings)
-    stored = _run(load_run_report, settings, run_id, compare_to=compare_to, store=_run(app.store))
+    outcomes = "rows" if details else "digest" if fmt == "html" else None
+    stored = _run(
+        load_run_report, settings, run_id, compare_to=compare_to, store=_run(app.store),
+        outcomes=outcomes,
+    )  # fmt: skip
     report_data, comparison = stored.report, stored.comparison
     if details:
         if fmt == "json":

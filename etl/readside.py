@@ -19,7 +19,7 @@ from etl.config import Settings
 from etl.errors import ConfigError
 from etl.load.store import Store
 from etl.report.compare import compare_reports
-from etl.report.digest import LIST_LIMIT
+from etl.report.digest import LIST_LIMIT, OutcomeDigest
 from etl.report.files import write_report_files
 from etl.report.render import to_csv
 from etl.transform.normalize import email_key
@@ -149,10 +149,11 @@ def read_feed(
 
 @dataclass
 class StoredRun:
-    """A finished run's report with its per-chat rows, and optionally a comparison."""
+    """A finished run's report with its per-chat rows (or what its page shows of them), and
+    optionally a comparison."""
 
     report: dict[str, Any]
-    outcomes: pd.DataFrame
+    outcomes: pd.DataFrame | OutcomeDigest | None
     rejects: pd.DataFrame
     comparison: dict[str, Any] | None = None
 
@@ -163,16 +164,21 @@ def load_run_report(
     *,
     compare_to: int | str | None = None,
     store: Store | None = None,
+    outcomes: str | None = "rows",
 ) -> StoredRun:
-    """The stored report of ``run_id`` (or the latest finished run) for rendering."""
+    """The stored report of ``run_id`` (or the latest finished run) for rendering.
+
+    ``outcomes``: "rows" (every chat's, for ``--details``), "digest" (what the HTML page shows,
+    read in bounded fetches) or None (the summary needs neither).
+    """
     own_store = store is None
     store = store or Store(settings.database_url.get_secret_value())
     try:
         store.prepare()
         current = _stored_report(store, run_id)
-        stored = StoredRun(
-            current, store.outcome_rows(current["run_id"]), store.reject_rows(current["run_id"])
-        )
+        run = current["run_id"]
+        rows = {"rows": store.outcome_rows, "digest": store.outcome_digest}.get(outcomes)
+        stored = StoredRun(current, rows(run) if rows else None, store.reject_rows(run))
         if compare_to is not None:
             previous = _stored_report(store, compare_to)
             stored.comparison = compare_reports(

@@ -282,3 +282,35 @@ def test_backfill_engine_options_are_checked(runner, tmp_path, exports):
     on_sqlite = invoke(runner, *base, "--engine", "dask", "--workers", "1")
     assert on_sqlite.exit_code == 2 and "PostgreSQL" in on_sqlite.stderr
     assert not (tmp_path / "e.db").exists() or Store(db).recent_runs(5) == []
+
+
+def test_report_reads_the_outcome_rows_only_for_details(runner, tmp_path, exports, monkeypatch):
+    """A million-chat run's summary must not load its million outcome rows; its page draws from
+    counts (the same page the sync wrote); only ``--details`` lists every chat."""
+    from etl.load.store import Store
+
+    chats, sell = exports
+    db = f"sqlite:///{tmp_path / 'c.db'}"
+    rep = tmp_path / "rep"
+    invoke(
+        runner,
+        "--db",
+        db,
+        "sync",
+        "--chats",
+        str(chats),
+        "--sell",
+        str(sell),
+        "--report-dir",
+        str(rep),
+    )
+    real = Store.outcome_rows
+    monkeypatch.setattr(Store, "outcome_rows", lambda *_a: pytest.fail("outcome rows read"))
+    for fmt in ("text", "json", "csv"):
+        assert invoke(runner, "--db", db, "report", "latest", "--format", fmt).exit_code == 0
+    page = tmp_path / "r.html"
+    invoke(runner, "--db", db, "report", "1", "--format", "html", "--out", str(page))
+    assert page.read_text(encoding="utf-8") == (rep / "run-1.html").read_text(encoding="utf-8")
+    monkeypatch.setattr(Store, "outcome_rows", real)
+    details = invoke(runner, "--db", db, "report", "1", "--details", "--format", "csv").stdout
+    assert len(details.splitlines()) == 1 + 9
