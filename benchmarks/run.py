@@ -381,7 +381,7 @@ def _bench_store(
     # the store URL goes in the environment, not argv: no password in the process list
     env = {"CHATSELL_DATABASE_URL": url}
     base = [*command, "--config", str(config), "--log-format", "json", "-q"]
-    # every run leaves its report page, as an analyst's does (the page reads every outcome)
+    # every run leaves its report files, as a scheduled run does (the page counts every outcome)
     sync = ["sync", "--chats", str(data["dir"] / "chat"), "--sell", str(data["dir"] / "sell"),
             "--report-dir", str(run_dir / "reports")]  # fmt: skip
     try:

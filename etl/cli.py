@@ -352,7 +352,9 @@ def report(
     elif fmt == "csv":
         text = render_csv_summary(report_data)
     elif fmt == "html":
-        text = render_html(report_data, stored.outcomes, stored.rejects, comparison)
+        text = render_html(
+            report_data, stored.outcomes, stored.rejects, comparison, stored.reject_total
+        )
     else:
         text = (
             render_text(report_data)

@@ -568,7 +568,7 @@ class _Run:
         self.counters["rejects"] = len(reject_frame)
         self.dry_outcomes["rejected"] = len(reject_outcomes)
         self.reject_frame = reject_frame
-        if self.dry_run:
+        if self.dry_run and self.options.report_dir is not None:
             self.dry_digest.add(reject_outcomes)
         if not self.dry_run:
             self._transact(

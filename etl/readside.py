@@ -10,7 +10,7 @@ import json
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import orjson
 import pandas as pd
@@ -154,8 +154,9 @@ class StoredRun:
 
     report: dict[str, Any]
     outcomes: pd.DataFrame | OutcomeDigest | None
-    rejects: pd.DataFrame
+    rejects: pd.DataFrame  # all, or the first LIST_LIMIT of ``reject_total``
     comparison: dict[str, Any] | None = None
+    reject_total: int | None = None  # None: ``rejects`` holds them all
 
 
 def load_run_report(
@@ -164,21 +165,32 @@ def load_run_report(
     *,
     compare_to: int | str | None = None,
     store: Store | None = None,
-    outcomes: str | None = "rows",
+    outcomes: Literal["rows", "digest"] | None = "rows",
 ) -> StoredRun:
     """The stored report of ``run_id`` (or the latest finished run) for rendering.
 
-    ``outcomes``: "rows" (every chat's, for ``--details``), "digest" (what the HTML page shows,
-    read in bounded fetches) or None (the summary needs neither).
+    ``outcomes``: "rows" (every chat's, and every reject: ``--details``), "digest" (what the
+    HTML page shows: counts and the first rows of each list, read in bounded fetches) or None
+    (the summary needs neither). A comparison reads both runs' rejects (the new ones are listed).
     """
+    if outcomes not in ("rows", "digest", None):
+        raise ValueError(f"outcomes: 'rows', 'digest' or None, not {outcomes!r}")
     own_store = store is None
     store = store or Store(settings.database_url.get_secret_value())
     try:
         store.prepare()
         current = _stored_report(store, run_id)
         run = current["run_id"]
-        rows = {"rows": store.outcome_rows, "digest": store.outcome_digest}.get(outcomes)
-        stored = StoredRun(current, rows(run) if rows else None, store.reject_rows(run))
+        stored = StoredRun(current, None, pd.DataFrame())
+        if outcomes == "rows" or compare_to is not None:
+            stored.rejects = store.reject_rows(run)
+        if outcomes == "rows":
+            stored.outcomes = store.outcome_rows(run)
+        elif outcomes == "digest":
+            stored.outcomes = store.outcome_digest(run)
+            if compare_to is None:
+                stored.rejects = store.reject_rows(run, limit=LIST_LIMIT)
+            stored.reject_total = store.reject_count(run)
         if compare_to is not None:
             previous = _stored_report(store, compare_to)
             stored.comparison = compare_reports(

@@ -30,7 +30,6 @@ class OutcomeDigest:
     """Counts and first rows of a run's outcomes (chat ids are unique in a run, so every
     ordering below is total and the first rows do not depend on how the rows were chunked)."""
 
-    limit: int = LIST_LIMIT
     rows: int = 0
     undated: int = 0
     first_started: pd.Timestamp | None = None  # naive UTC
@@ -39,17 +38,18 @@ class OutcomeDigest:
     by_department: pd.DataFrame = field(default_factory=pd.DataFrame)  # label x outcome
     by_agent: pd.DataFrame = field(default_factory=pd.DataFrame)
     invalid: pd.DataFrame = field(default_factory=lambda: pd.DataFrame(columns=_INVALID))
-    invalid_count: int = 0  # the first ``limit`` above, by start time and chat id
+    invalid_count: int = 0  # the first LIST_LIMIT above, by start time and chat id
     skipped: pd.DataFrame = field(default_factory=lambda: pd.DataFrame(columns=_SKIPPED))
-    skipped_count: int = 0  # the first ``limit`` above, by reason, start time and chat id
+    skipped_count: int = 0  # the first LIST_LIMIT above, by reason, start time and chat id
+    # skipped leads per reason (None: none given)
     skipped_reasons: Counter = field(default_factory=Counter)
-    # email -> [chats, most records matched, records in first-seen order]: the emails more than
-    # one CRM record share, so bounded by the CRM, not by the chats
-    _multi: dict[str, list[Any]] = field(default_factory=dict)
+    # email -> [chats, most records matched, where each record was first listed]: the emails
+    # more than one CRM record share, so bounded by the CRM, not by the chats
+    _multi: dict[str, list[Any]] = field(default_factory=dict, init=False, repr=False)
 
     @classmethod
-    def of(cls, outcomes: pd.DataFrame, limit: int = LIST_LIMIT) -> OutcomeDigest:
-        digest = cls(limit=limit)
+    def of(cls, outcomes: pd.DataFrame) -> OutcomeDigest:
+        digest = cls()
         digest.add(outcomes)
         return digest
 
@@ -118,19 +118,26 @@ class OutcomeDigest:
 
         skipped = frame.loc[frame["outcome"] == "lead_skipped", _SKIPPED]
         self.skipped_count += len(skipped)
-        self.skipped_reasons.update(skipped["reason"].astype("string").fillna("").tolist())
+        reasons = skipped["reason"].astype("string").tolist()
+        self.skipped_reasons.update(r if isinstance(r, str) else None for r in reasons)
         self.skipped = self._first(self.skipped, skipped, _SKIPPED_ORDER)
 
-        multi = frame.loc[frame["match_count"] > 1, ["email_normalized", "match_count", "records"]]
+        multi = frame.loc[frame["match_count"] > 1]
         emails = multi["email_normalized"].astype("string").fillna("").tolist()
         records = multi["records"].astype("string").tolist()
         matches = multi["match_count"].astype("int64").tolist()
-        for email, most, listed in zip(emails, matches, records, strict=True):
+        chat_ids = multi["chat_id"].astype(str).tolist()
+        for email, most, listed, chat_id in zip(emails, matches, records, chat_ids, strict=True):
             entry = self._multi.setdefault(email, [0, 0, {}])
             entry[0] += 1
             entry[1] = max(entry[1], most)
-            if isinstance(listed, str):
-                entry[2].update((r, None) for r in listed.split(";") if r)
+            if not isinstance(listed, str):
+                continue
+            first = entry[2]  # record -> (chat id, place in its list) where first listed
+            for place, record in enumerate(r for r in listed.split(";") if r):
+                seen = (chat_id, place)
+                if record not in first or seen < first[record]:
+                    first[record] = seen
 
     def _first(self, kept: pd.DataFrame, more: pd.DataFrame, order: list[str]) -> pd.DataFrame:
         if kept.empty:
@@ -139,14 +146,26 @@ class OutcomeDigest:
             both = kept
         else:
             both = pd.concat([kept, more], ignore_index=True)
-        return both.sort_values(order, na_position="last", kind="stable").head(self.limit)
+        return both.sort_values(order, na_position="last", kind="stable").head(LIST_LIMIT)
 
     def reasons(self) -> list[tuple[str, int]]:
-        """Skipped leads per reason, most first (ties in the order first met)."""
-        return sorted(self.skipped_reasons.items(), key=lambda item: -item[1])
+        """Skipped leads per reason ("" for none given), most first; ties by reason, "" first
+        when a reason was given as empty text, else last (as the list's own order has it)."""
+        counts = self.skipped_reasons
+        given_empty, missing = counts.get("", 0), counts.get(None, 0)
+        items = [(r, n) for r, n in counts.items() if r]
+        if given_empty or missing:
+            items.append(("", given_empty + missing))
+
+        def order(item: tuple[str, int]) -> tuple[int, int, str]:
+            reason, count = item
+            rank = 1 if reason else (0 if given_empty else 2)
+            return -count, rank, reason
+
+        return sorted(items, key=order)
 
     def multi_match(self) -> tuple[pd.DataFrame, int]:
-        """The first ``limit`` emails (most records first) with the union of their chats'
+        """The first LIST_LIMIT emails (most records first) with the union of their chats'
         records, and how many emails there are."""
         if not self._multi:
             return pd.DataFrame(columns=["email", "records", "chats"]), 0
@@ -154,8 +173,11 @@ class OutcomeDigest:
             [(email, chats, matches) for email, (chats, matches, _) in self._multi.items()],
             columns=["email", "chats", "matches"],
         ).sort_values(["matches", "chats", "email"], ascending=[False, False, True])
-        shown = emails.head(self.limit)
-        records = [";".join(self._multi[email][2]) or None for email in shown["email"]]
+        shown = emails.head(LIST_LIMIT)
+        records = []
+        for email in shown["email"]:
+            first = self._multi[email][2]  # in chat id order, whatever order the rows came in
+            records.append(";".join(sorted(first, key=first.__getitem__)) or None)
         return shown.assign(records=records), len(emails)
 
 

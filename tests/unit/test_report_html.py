@@ -327,23 +327,24 @@ def test_comparison_section():
     assert 'id="comparison"' not in render_html(report(), frame, bad)
 
 
-def _varied(rows: int) -> pd.DataFrame:
-    """Outcomes of every kind over ~2 years, exceptions past LIST_LIMIT, multi-match emails whose
-    chats list different records, departments and agents blank, missing and padded."""
+def _varied(rows: int, span_days: int = 800) -> pd.DataFrame:
+    """Outcomes of every kind over ``span_days``, exceptions past LIST_LIMIT, skip reasons with
+    ties (and none given), multi-match emails whose chats list different records and match
+    counts, departments and agents blank, missing and padded."""
     kinds = ["matched", "invalid_email", "lead_skipped", "lead_created", "no_email", "rejected"]
-    reasons = ["email domain is ignored", "chat older than 30 days", None]
+    reasons = ["email domain is ignored", "chat older than 30 days", None, "offline message", ""]
     made = []
     for i in range(rows):
-        kind = kinds[i % len(kinds)]
-        multi = kind == "matched" and i % 4 == 0
+        kind, j, m = kinds[i % len(kinds)], i // 6, i // 12
+        multi = kind == "matched" and i % 12 == 0
         made.append(
             outcome(
                 f"c{(i * 7919) % rows:05d}",  # not in start order
                 kind,
-                email=f"shared{i % 5}@x.example" if multi else f"u{i}@x.example",
-                records=f"lead:{i % 3};contact:{i % 2}" if multi else None,
-                matches=2 + i % 3 if multi else 1,
-                reason=reasons[i % 3] if kind != "matched" else None,
+                email=f"shared{m % 5}@x.example" if multi else f"u{i}@x.example",
+                records=f"lead:{m % 3};contact:{(m // 3) % 2}" if multi else None,
+                matches=2 + m % 3 if multi else 1,
+                reason=reasons[j % 5] if kind in ("lead_skipped", "invalid_email") else None,
                 started=None if kind == "rejected" else "2024-01-01T00:00:00Z",
                 department=["Sales", " Sales ", "", None, "Support"][i % 5],
                 agent=[None, "Aiko", "Ben", "  "][i % 4],
@@ -352,23 +353,24 @@ def _varied(rows: int) -> pd.DataFrame:
     frame = outcomes(*made)
     dated = frame["outcome"] != "rejected"
     frame.loc[dated, "chat_started_at"] += pd.to_timedelta(
-        (frame.index[dated] * 37) % 800, unit="D"
+        (frame.index[dated] * 37) % span_days, unit="D"
     ) + pd.to_timedelta(frame.index[dated] % 24, unit="h")
     return frame
 
 
-@pytest.mark.parametrize(("rows", "chunk"), [(60, 1), (60, 7), (6 * LIST_LIMIT + 50, 97),
-                                            (6 * LIST_LIMIT + 50, 1000)])  # fmt: skip
-def test_a_page_drawn_chunk_by_chunk_equals_the_page_of_all_rows(rows, chunk):
+@pytest.mark.parametrize(("rows", "chunk", "span"), [(60, 1, 800), (60, 7, 60), (6 * LIST_LIMIT + 50, 97, 300),
+                                                    (6 * LIST_LIMIT + 50, 1000, 800)])  # fmt: skip
+def test_a_page_drawn_chunk_by_chunk_equals_the_page_of_all_rows(rows, chunk, span):
     """A store's outcomes are folded into the page a fetch at a time (``OutcomeDigest``): the
-    counts, first rows, capped lists and multi-match records must not depend on the chunks."""
-    frame = _varied(rows)
+    counts, first rows, capped lists and multi-match records must not depend on the chunks,
+    and must be what the rows themselves say."""
+    frame = _varied(rows, span)
     whole = render_html(report(), frame, rejects())
     digest = OutcomeDigest()
     for start in range(0, len(frame), chunk):
         digest.add(frame.iloc[start : start + chunk])
     assert render_html(report(), digest, rejects()) == whole
-    # and what the page shows is what the rows say
+
     invalid = frame[frame["outcome"] == "invalid_email"].sort_values(["chat_started_at", "chat_id"])
     first = list(invalid["chat_id"][:LIST_LIMIT])
     assert digest.invalid_count == len(invalid)
@@ -376,20 +378,57 @@ def test_a_page_drawn_chunk_by_chunk_equals_the_page_of_all_rows(rows, chunk):
     if len(invalid) > LIST_LIMIT:
         assert f"{len(invalid) - LIST_LIMIT:,} more not shown." in whole
     assert re.findall(r"<code>(c\d+)</code>", whole)[: len(first)] == first
+
     union: dict[str, dict[str, None]] = {}
-    for email, listed in frame.loc[
-        frame["match_count"] > 1, ["email_normalized", "records"]
-    ].values:
+    most: dict[str, int] = {}
+    # the union in chat id order (a store's order), whatever order the rows came in
+    for email, listed, matches in (
+        frame.loc[
+            frame["match_count"] > 1, ["email_normalized", "records", "match_count", "chat_id"]
+        ]
+        .sort_values("chat_id")
+        .values[:, :3]
+    ):
         union.setdefault(email, {}).update(dict.fromkeys(listed.split(";")))
+        most[email] = max(most.get(email, 0), matches)
     emails, count = digest.multi_match()
     assert count == len(union) == 5
     assert dict(zip(emails["email"], emails["records"], strict=True)) == {
         email: ";".join(records) for email, records in union.items()
     }
-    assert digest.by_day.to_numpy().sum() == int(frame["chat_started_at"].notna().sum())
+    assert list(emails["email"]) == sorted(union, key=lambda e: (-most[e], -len(
+        frame[(frame["email_normalized"] == e) & (frame["match_count"] > 1)]), e))  # fmt: skip
+
+    # the old page's own computations, from the rows whole: skip reasons in order (ties by
+    # reason, none given last), and chats per day, week or month by outcome
+    skipped = frame[frame["outcome"] == "lead_skipped"].sort_values(
+        ["reason", "chat_started_at", "chat_id"], na_position="last"
+    )
+    by_reason = skipped["reason"].astype("string").fillna("").value_counts()
+    assert digest.reasons() == list(by_reason.items())
+    started = frame["chat_started_at"].dt.tz_convert("UTC").dt.tz_localize(None)
+    outcome_of = frame["outcome"].astype(str)
+    for bucket in (lambda s: s.dt.floor("D"), lambda s: s.dt.to_period("W-SUN").dt.start_time,
+                   lambda s: s.dt.to_period("M").dt.start_time):  # fmt: skip
+        old = pd.crosstab(bucket(started).rename("b"), outcome_of).astype("int64")
+        days = digest.by_day.index.to_series()
+        new = digest.by_day.groupby(bucket(days).to_numpy()).sum()
+        assert new.to_numpy().tolist() == old.to_numpy().tolist()
     assert int(digest.by_department.loc["(no department)"].sum()) == sum(
         1 for d in frame["department"] if not isinstance(d, str) or not d.strip()
     )
+
+
+def test_skip_reasons_tie_by_reason_and_none_given_comes_last():
+    skipped = [("c1", "zeta"), ("c2", "alpha"), ("c3", None), ("c4", "zeta"), ("c5", "alpha")]
+    frame = outcomes(*(outcome(c, "lead_skipped", email=f"{c}@x.example", reason=r)
+                       for c, r in skipped))  # fmt: skip
+    page = render_html(report(), frame, rejects())
+    items = re.findall(r"<li>([^<]*) <span class=\"muted\">\((\d+)\)</span></li>", page)
+    assert items == [("alpha", "2"), ("zeta", "2"), ("(no reason)", "1")]
+    given_empty = outcomes(*(outcome(c, "lead_skipped", reason=r)
+                             for c, r in [("c1", "b"), ("c2", ""), ("c3", "a")]))  # fmt: skip
+    assert OutcomeDigest.of(given_empty).reasons() == [("", 1), ("a", 1), ("b", 1)]
 
 
 def test_reject_total_counts_rejects_not_listed():
