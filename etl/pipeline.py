@@ -227,6 +227,7 @@ class _Run:
         finally:
             if self.writer is not None:
                 self.writer.close()
+                self.store.reading_only(False)
 
     def _writer_process(self, work: bool) -> ProcessWriter | None:
         """The writer, forked now while this process is small; None where the run writes here:
@@ -248,7 +249,9 @@ class _Run:
         # run's lock is held on one, and the child never touches what it inherits (gc.freeze)
         if store.dialect == "sqlite":
             store.dispose()
-        return ProcessWriter(store.url.render_as_string(hide_password=False)).start()
+        writer = ProcessWriter(store.url.render_as_string(hide_password=False)).start()
+        store.reading_only()  # the writer writes the chunks; this process mostly reads
+        return writer
 
     def _stop_writer(self) -> None:
         """End the writer process after what it is writing, nothing committed that was not."""

@@ -155,3 +155,36 @@ def test_the_writer_inherits_no_sqlite_connection_of_the_run(tmp_path, generated
     reference = f"sqlite:///{tmp_path / 'reference.db'}"
     sync(reference, chats, sell, settings=batched_settings(reference, 40, 120, False))
     assert dump(store_url, drop_run_columns=True) == dump(reference, drop_run_columns=True)
+
+
+@pytest.mark.parametrize("write_process", [True, False])
+def test_beside_a_writer_the_run_reads_with_a_smaller_page_cache(
+    tmp_path, generated, monkeypatch, write_process
+):
+    """SQLite's page cache is per connection: the run's reading connections beside a writer
+    process get the reader's (its memory is the run's peak in a --full run); the writer, and a
+    run that writes itself, the writer's. The caller's store is left as it was given."""
+    from etl.load import store as store_module
+
+    chats, sell, _manifest = generated
+    store_url = f"sqlite:///{tmp_path / 'store.db'}"
+    store = Store(store_url)
+    seen: list[int] = []
+    real_versions = Store.chat_versions
+
+    def chat_versions(self, chat_ids):
+        with self.engine.connect() as conn:  # a connection of the run's process
+            seen.append(conn.exec_driver_sql("PRAGMA cache_size").scalar())
+        return real_versions(self, chat_ids)
+
+    monkeypatch.setattr(Store, "chat_versions", chat_versions)
+    settings = batched_settings(store_url, 40, 120, write_process=write_process)
+    try:
+        report = run_sync(settings, SyncOptions(chats=chats, sell=sell), store=store).report
+        assert store.sqlite_cache_kib == store_module.WRITE_CACHE_KIB
+    finally:
+        store.dispose()
+    assert report["status"] == "succeeded" and len(seen) > 1
+    kib = store_module.READ_CACHE_KIB if write_process else store_module.WRITE_CACHE_KIB
+    assert set(seen) == {-kib}
+    assert rows(store_url, "PRAGMA integrity_check") == [("ok",)]
