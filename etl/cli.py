@@ -19,12 +19,10 @@ from etl.errors import ChatsellError, ConfigError
 from etl.load.store import Store, masked
 from etl.logs import configure
 from etl.pipeline import SyncOptions, run_sync
-from etl.readside import export_widgets, load_run_report, read_feed
+from etl.readside import export_widgets, load_run_report, read_feed, write_details
 from etl.report.compare import render_compare_text
 from etl.report.html import render_html
 from etl.report.render import (
-    DETAIL_COLUMNS,
-    render_csv_details,
     render_csv_summary,
     render_json,
     render_text,
@@ -334,20 +332,23 @@ def report(
         if value is not None and value != "latest" and not value.isdigit():
             raise click.BadParameter("a run number or 'latest'", param_hint=hint)
     settings = _run(lambda: app.settings)
-    outcomes = "rows" if details else "digest" if fmt == "html" else None
+    if details:  # every chat's row, written as it is read: JSON, else CSV
+        kind = "json" if fmt == "json" else "csv"
+        if out:
+            out.parent.mkdir(parents=True, exist_ok=True)
+            with out.open("w", encoding="utf-8", newline="") as stream:
+                _run(write_details, settings, run_id, kind, stream, store=_run(app.store))
+        else:
+            _run(write_details, settings, run_id, kind, click.get_text_stream("stdout"),
+                 store=_run(app.store))  # fmt: skip
+        return
+    outcomes = "digest" if fmt == "html" else None
     stored = _run(
         load_run_report, settings, run_id, compare_to=compare_to, store=_run(app.store),
         outcomes=outcomes,
     )  # fmt: skip
     report_data, comparison = stored.report, stored.comparison
-    if details:
-        if fmt == "json":
-            text = stored.outcomes.reindex(columns=list(DETAIL_COLUMNS)).to_json(
-                orient="records", force_ascii=False, indent=2
-            )
-        else:
-            text = render_csv_details(stored.outcomes)
-    elif fmt == "json":
+    if fmt == "json":
         text = render_json({**report_data, "comparison": comparison} if comparison else report_data)
     elif fmt == "csv":
         text = render_csv_summary(report_data)

@@ -6,22 +6,24 @@ render or write with ``etl.report``.
 
 from __future__ import annotations
 
+import csv
 import json
 import re
+import textwrap
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, TextIO
 
 import orjson
 import pandas as pd
 
 from etl.config import Settings
 from etl.errors import ConfigError
-from etl.load.store import Store
+from etl.load.store import FETCH_ROWS, Store
 from etl.report.compare import compare_reports
 from etl.report.digest import LIST_LIMIT, OutcomeDigest
 from etl.report.files import write_report_files
-from etl.report.render import to_csv
+from etl.report.render import DETAIL_COLUMNS, safe_cell, to_csv
 from etl.transform.normalize import email_key
 from etl.transform.widgets import card_rows, csv_columns
 
@@ -197,6 +199,47 @@ def load_run_report(
                 current, previous, stored.rejects, store.reject_rows(previous["run_id"])
             )
         return stored
+    finally:
+        if own_store:
+            store.dispose()
+
+
+def write_details(
+    settings: Settings,
+    run_id: int | str,
+    fmt: Literal["csv", "json"],
+    out: TextIO,
+    *,
+    store: Store | None = None,
+    size: int = FETCH_ROWS,
+) -> int:
+    """Every chat's outcome of a run (``DETAIL_COLUMNS``, in chat id order) written to ``out``
+    as CSV (no cell a formula) or a JSON array, ``size`` rows read at a time: a million-chat
+    run's details never held at once. The number of rows written."""
+    own_store = store is None
+    store = store or Store(settings.database_url.get_secret_value())
+    try:
+        store.prepare()
+        run = _stored_report(store, run_id)["run_id"]
+        writer = csv.writer(out, lineterminator="\n") if fmt == "csv" else None
+        if writer is not None:
+            writer.writerow(DETAIL_COLUMNS)
+        else:
+            out.write("[")
+        written = 0
+        for chunk in store.outcome_chunks(run, DETAIL_COLUMNS, size):
+            values = [chunk[c].astype(object).where(chunk[c].notna(), None) for c in DETAIL_COLUMNS]
+            for row in zip(*values, strict=True):
+                if writer is not None:
+                    writer.writerow([safe_cell(v) for v in row])
+                else:  # laid out as json.dumps(rows, indent=2) lays out the whole list
+                    record = json.dumps(dict(zip(DETAIL_COLUMNS, row, strict=True)), indent=2,
+                                        ensure_ascii=False)  # fmt: skip
+                    out.write(("\n" if not written else ",\n") + textwrap.indent(record, "  "))
+                written += 1
+        if writer is None:
+            out.write("\n]\n" if written else "]\n")
+        return written
     finally:
         if own_store:
             store.dispose()

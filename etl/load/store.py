@@ -392,6 +392,22 @@ class Store:
                 digest.add_listed(_utc(frame, ("chat_started_at",)))
         return digest
 
+    def outcome_chunks(
+        self, run_id: int, columns: Iterable[str], size: int = FETCH_ROWS
+    ) -> Iterator[pd.DataFrame]:
+        """A run's outcome rows (these columns) in chat id order, as ``outcome_rows`` gives
+        them, ``size`` at a time: a million-chat run's details in the memory of a fetch."""
+        o = schema.run_outcomes
+        names = list(columns)
+        stmt = select(*[o.c[n] for n in names]).where(o.c.run_id == run_id).order_by(o.c.chat_id)
+        with self.engine.connect().execution_options(
+            stream_results=True, max_row_buffer=size
+        ) as conn:
+            result = conn.execute(stmt)
+            while rows := result.fetchmany(size):
+                values = map(list, zip(*rows, strict=True))
+                yield pd.DataFrame(dict(zip(names, values, strict=True)), columns=names)
+
     def reject_rows(self, run_id: int, limit: int | None = None) -> pd.DataFrame:
         """A run's rejects in file and position order (the first ``limit``, if given)."""
         rejects = schema.rejects

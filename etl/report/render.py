@@ -69,12 +69,6 @@ def render_csv_summary(report: dict[str, Any]) -> str:
     return to_csv(("section", "key", "value"), summary_rows(report))
 
 
-def render_csv_details(outcomes: pd.DataFrame) -> str:
-    frame = outcomes.reindex(columns=list(DETAIL_COLUMNS))
-    frame = frame.astype(object).where(frame.notna(), None)
-    return to_csv(DETAIL_COLUMNS, frame.itertuples(index=False, name=None))
-
-
 def _table(title: str, pairs: list[tuple[str, Any]]) -> list[str]:
     if not pairs:
         return []

@@ -14,6 +14,7 @@ import pytest
 from click.testing import CliRunner
 
 from etl.cli import cli
+from etl.config import load_settings
 from etl.load.store import Store
 
 from builders import chat, lead, page, sell_dir, write_json
@@ -284,10 +285,12 @@ def test_backfill_engine_options_are_checked(runner, tmp_path, exports):
     assert not (tmp_path / "e.db").exists() or Store(db).recent_runs(5) == []
 
 
-def test_report_reads_the_outcome_rows_only_for_details(runner, tmp_path, exports, monkeypatch):
+def test_report_never_holds_every_outcome_row(runner, tmp_path, exports, monkeypatch):
     """A million-chat run's summary must not load its million outcome rows; its page draws from
-    counts (the same page the sync wrote); only ``--details`` lists every chat."""
-    from etl.load.store import Store
+    counts (the same page the sync wrote); ``--details`` writes the rows as it reads them, the
+    same rows and cells as the run's outcome rows taken whole."""
+    from etl.readside import write_details
+    from etl.report.render import DETAIL_COLUMNS, to_csv
 
     chats, sell = exports
     db = f"sqlite:///{tmp_path / 'c.db'}"
@@ -304,13 +307,28 @@ def test_report_reads_the_outcome_rows_only_for_details(runner, tmp_path, export
         "--report-dir",
         str(rep),
     )
-    real = Store.outcome_rows
+    store = Store(db)
+    whole = store.outcome_rows(1).reindex(columns=list(DETAIL_COLUMNS))
+    whole = whole.astype(object).where(whole.notna(), None)
+    store.dispose()
     monkeypatch.setattr(Store, "outcome_rows", lambda *_a: pytest.fail("outcome rows read"))
     for fmt in ("text", "json", "csv"):
         assert invoke(runner, "--db", db, "report", "latest", "--format", fmt).exit_code == 0
     page = tmp_path / "r.html"
     invoke(runner, "--db", db, "report", "1", "--format", "html", "--out", str(page))
     assert page.read_text(encoding="utf-8") == (rep / "run-1.html").read_text(encoding="utf-8")
-    monkeypatch.setattr(Store, "outcome_rows", real)
+
     details = invoke(runner, "--db", db, "report", "1", "--details", "--format", "csv").stdout
+    assert details == to_csv(DETAIL_COLUMNS, whole.itertuples(index=False, name=None))
     assert len(details.splitlines()) == 1 + 9
+    as_json = invoke(runner, "--db", db, "report", "1", "--details", "--format", "json").stdout
+    assert json.loads(as_json) == whole.to_dict("records")
+    out = tmp_path / "d" / "details.json"
+    invoke(runner, "--db", db, "report", "1", "--details", "--format", "json", "--out", str(out))
+    assert out.read_text(encoding="utf-8") == as_json
+    # read two rows at a time, the output is the same
+    for fmt, expected in (("csv", details), ("json", as_json)):
+        stream = io.StringIO()
+        settings = load_settings(None, database_url=db)
+        assert write_details(settings, 1, fmt, stream, size=2) == 9
+        assert stream.getvalue() == expected
