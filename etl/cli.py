@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import sys
 import threading
 from dataclasses import dataclass, field
@@ -73,6 +74,17 @@ def _run(fn, *args, **kwargs):
             f"chatsell: the run failed: {type(exc).__name__}: {first_line} (-v shows the traceback)",
             err=True,
         )
+        sys.exit(1)
+
+
+def _to_stdout(fn, *args, **kwargs):
+    """Call ``fn``, which writes to stdout: when the reader stops reading (``| head``), stop
+    quietly with exit 1, as a Unix tool does, not with a failure message."""
+    try:
+        return fn(*args, **kwargs)
+    except BrokenPipeError:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())  # Python's flush at exit would fail again
         sys.exit(1)
 
 
@@ -339,8 +351,8 @@ def report(
             with out.open("w", encoding="utf-8", newline="") as stream:
                 _run(write_details, settings, run_id, kind, stream, store=_run(app.store))
         else:
-            _run(write_details, settings, run_id, kind, click.get_text_stream("stdout"),
-                 store=_run(app.store))  # fmt: skip
+            _run(_to_stdout, write_details, settings, run_id, kind,
+                 click.get_text_stream("stdout"), store=_run(app.store))  # fmt: skip
         return
     outcomes = "digest" if fmt == "html" else None
     stored = _run(

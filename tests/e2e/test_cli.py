@@ -332,3 +332,31 @@ def test_report_never_holds_every_outcome_row(runner, tmp_path, exports, monkeyp
         settings = load_settings(None, database_url=db)
         assert write_details(settings, 1, fmt, stream, size=2) == 9
         assert stream.getvalue() == expected
+
+
+def test_details_into_a_pipe_the_reader_closes_end_quietly(runner, tmp_path, exports):
+    """``chatsell report --details | head``: the reader stops after a line; chatsell stops
+    writing, with no failure message and no traceback (as a Unix tool does)."""
+    import sqlite3
+
+    chats, sell = exports
+    db_path = tmp_path / "c.db"
+    invoke(
+        runner, "--db", f"sqlite:///{db_path}", "sync", "--chats", str(chats), "--sell", str(sell)
+    )
+    with sqlite3.connect(db_path) as db:  # far more rows than a pipe holds (64 KB)
+        db.execute(
+            "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 30000) "
+            "INSERT INTO run_outcomes (run_id, chat_id, outcome, match_count, reason) "
+            "SELECT 1, 'extra-' || i, 'no_email', 0, 'no email given' FROM n"
+        )
+    env = {**os.environ, "CHATSELL_DATABASE_URL": f"sqlite:///{db_path}"}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "etl", "report", "1", "--details", "--format", "csv"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env, cwd=tmp_path,
+    )  # fmt: skip
+    assert proc.stdout.readline().decode() == "chat_id,outcome,email_normalized,records,reason\n"
+    proc.stdout.close()  # as head does
+    _out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 1
+    assert b"failed" not in err and b"Traceback" not in err and b"Exception" not in err, err
