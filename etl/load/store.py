@@ -365,9 +365,7 @@ class Store:
         else:
             day = func.to_char(func.timezone("UTC", o.c.chat_started_at), "YYYY-MM-DD")
         listed = or_(o.c.outcome.in_(["invalid_email", "lead_skipped"]), o.c.match_count > 1)
-        with self.engine.connect().execution_options(
-            stream_results=True, max_row_buffer=size
-        ) as conn:
+        with self.engine.connect() as conn:  # counts: a few rows each
             rows, first, last = conn.execute(
                 select(
                     func.count(), func.min(o.c.chat_started_at), func.max(o.c.chat_started_at)
@@ -382,24 +380,23 @@ class Store:
                     .group_by(key, o.c.outcome)
                 )
                 groups[name] = pd.DataFrame(grouped.fetchall(), columns=[name, "outcome", "n"])
-            digest.add_counts(rows, first, last, groups)
-            result = conn.execute(select(o).where(mine, listed).order_by(o.c.chat_id))
-            columns = list(result.keys())
-            while part := result.fetchmany(size):  # a frame of columns, not of row objects
-                frame = pd.DataFrame(
-                    dict(zip(columns, map(list, zip(*part, strict=True)), strict=True))
-                )
-                digest.add_listed(_utc(frame, ("chat_started_at",)))
+        digest.add_counts(rows, first, last, groups)
+        for frame in self.outcome_chunks(run_id, [c.name for c in o.c], size, where=listed):
+            digest.add_listed(_utc(frame, ("chat_started_at",)))
         return digest
 
     def outcome_chunks(
-        self, run_id: int, columns: Iterable[str], size: int = FETCH_ROWS
+        self, run_id: int, columns: Iterable[str], size: int = FETCH_ROWS, where=None
     ) -> Iterator[pd.DataFrame]:
-        """A run's outcome rows (these columns) in chat id order, as ``outcome_rows`` gives
-        them, ``size`` at a time: a million-chat run's details in the memory of a fetch."""
+        """A run's outcome rows (these columns; those ``where`` holds) in chat id order, as
+        ``outcome_rows`` gives them, ``size`` at a time: a million-chat run's details in the
+        memory of a fetch."""
         o = schema.run_outcomes
         names = list(columns)
-        stmt = select(*[o.c[n] for n in names]).where(o.c.run_id == run_id).order_by(o.c.chat_id)
+        stmt = select(*[o.c[n] for n in names]).where(o.c.run_id == run_id)
+        if where is not None:
+            stmt = stmt.where(where)
+        stmt = stmt.order_by(o.c.chat_id)
         with self.engine.connect().execution_options(
             stream_results=True, max_row_buffer=size
         ) as conn:

@@ -295,18 +295,7 @@ def test_report_never_holds_every_outcome_row(runner, tmp_path, exports, monkeyp
     chats, sell = exports
     db = f"sqlite:///{tmp_path / 'c.db'}"
     rep = tmp_path / "rep"
-    invoke(
-        runner,
-        "--db",
-        db,
-        "sync",
-        "--chats",
-        str(chats),
-        "--sell",
-        str(sell),
-        "--report-dir",
-        str(rep),
-    )
+    invoke(runner, "--db", db, "sync", "--chats", str(chats), "--sell", str(sell), "--report-dir", str(rep))  # fmt: skip
     store = Store(db)
     whole = store.outcome_rows(1).reindex(columns=list(DETAIL_COLUMNS))
     whole = whole.astype(object).where(whole.notna(), None)
