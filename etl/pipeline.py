@@ -13,7 +13,6 @@ import functools
 import hashlib
 import json
 import logging
-import multiprocessing
 import os
 import pickle
 import time
@@ -42,7 +41,16 @@ from etl.load.planwriter import (
     release_memory,
     write_plan,
 )
-from etl.load.stage import ChatStage, SellStage, fill, kept, read_part, remove_orphans, spill
+from etl.load.stage import (
+    ChatStage,
+    SellStage,
+    fill,
+    kept,
+    read_part,
+    remove_orphans,
+    spill,
+    worker_pool,
+)
 from etl.load.store import CRM_COLUMNS, Store
 from etl.report.build import add_counts, build_report, empty_counters
 from etl.report.digest import LIST_LIMIT, OutcomeDigest
@@ -203,6 +211,7 @@ class _Run:
         self.dry_digest = OutcomeDigest()  # a dry run's report page, chunk by chunk
         self.reject_frame = pd.DataFrame()
         self.writer: ProcessWriter | None = None
+        self.pool: ProcessPoolExecutor | None = None  # the parsing workers, Sell then chats
 
     # -- the run --------------------------------------------------------------------------------
 
@@ -225,6 +234,7 @@ class _Run:
                 with ChatStage() as stage:
                     return self._execute(stage, chat_files, sell_files)
         finally:
+            self._close_pool()
             if self.writer is not None:
                 self.writer.close()
                 self.store.reading_only(False)
@@ -253,6 +263,11 @@ class _Run:
         store.reading_only()  # the writer writes the chunks; this process mostly reads
         return writer
 
+    def _close_pool(self) -> None:
+        if self.pool is not None:
+            pool, self.pool = self.pool, None
+            pool.shutdown(cancel_futures=True)
+
     def _stop_writer(self) -> None:
         """End the writer process after what it is writing, nothing committed that was not."""
         if self.writer is not None:
@@ -266,22 +281,19 @@ class _Run:
         chat_todo = self._changed(chat_files, known, "chat", force=self.options.backfill)
         force_sell = self.settings.sell.snapshot_is_complete
         sell_todo = self._changed(sell_files, known, "sell", force=force_sell)
-        # the writer and then the parsing workers fork while this process is small
+        # the writer and then the parsing workers fork while this process is small: the
+        # workers on their first file (Sell's), and they stay for the chat files
         self.writer = self._writer_process(bool(chat_todo or sell_todo))
+        workers = self.settings.run.workers
+        if workers > 1 and stage is not None:
+            self.pool = worker_pool(workers)
         started = time.perf_counter()
-        stage = self._stage_chats(stage, chat_todo)
-        staged = time.perf_counter()
-        log.info(
-            "chats staged",
-            extra={"event": "chats_staged", "chat_files": len(chat_todo),
-                   "seconds": round(staged - started, 2)},
-        )  # fmt: skip
         sell = self._read_sell(sell_todo)
         release_memory()  # the diff's frames are gone; their pages go back to the system
         log.info(
             "sell read",
             extra={"event": "sell_read", "sell_files": len(sell_todo),
-                   "seconds": round(time.perf_counter() - staged, 2)},
+                   "seconds": round(time.perf_counter() - started, 2)},
         )  # fmt: skip
         self.crm, sell.crm = sell.crm, None  # the run holds the CRM frames once, until indexed
         users = (
@@ -309,8 +321,16 @@ class _Run:
                    "store": self.store.display_url, "chat_files": len(chat_todo), "sell_files": len(sell.todo)},
         )  # fmt: skip
         try:
+            # the writer writes the Sell snapshot while the workers read the chats
             self._write_sell(sell, resumed)
             sell.changes, sell.exported_ids = {}, {}  # sent: only the match index is kept
+            staging = time.perf_counter()
+            stage = self._stage_chats(stage, chat_todo)
+            log.info(
+                "chats staged",
+                extra={"event": "chats_staged", "chat_files": len(chat_todo),
+                       "seconds": round(time.perf_counter() - staging, 2)},
+            )  # fmt: skip
             self._record_inputs(stage, chat_todo, sell.rejects)
             self._process(stage, resumed)
             self._sync_writer()  # all it was sent is committed; the rest is written here
@@ -418,7 +438,7 @@ class _Run:
             rules=(tuple(match.provider_rules), match.strip_plus_tags),
         )
         items = list(enumerate(s for s, _ in todo))
-        for parts, file_rejects in _map_files(read, items, self.settings.run.workers):
+        for parts, file_rejects in _map_files(read, items, self.settings.run.workers, self.pool):
             rejects.extend(file_rejects)
             for resource, path, index in parts:
                 self.sell_stage.adopt(resource, path, index)
@@ -508,14 +528,17 @@ class _Run:
         rejects: list[Reject] = []
         agents, departments = [], []
         read = 0
-        for part in fill(
-            stage, [s for s, _ in todo], self.settings.run.chunk_size, self.settings.run.workers
-        ):
-            rejects.extend(part.rejects)
-            agents.extend(part.agents)
-            departments.extend(part.departments)
-            read += part.chats
-            self.progress("read", read, None)
+        run = self.settings.run
+        try:
+            parts = fill(stage, [s for s, _ in todo], run.chunk_size, run.workers, self.pool)
+            for part in parts:
+                rejects.extend(part.rejects)
+                agents.extend(part.agents)
+                departments.extend(part.departments)
+                read += part.chats
+                self.progress("read", read, None)
+        finally:
+            self._close_pool()  # the files are read: the workers end
         self.agents = _latest(agents, "agent_id", self.store.agents_frame())
         self.departments = _latest(departments, "department_id", self.store.departments_frame())
         self.chat_file_rejects = rejects
@@ -1022,15 +1045,19 @@ def _spill_sell_file(
     return parts, rejects
 
 
-def _map_files(fn: Callable, items: list, workers: int) -> Iterator:
+def _map_files(
+    fn: Callable, items: list, workers: int, pool: ProcessPoolExecutor | None = None
+) -> Iterator:
     """``fn`` over ``items``, results in order: in ``workers`` forked processes when there are
-    several files (as the chat files are read), else here."""
+    several files (as the chat files are read), else here. ``pool``: the run's workers."""
     if workers <= 1 or len(items) < 2:
         yield from map(fn, items)
         return
-    context = multiprocessing.get_context("fork")
-    with ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool:
+    if pool is not None:
         yield from pool.map(fn, items)
+        return
+    with worker_pool(workers) as own:
+        yield from own.map(fn, items)
 
 
 # What a run keeps of the exported Sell records before writing them: the columns the store's

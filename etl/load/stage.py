@@ -9,16 +9,21 @@ store is never touched.
 
 from __future__ import annotations
 
+import contextlib
+import ctypes
 import hashlib
 import multiprocessing
 import os
 import shutil
+import signal
 import socket
 import sqlite3
 import tempfile
+import threading
+import time
 from collections import deque
 from collections.abc import Iterable, Iterator, Sequence
-from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures import Executor, ProcessPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -246,14 +251,19 @@ class Staged:
 
 
 def fill(
-    stage: ChatStage, files: Iterable[SourceFile], batch_size: int, workers: int = 1
+    stage: ChatStage,
+    files: Iterable[SourceFile],
+    batch_size: int,
+    workers: int = 1,
+    pool: Executor | None = None,
 ) -> Iterator[Staged]:
     """Parse ``files`` into ``stage``, yielding what each part gave, in file order.
 
     With ``workers`` > 1, files up to PARALLEL_MAX_FILE_BYTES are parsed and staged by that
     many forked processes, each file into its own shard (a few files ahead at most), which this
     process merges in file order: the stage ends as if every file had been added here in
-    order. Larger files stream through this process, keeping memory flat.
+    order. Larger files stream through this process, keeping memory flat. ``pool``: the
+    caller's worker processes (of ``workers``), used and left open; else forked here.
     """
     files = list(files)
     if workers <= 1 or len(files) < 2:
@@ -261,8 +271,9 @@ def fill(
             stage.add(batch.chats)
             yield _staged(batch)
         return
-    context = multiprocessing.get_context("fork")
-    with ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool:
+    with contextlib.ExitStack() as owned:
+        if pool is None:
+            pool = owned.enter_context(worker_pool(workers))
         ahead: deque = deque()
 
         def merged() -> Staged:
@@ -284,6 +295,37 @@ def fill(
                 yield merged()
         while ahead:
             yield merged()
+
+
+def worker_pool(workers: int) -> ProcessPoolExecutor:
+    """``workers`` processes forked from this one (on the first task), which end with it: a
+    run killed with SIGKILL leaves no worker behind holding its files or its output. (Linux
+    ties them to the thread that forks them: submit the first task from the main thread.)"""
+    context = multiprocessing.get_context("fork")
+    return ProcessPoolExecutor(
+        max_workers=workers, mp_context=context, initializer=_end_with, initargs=(os.getpid(),)
+    )
+
+
+def _end_with(parent: int) -> None:
+    """A worker's first step: be killed when ``parent`` ends (Linux), else notice it soon."""
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+    except (OSError, AttributeError):
+        threading.Thread(target=_watch_parent, args=(parent,), daemon=True).start()
+    if os.getppid() != parent:  # it ended before the request took effect
+        os._exit(70)
+
+
+_PR_SET_PDEATHSIG = 1
+_POLL_PARENT_S = 0.5
+
+
+def _watch_parent(parent: int) -> None:
+    while os.getppid() == parent:
+        time.sleep(_POLL_PARENT_S)
+    os._exit(70)
 
 
 def _stage_file(source: SourceFile, batch_size: int, path: Path) -> tuple[Path | None, Staged]:

@@ -99,3 +99,46 @@ def test_a_large_file_streams_through_the_run_between_worker_files(exports, monk
     parallel, _, leftover = _staged(exports, 2)
     pd.testing.assert_frame_equal(serial, parallel)
     assert leftover == ["stage.sqlite"]
+
+
+_KILLED_RUN = """
+import os, signal, sys
+from etl.load.stage import worker_pool
+
+pool = worker_pool(2)
+futures = [pool.submit(os.getpid) for _ in range(8)]
+pids = sorted({f.result() for f in futures})
+print(" ".join(map(str, pids)), flush=True)
+os.kill(os.getpid(), signal.SIGKILL)
+"""
+
+
+def test_parsing_workers_end_when_the_run_is_killed(tmp_path):
+    """A run killed with SIGKILL while its workers wait for files (as during the Sell write)
+    leaves none behind: they would hold its output pipe open and its scratch files for ever."""
+    import os
+    import subprocess
+    import sys
+    import time
+
+    out, err = tmp_path / "out.txt", tmp_path / "err.txt"
+    with open(out, "w") as stdout, open(err, "w") as stderr:  # not pipes workers could hold
+        child = subprocess.run([sys.executable, "-c", _KILLED_RUN], stdout=stdout, stderr=stderr)
+    assert child.returncode == -9, err.read_text()
+    pids = [int(p) for p in out.read_text().split()]
+    assert pids and os.getpid() not in pids
+
+    def alive(pid):  # (a zombie nobody reaped yet has ended)
+        try:
+            with open(f"/proc/{pid}/stat") as stat:
+                return stat.read().rpartition(")")[2].split()[0] != "Z"
+        except FileNotFoundError:
+            return False
+
+    deadline = time.monotonic() + 10
+    while any(alive(p) for p in pids) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    left = [p for p in pids if alive(p)]
+    for pid in left:  # (without the fix they would stay; end them for the next test)
+        os.kill(pid, 9)
+    assert not left, f"workers outlived the killed run: {left}"
