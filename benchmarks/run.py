@@ -54,7 +54,10 @@ def main(argv: list[str] | None = None) -> int:
     out.mkdir(parents=True, exist_ok=True)
     command = _chatsell_command(args.chatsell)
     machine = _machine(args.pg_url if "postgresql" in stores else None)
-    _say(f"machine: {machine['cpu_model']} x{machine['nproc']}, {machine['ram_gib']} GiB RAM")
+    _say(
+        f"machine: {machine['cpu_model']} x{machine['nproc']}, {machine['ram_gib']} GiB RAM, "
+        f"Python loop {machine['python_loop_s']} s"
+    )
     _say(f"chatsell: {' '.join(command)}")
 
     results_path = out / "results.json"
@@ -505,6 +508,7 @@ def _machine(pg_url: str | None) -> dict[str, Any]:
         "git_commit": _git("rev-parse", "--short", "HEAD"),
         "git_dirty": bool(_git("status", "--porcelain")),
         "date": datetime.now(UTC).strftime("%Y-%m-%d"),
+        "python_loop_s": _python_loop_s(),
     }
     if pg_url:
         try:
@@ -517,6 +521,20 @@ def _machine(pg_url: str | None) -> dict[str, Any]:
         except Exception as exc:  # noqa: BLE001 - reported, the PostgreSQL runs then fail
             info["postgresql"] = f"unreachable: {type(exc).__name__}"
     return info
+
+
+def _python_loop_s(rounds: int = 3) -> float:
+    """Seconds for a fixed pure-Python loop (the best of ``rounds``): this machine's speed the
+    day it ran. Its speed varies by 2-3x between days; compare runs by this first."""
+
+    def loop() -> float:
+        started = time.perf_counter()
+        total = 0
+        for i in range(10_000_000):
+            total += i
+        return time.perf_counter() - started
+
+    return round(min(loop() for _ in range(rounds)), 3)
 
 
 def _versions(*names: str) -> dict[str, str | None]:
@@ -645,7 +663,9 @@ def _markdown(machine: dict[str, Any], results: list[dict[str, Any]]) -> str:
         f"{machine['os']}. Python {machine['python']}, SQLite {machine['sqlite']}, "
         f"PostgreSQL {machine['postgresql'] or '-'}. {pkgs}. "
         f"Commit {machine['git_commit'] or '?'}{' (uncommitted changes)' if machine['git_dirty'] else ''}, "
-        f"{machine['date']}.",
+        f"{machine['date']}. A pure-Python loop of 10,000,000 additions took "
+        f"{machine.get('python_loop_s', '?')} s (this machine's speed varies between days: "
+        "compare runs by it).",
         "",
         "Each cell is one `chatsell sync` subprocess, end to end (start-up, reading, planning, "
         "writing, report). chats/s = chats read by the first sync / its wall time; peak RSS is the "
