@@ -108,6 +108,38 @@ def test_usage_and_config_errors_exit_2(runner, tmp_path, exports):
     assert invoke(runner, "--db", db, "report", "42").exit_code == 2
 
 
+def test_a_configuration_error_ends_the_run_before_any_chat_is_read(
+    runner, tmp_path, exports, monkeypatch
+):
+    """The Sell users are read first: a pool or integration user that is no Sell user ends
+    the run (exit 2) before the chat files are parsed, and nothing is written."""
+    import etl.pipeline
+
+    parsed = []
+
+    def fill(*args, **kwargs):
+        parsed.append(args)
+        raise AssertionError("the chats were read before the configuration was checked")
+
+    monkeypatch.setattr(etl.pipeline, "fill", fill)
+    chats, sell = exports
+    config = tmp_path / "chatsell.toml"
+    config.write_text('[sell]\nintegration_user = "nobody@example.invalid"\n')
+    db = f"sqlite:///{tmp_path / 'c.db'}"
+    result = runner.invoke(
+        cli,
+        ["--config", str(config), "--db", db, "sync", "--chats", str(chats), "--sell", str(sell)],
+    )
+    assert result.exit_code == 2, result.output
+    assert "integration_user" in result.stderr and "no Sell user" in result.stderr
+    assert not parsed
+    store = Store(db)
+    try:
+        assert store.source_files() == {}
+    finally:
+        store.dispose()
+
+
 def test_unreachable_store_exits_1_and_masks_password(runner, tmp_path, exports):
     chats, sell = exports
     db = "postgresql+psycopg://chatsell:hunter2@127.0.0.1:1/nowhere"
