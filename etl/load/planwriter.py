@@ -33,7 +33,6 @@ import multiprocessing
 import os
 import signal
 import threading
-import time
 import traceback
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -44,6 +43,7 @@ from sqlalchemy.engine import Connection
 
 from etl.errors import RunFailed
 from etl.load import faults, writers
+from etl.load.stage import watch_parent
 from etl.report.build import add_counts
 from etl.transform.plan import OUTCOME_COLUMNS, ChunkPlan
 
@@ -303,7 +303,9 @@ def _serve(pipe, parents_end, store_url: str, parent: int) -> None:
     for number in (signal.SIGINT, signal.SIGTERM):  # the planner decides when a run stops
         signal.signal(number, signal.SIG_IGN)
     faults.die_with(parent)
-    threading.Thread(target=_watch, args=(parent,), daemon=True).start()
+    threading.Thread(
+        target=watch_parent, args=(parent, ProcessWriter.POLL_PARENT_S), daemon=True
+    ).start()
     from etl.load.store import Store  # noqa: PLC0415 - a fresh engine: none of the planner's
 
     store: Store | None = None
@@ -380,13 +382,6 @@ def _malloc_trim():
         return ctypes.CDLL("libc.so.6").malloc_trim
     except (OSError, AttributeError):
         return None
-
-
-def _watch(parent: int) -> None:
-    """End this process as soon as the planner is gone (its pipe may be held open by others)."""
-    while os.getppid() == parent:
-        time.sleep(ProcessWriter.POLL_PARENT_S)
-    os._exit(70)
 
 
 def _portable(exc: BaseException) -> BaseException:

@@ -313,18 +313,19 @@ def _end_with(parent: int) -> None:
         libc = ctypes.CDLL(None, use_errno=True)
         libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
     except (OSError, AttributeError):
-        threading.Thread(target=_watch_parent, args=(parent,), daemon=True).start()
+        threading.Thread(target=watch_parent, args=(parent, 0.5), daemon=True).start()
     if os.getppid() != parent:  # it ended before the request took effect
         os._exit(70)
 
 
 _PR_SET_PDEATHSIG = 1
-_POLL_PARENT_S = 0.5
 
 
-def _watch_parent(parent: int) -> None:
+def watch_parent(parent: int, poll_s: float) -> None:
+    """End this process (a thread's loop) as soon as ``parent`` is gone: its pipes may be held
+    open by others, so their end is no sign."""
     while os.getppid() == parent:
-        time.sleep(_POLL_PARENT_S)
+        time.sleep(poll_s)
     os._exit(70)
 
 
