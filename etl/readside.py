@@ -6,7 +6,6 @@ render or write with ``etl.report``.
 
 from __future__ import annotations
 
-import csv
 import json
 import re
 import textwrap
@@ -23,7 +22,7 @@ from etl.load.store import FETCH_ROWS, Store
 from etl.report.compare import compare_reports
 from etl.report.digest import LIST_LIMIT, OutcomeDigest
 from etl.report.files import write_report_files
-from etl.report.render import DETAIL_COLUMNS, safe_cell, to_csv
+from etl.report.render import DETAIL_COLUMNS, to_csv, write_csv
 from etl.transform.normalize import email_key
 from etl.transform.widgets import card_rows, csv_columns
 
@@ -221,24 +220,24 @@ def write_details(
     try:
         store.prepare()
         run = _stored_report(store, run_id)["run_id"]
-        writer = csv.writer(out, lineterminator="\n") if fmt == "csv" else None
-        if writer is not None:
-            writer.writerow(DETAIL_COLUMNS)
-        else:
-            out.write("[")
+
+        def rows():
+            for chunk in store.outcome_chunks(run, DETAIL_COLUMNS, size):
+                values = [
+                    chunk[c].astype(object).where(chunk[c].notna(), None) for c in DETAIL_COLUMNS
+                ]
+                yield from zip(*values, strict=True)
+
+        if fmt == "csv":
+            return write_csv(out, DETAIL_COLUMNS, rows())
+        out.write("[")
         written = 0
-        for chunk in store.outcome_chunks(run, DETAIL_COLUMNS, size):
-            values = [chunk[c].astype(object).where(chunk[c].notna(), None) for c in DETAIL_COLUMNS]
-            for row in zip(*values, strict=True):
-                if writer is not None:
-                    writer.writerow([safe_cell(v) for v in row])
-                else:  # laid out as json.dumps(rows, indent=2) lays out the whole list
-                    record = json.dumps(dict(zip(DETAIL_COLUMNS, row, strict=True)), indent=2,
-                                        ensure_ascii=False)  # fmt: skip
-                    out.write(("\n" if not written else ",\n") + textwrap.indent(record, "  "))
-                written += 1
-        if writer is None:
-            out.write("\n]\n" if written else "]\n")
+        for row in rows():  # laid out as json.dumps(rows, indent=2) lays out the whole list
+            record = json.dumps(dict(zip(DETAIL_COLUMNS, row, strict=True)), indent=2,
+                                ensure_ascii=False)  # fmt: skip
+            out.write(("\n" if not written else ",\n") + textwrap.indent(record, "  "))
+            written += 1
+        out.write("\n]\n" if written else "]\n")
         return written
     finally:
         if own_store:

@@ -10,7 +10,7 @@ import csv
 import io
 import json
 from collections.abc import Iterable, Sequence
-from typing import Any
+from typing import Any, TextIO
 
 import pandas as pd
 
@@ -29,11 +29,19 @@ def safe_cell(value: Any) -> Any:
 
 def to_csv(header: Sequence[str], rows: Iterable[Sequence[Any]]) -> str:
     out = io.StringIO()
+    write_csv(out, header, rows)
+    return out.getvalue()
+
+
+def write_csv(out: TextIO, header: Sequence[str], rows: Iterable[Sequence[Any]]) -> int:
+    """``header`` and ``rows`` to ``out`` as CSV, no cell a formula; the number of rows."""
     writer = csv.writer(out, lineterminator="\n")
     writer.writerow(header)
+    written = 0
     for row in rows:
         writer.writerow([safe_cell(v) for v in row])
-    return out.getvalue()
+        written += 1
+    return written
 
 
 def render_json(report: dict[str, Any]) -> str:
