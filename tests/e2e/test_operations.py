@@ -9,6 +9,9 @@ import signal
 import subprocess
 import sys
 import textwrap
+from collections.abc import Callable
+from pathlib import Path
+from typing import NamedTuple
 
 import pytest
 
@@ -37,17 +40,60 @@ def chatsell(*args, env=None, cwd=None, timeout=120):
     )  # fmt: skip
 
 
-@pytest.fixture
-def setup(tmp_path):
-    chats, sell = make_exports(tmp_path)
+def _write_exports(root: Path) -> tuple[Path, Path]:
+    chats, sell = make_exports(root)
     more = [
         chat(f"n{i:02d}", f"new{i % 5}@shop.example", start=f"2026-11-04T{i:02d}:00:00Z")
         for i in range(12)
     ]
     write_json(chats / "chats_new.json", page(more))
+    return chats, sell
+
+
+def _config(commit_size: int) -> str:
+    return CONFIG.replace("commit_size = 2", f"commit_size = {commit_size}")
+
+
+@pytest.fixture
+def setup(tmp_path):
+    chats, sell = _write_exports(tmp_path)
     config = tmp_path / "chatsell.toml"
     config.write_text(CONFIG)
     return chats, sell, config
+
+
+class Uninterrupted(NamedTuple):
+    """An uninterrupted sync of the module's exports: what a killed or stopped one must equal."""
+
+    chats: Path
+    sell: Path
+    config: Path
+    report: dict
+    store: dict[str, list[tuple]]  # storecheck.dump(..., drop_run_columns=True)
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(tmp_path_factory) -> Callable[[int], Uninterrupted]:
+    """Per commit size, one uninterrupted sync (a subprocess, into SQLite) of exports written once
+    for the module. The cases that kill, stop or race a run only read these exports, so the run
+    they must equal is the same for all of them and is made once, not once per case."""
+    root = tmp_path_factory.mktemp("uninterrupted")
+    chats, sell = _write_exports(root)
+    made: dict[int, Uninterrupted] = {}
+
+    def get(commit_size: int) -> Uninterrupted:
+        if commit_size not in made:
+            config = root / f"chatsell-{commit_size}.toml"
+            config.write_text(_config(commit_size))
+            url = f"sqlite:///{root / f'reference-{commit_size}.db'}"
+            done = chatsell(*sync_args(url, chats, sell, config, "--json"))
+            assert done.returncode == 0, done.stderr
+            made[commit_size] = Uninterrupted(
+                chats, sell, config, json.loads(done.stdout), dump(url, drop_run_columns=True)
+            )
+        return made[commit_size]
+
+    return get
 
 
 def sync_args(url, chats, sell, config, *extra):
@@ -64,13 +110,6 @@ def sync_args(url, chats, sell, config, *extra):
         str(sell),
         *extra,
     ]
-
-
-def _reference(tmp_path, chats, sell, config):
-    url = f"sqlite:///{tmp_path / 'reference.db'}"
-    done = chatsell(*sync_args(url, chats, sell, config, "--json"))
-    assert done.returncode == 0, done.stderr
-    return url, json.loads(done.stdout)
 
 
 def _hold_lock(url: str) -> subprocess.Popen:
@@ -117,9 +156,9 @@ def test_a_killed_holder_leaves_no_stale_lock(store_url, setup):
     assert done.returncode == 0, done.stderr
 
 
-def test_two_concurrent_syncs_never_overlap(store_url, setup, tmp_path):
-    chats, sell, config = setup
-    reference_url, _ = _reference(tmp_path, chats, sell, config)
+def test_two_concurrent_syncs_never_overlap(store_url, uninterrupted):
+    reference = uninterrupted(2)
+    chats, sell, config = reference.chats, reference.sell, reference.config
     procs = [subprocess.Popen([sys.executable, "-m", "etl", *sync_args(store_url, chats, sell, config)],
                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for _ in range(2)]  # fmt: skip
     codes = sorted(p.wait(timeout=120) for p in procs)
@@ -127,7 +166,7 @@ def test_two_concurrent_syncs_never_overlap(store_url, setup, tmp_path):
         p.stdout.close()
         p.stderr.close()
     assert codes in ([0, 0], [0, 75])
-    assert dump(store_url, drop_run_columns=True) == dump(reference_url, drop_run_columns=True)
+    assert dump(store_url, drop_run_columns=True) == reference.store
 
 
 # (commit_size, point): with commit_size = chunk_size every chunk commits on its own; with 6,
@@ -150,11 +189,10 @@ KILL_POINTS += [(6, p) for p in ("before_commit:3", "after_commit:4", "before_co
 
 @pytest.mark.parametrize(("commit_size", "point"), KILL_POINTS)
 def test_kill_9_at_any_point_then_rerun_equals_never_killed(
-    store_url, setup, tmp_path, commit_size, point
+    store_url, uninterrupted, tmp_path, commit_size, point
 ):
-    chats, sell, config = setup
-    config.write_text(CONFIG.replace("commit_size = 2", f"commit_size = {commit_size}"))
-    reference_url, reference = _reference(tmp_path, chats, sell, config)
+    reference = uninterrupted(commit_size)
+    chats, sell, config = reference.chats, reference.sell, reference.config
     scratch = tmp_path / "scratch"  # TMPDIR: what the killed run leaves, the rerun removes
     scratch.mkdir()
     env = {"TMPDIR": str(scratch)}
@@ -175,18 +213,17 @@ def test_kill_9_at_any_point_then_rerun_equals_never_killed(
         "multi_match_emails",
         "rejects",
     ):
-        assert report[key] == reference[key], (point, key)
-    assert dump(store_url, drop_run_columns=True) == dump(reference_url, drop_run_columns=True)
+        assert report[key] == reference.report[key], (point, key)
+    assert dump(store_url, drop_run_columns=True) == reference.store
     again = chatsell(*sync_args(store_url, chats, sell, config, "--json"))
     assert json.loads(again.stdout)["accounting"]["chats_read"] == 0
 
 
 @pytest.mark.parametrize("commit_size", [2, 100])
-def test_stop_request_between_chunks_then_resume(store_url, setup, tmp_path, commit_size):
+def test_stop_request_between_chunks_then_resume(store_url, uninterrupted, commit_size):
     """A stop request keeps the chunks applied before it, even in a transaction not yet full."""
-    chats, sell, config = setup
-    config.write_text(CONFIG.replace("commit_size = 2", f"commit_size = {commit_size}"))
-    reference_url, reference = _reference(tmp_path, chats, sell, config)
+    reference = uninterrupted(commit_size)
+    chats, sell, config = reference.chats, reference.sell, reference.config
     from etl.config import load_settings
 
     settings = load_settings(config, database_url=store_url)
@@ -202,8 +239,8 @@ def test_stop_request_between_chunks_then_resume(store_url, setup, tmp_path, com
     planned = "SELECT count(*) FROM run_outcomes WHERE outcome <> 'rejected'"
     assert rows(store_url, planned) == [(4,)]  # the two chunks of two chats before the stop
     resumed = run_sync(settings, SyncOptions(chats=chats, sell=sell)).report
-    assert resumed["run_id"] == 1 and resumed["outcomes"] == reference["outcomes"]
-    assert dump(store_url, drop_run_columns=True) == dump(reference_url, drop_run_columns=True)
+    assert resumed["run_id"] == 1 and resumed["outcomes"] == reference.report["outcomes"]
+    assert dump(store_url, drop_run_columns=True) == reference.store
 
 
 def test_schedule_once_runs_sync_and_report(setup, tmp_path):
