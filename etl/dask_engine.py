@@ -86,7 +86,9 @@ def dask_client(scheduler: str | None, workers: int | None) -> Iterator[Client]:
             n_workers=workers or 2,
             threads_per_worker=1,
             processes=True,
-            dashboard_address=None,
+            # any free port: None still serves its HTTP routes on 8787, and a second cluster
+            # on the host (another backfill, a notebook's) would then warn and take another
+            dashboard_address=":0",
             silence_logs=logging.WARNING,
         ) as cluster,
         Client(cluster) as client,

@@ -101,7 +101,7 @@ def test_on_an_existing_cluster_by_its_scheduler_address(pg_store_url, generated
 
     chats, sell, _manifest = generated
     ref_url, ref_report = reference
-    with LocalCluster(n_workers=1, threads_per_worker=1, dashboard_address=None) as cluster:
+    with LocalCluster(n_workers=1, threads_per_worker=1, dashboard_address=":0") as cluster:
         report = sync(pg_store_url, chats, sell, settings=batched_settings(pg_store_url, 60),
                       mode="backfill", window=WINDOW, engine="dask",
                       dask_scheduler=cluster.scheduler_address).report  # fmt: skip
