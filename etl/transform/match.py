@@ -30,15 +30,19 @@ PAIR_COLUMNS = ("chat_id", "record_type", "record_id", "record_name", "owner_id"
 class CrmIndex:
     """What chats are matched against: held whole, the only thing besides a chunk in memory.
 
-    ``base`` is indexed by email once; records the run creates go to a small ``added`` frame and
-    phones the run changes to ``phones``, so neither rebuilds the large index.
+    ``base`` is indexed by email once. The leads the run creates are the planner's
+    (``CreatedLeads``); their phones and the phones the run changes are kept here beside the
+    index, so none of them rebuilds it.
     """
 
     base: pd.DataFrame  # TARGET_COLUMNS: every lead and contact that can take a chat
     deals: pd.DataFrame  # DEAL_COLUMNS
     users: pd.DataFrame  # id, email_normalized, status, name, team_name, group_name
-    added: pd.DataFrame = field(default_factory=lambda: pd.DataFrame(columns=list(TARGET_COLUMNS)))
     phones: dict[tuple[str, int], str | None] = field(default_factory=dict)
+    # the phones of the leads this run creates, numbered down from created_from: a list grows
+    # by 8 bytes a lead where ``phones`` would by ~120 (a key tuple, an int, a slot)
+    created_from: int | None = None
+    created_phones: list[str | None] = field(default_factory=list)
     # lead id -> the chat that created it, for leads this run created before it was interrupted
     origins: pd.Series = field(default_factory=lambda: pd.Series(dtype=object))
     # lead id -> the start time of that origin chat, where known (a resumed Dask backfill): a
@@ -49,28 +53,36 @@ class CrmIndex:
 
     _base_phones: pd.Series | None = field(default=None, repr=False)
 
-    def add_targets(self, rows: pd.DataFrame) -> None:
-        """Records created during the run (leads from chats) become targets at once."""
-        if rows.empty:
-            return
-        rows = rows[list(TARGET_COLUMNS)]
-        self.added = (
-            rows.copy() if self.added.empty else pd.concat([self.added, rows], ignore_index=True)
-        )
-        for record_type, record_id, phone in rows[["record_type", "record_id", "phone"]].itertuples(
-            index=False
-        ):
-            self.set_phone(record_type, record_id, None if pd.isna(phone) else phone)
-
     def origin_chats(self) -> pd.Series:
         """lead id -> origin chat id of the leads this run created (a resumed run meets them)."""
         return self.origins
 
+    def add_created(self, first_id: int, phones: list[str | None]) -> None:
+        """Leads the run created, ids ``first_id``, ``first_id - 1``, ...: their phones."""
+        if self.created_from is None:
+            self.created_from = first_id
+        if first_id != self.created_from - len(self.created_phones):
+            raise ValueError(f"lead {first_id} does not follow the leads this run created")
+        self.created_phones.extend(phones)
+
+    def _created_at(self, record_type: str, record_id: int) -> int | None:
+        if record_type != "lead" or self.created_from is None:
+            return None
+        at = self.created_from - int(record_id)
+        return at if 0 <= at < len(self.created_phones) else None
+
     def set_phone(self, record_type: str, record_id: int, phone: str | None) -> None:
-        self.phones[(record_type, int(record_id))] = phone
+        at = self._created_at(record_type, record_id)
+        if at is not None:
+            self.created_phones[at] = phone
+        else:
+            self.phones[(record_type, int(record_id))] = phone
 
     def phone_of(self, record_type: str, record_id: int) -> str | None:
         """The record's phone as the run has it now (its own changes included)."""
+        at = self._created_at(record_type, record_id)
+        if at is not None:
+            return self.created_phones[at]
         key = (record_type, int(record_id))
         if key in self.phones:
             return self.phones[key]
@@ -121,12 +133,113 @@ class CrmIndex:
         )
         if not same.all():
             targets, chat_rows = targets[same].reset_index(drop=True), chat_rows[same]
-        found = [
-            pd.concat([emails.iloc[chat_rows][["chat_id"]].reset_index(drop=True), targets], axis=1)
-        ]
-        if not self.added.empty:
-            found.append(emails.merge(self.added, on="email_normalized", how="inner"))
-        return pd.concat(found, ignore_index=True) if len(found) > 1 else found[0]
+        return pd.concat(
+            [emails.iloc[chat_rows][["chat_id"]].reset_index(drop=True), targets], axis=1
+        )
+
+
+@dataclass(frozen=True)
+class _Segment:
+    """Leads ordered by the hash of their email (then as added): parallel arrays."""
+
+    hashes: np.ndarray  # uint64, ascending
+    emails: np.ndarray  # object
+    ids: np.ndarray  # int64
+    names: np.ndarray  # object
+    owners: np.ndarray  # int64 (0 where missing)
+    no_owner: np.ndarray  # bool
+
+    def __len__(self) -> int:
+        return len(self.hashes)
+
+    def ordered(self) -> _Segment:
+        order = np.argsort(self.hashes, kind="stable")
+        return _Segment(*(column[order] for column in self._columns()))
+
+    def _columns(self) -> tuple[np.ndarray, ...]:
+        return self.hashes, self.emails, self.ids, self.names, self.owners, self.no_owner
+
+    @staticmethod
+    def merged(older: _Segment, newer: _Segment) -> _Segment:
+        columns = zip(older._columns(), newer._columns(), strict=True)
+        return _Segment(*(np.concatenate(pair) for pair in columns)).ordered()
+
+
+class CreatedLeads:
+    """The leads a run creates, by normalized email: what the later chats of an email join.
+
+    It grows chunk by chunk for the whole run and is never rebuilt whole: each chunk's leads are
+    a segment ordered by a 64-bit hash of the email, and two segments of about the same size are
+    merged into one, so n leads make O(log n) segments and each lead moves O(log n) times. A
+    lookup is a binary search in each segment. (A frame indexed by email, concatenated at every
+    chunk, rebuilt its hash table at every lookup: at 3M chats, 367,000 leads, that was ~80 ms a
+    chunk, 300 chunks.) Per lead it holds ~41 bytes beside the email and name strings.
+    """
+
+    def __init__(self) -> None:
+        self._segments: list[_Segment] = []
+
+    def __len__(self) -> int:
+        return sum(len(segment) for segment in self._segments)
+
+    def add(self, leads: pd.DataFrame) -> None:
+        """Leads (email_normalized, id, name, owner_id), one per email never added before."""
+        if leads.empty:
+            return
+        owners = pd.array(leads["owner_id"], dtype="Int64")
+        segment = _Segment(
+            _email_hashes(leads["email_normalized"]),
+            leads["email_normalized"].to_numpy(dtype=object),
+            leads["id"].to_numpy(dtype="int64"),
+            leads["name"].to_numpy(dtype=object),
+            owners.to_numpy(dtype="int64", na_value=0),
+            owners.isna(),
+        ).ordered()
+        segments = self._segments
+        segments.append(segment)
+        while len(segments) > 1 and len(segments[-2]) <= 2 * len(segments[-1]):
+            newer, older = segments.pop(), segments.pop()
+            segments.append(_Segment.merged(older, newer))
+
+    def find(self, emails: pd.Series) -> pd.DataFrame:
+        """Per email, in order: ``found`` and its lead's id, name and owner_id (unfound: null)."""
+        values = emails.to_numpy(dtype=object)
+        wanted = _email_hashes(emails)
+        found = np.zeros(len(values), dtype=bool)
+        segment_of = np.full(len(values), -1)
+        position = np.zeros(len(values), dtype=np.int64)
+        for number, segment in enumerate(self._segments):
+            low = np.searchsorted(segment.hashes, wanted, side="left")
+            high = np.searchsorted(segment.hashes, wanted, side="right")
+            rows = np.flatnonzero((high > low) & ~found)
+            if not len(rows):
+                continue
+            same = segment.emails[low[rows]] == values[rows]
+            hit = rows[same]
+            found[hit], segment_of[hit], position[hit] = True, number, low[hit]
+            for row in rows[~same]:  # a hash two emails share (rare): compare each of them
+                for at in range(low[row] + 1, high[row]):
+                    if segment.emails[at] == values[row]:
+                        found[row], segment_of[row], position[row] = True, number, at
+                        break
+        ids = np.zeros(len(values), dtype=np.int64)
+        names = np.full(len(values), None, dtype=object)
+        owners = np.zeros(len(values), dtype=np.int64)
+        no_owner = np.ones(len(values), dtype=bool)
+        for number, segment in enumerate(self._segments):
+            rows = np.flatnonzero(segment_of == number)
+            at = position[rows]
+            ids[rows], names[rows] = segment.ids[at], segment.names[at]
+            owners[rows], no_owner[rows] = segment.owners[at], segment.no_owner[at]
+        return pd.DataFrame(
+            {
+                "found": found,
+                "id": ids,
+                "name": names,
+                "owner_id": pd.arrays.IntegerArray(owners, no_owner),
+            },
+            index=emails.index,
+        )
 
 
 def _email_hashes(emails: pd.Series) -> np.ndarray:

@@ -17,7 +17,14 @@ import pandas as pd
 from etl.hashing import content_hash
 from etl.text import person_name
 from etl.transform.assign import Assigner, PoolState
-from etl.transform.match import PAIR_COLUMNS, CrmIndex, match, match_counts, records_label
+from etl.transform.match import (
+    PAIR_COLUMNS,
+    CreatedLeads,
+    CrmIndex,
+    match,
+    match_counts,
+    records_label,
+)
 from etl.transform.normalize import (
     EMPTY,
     INVALID,
@@ -360,9 +367,7 @@ class Planner:
     ctx: PlanContext
     assigner: Assigner
     next_lead_id: int = -1  # chat-created leads get negative ids: they are no Sell record (yet)
-    created_leads: pd.DataFrame = field(
-        default_factory=lambda: pd.DataFrame(columns=["id", "name", "owner_id"])
-    )  # indexed by email_normalized: the leads this planner created so far
+    created_leads: CreatedLeads = field(default_factory=CreatedLeads)  # so far, by email
 
     def plan(
         self,
@@ -429,7 +434,7 @@ class Planner:
             return empty, no_assignments, _no_pairs(), frozenset(), frozenset()
         candidates = candidates.reset_index(drop=True)
         emails = candidates["email_normalized"]
-        earlier = emails.isin(self.created_leads.index)  # a lead an earlier batch created
+        earlier = self.created_leads.find(emails)["found"]  # a lead an earlier batch created
         allowed = candidates["skip_reason"].isna() & ~earlier
         order = pd.Series(range(len(candidates)), index=candidates.index)
         first_allowed = order[allowed].groupby(emails[allowed]).min()
@@ -441,24 +446,21 @@ class Planner:
         if not creators.empty:
             assignments = self.assigner.assign(creators, self.ctx.agent_emails)
             leads = self._lead_rows(creators, assignments)
-            self.created_leads = pd.concat(
-                [
-                    self.created_leads,
-                    leads.set_index("email_normalized")[["id", "name", "owner_id"]],
-                ]
-            )
-            for lead_id, phone in zip(leads["id"], leads["phone"], strict=True):
-                self.index.set_phone("lead", lead_id, None if pd.isna(phone) else phone)
+            self.created_leads.add(leads)
+            phones = [None if pd.isna(phone) else phone for phone in leads["phone"]]
+            self.index.add_created(int(leads["id"].iloc[0]), phones)  # (ids count down)
             assignments = assignments.reset_index(drop=True)
         joined = candidates[is_creator | joins]
-        by_email = self.created_leads
+        lead = self.created_leads.find(joined["email_normalized"])
+        if not lead["found"].all():  # (joins are of an earlier batch's lead or this batch's)
+            raise RuntimeError("a chat joins a lead this run has not created")
         new_pairs = pd.DataFrame(
             {
                 "chat_id": joined["chat_id"],
                 "record_type": "lead",
-                "record_id": joined["email_normalized"].map(by_email["id"]).astype("int64"),
-                "record_name": joined["email_normalized"].map(by_email["name"]),
-                "owner_id": joined["email_normalized"].map(by_email["owner_id"]).astype("Int64"),
+                "record_id": lead["id"],
+                "record_name": lead["name"],
+                "owner_id": lead["owner_id"],
                 "new_this_run": True,
                 "own_lead": is_creator[joined.index].to_numpy(),
             }

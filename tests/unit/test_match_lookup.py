@@ -70,3 +70,67 @@ def test_lookup_tells_apart_emails_whose_hashes_collide(monkeypatch, collide):
 
     monkeypatch.setattr(match, "_email_hashes", colliding)
     assert _found(_index()) == EXPECTED
+
+
+# -- CreatedLeads: the run's own leads, by email ----------------------------------------------
+
+
+def _leads(start: int, count: int) -> pd.DataFrame:
+    ids = [-(start + i) for i in range(count)]
+    return pd.DataFrame(
+        {
+            "id": ids,
+            "email_normalized": [f"v{-i}@example.com" for i in ids],
+            "name": [f"Visitor {-i}" for i in ids],
+            "owner_id": pd.array([None if i % 3 == 0 else 100 - i for i in ids], dtype="Int64"),
+        }
+    )
+
+
+def _expected(emails: list[str]) -> list[tuple]:
+    out = []
+    for email in emails:
+        n = int(email[1:].split("@")[0]) if email.startswith("v") else None
+        if n is None or n >= 1 + 7 * 40:  # only v1 .. v280 were added
+            out.append((False, None, None))
+        else:
+            out.append((True, -n, f"Visitor {n}", None if n % 3 == 0 else 100 + n))
+    return out
+
+
+def _found_leads(created: match.CreatedLeads, emails: list[str]) -> list[tuple]:
+    found = created.find(pd.Series(emails, index=range(100, 100 + len(emails))))
+    assert list(found.index) == list(range(100, 100 + len(emails)))
+    return [
+        (True, row.id, row.name, None if pd.isna(row.owner_id) else int(row.owner_id))
+        if row.found
+        else (False, None, None)
+        for row in found.itertuples()
+    ]
+
+
+@pytest.mark.parametrize("collide", [None, "all-equal", "two-buckets"])
+def test_created_leads_are_found_by_email_across_every_chunk_they_were_added_in(
+    monkeypatch, collide
+):
+    if collide:
+
+        def colliding(emails: pd.Series) -> np.ndarray:
+            values = emails.to_numpy(dtype=object)
+            if collide == "all-equal":
+                return np.zeros(len(values), dtype=np.uint64)
+            return np.array([len(v) % 2 for v in values], dtype=np.uint64)
+
+        monkeypatch.setattr(match, "_email_hashes", colliding)
+    created = match.CreatedLeads()
+    assert _found_leads(created, ["v1@example.com"]) == [(False, None, None)]
+    for chunk in range(7):  # chunks of 40, 40, ...: merged into fewer, larger segments
+        created.add(_leads(1 + 40 * chunk, 40))
+        created.add(_leads(1, 0))  # a chunk that created nothing
+    assert len(created) == 280
+    assert len(created._segments) < 7  # merged as it grew
+    emails = ["v280@example.com", "nobody@example.com", "v1@example.com", "v281@example.com",
+              "v3@example.com", "v140@example.com", "v41@example.com", "v1@example.com"]  # fmt: skip
+    assert _found_leads(created, emails) == _expected(emails)
+    every = [f"v{n}@example.com" for n in range(1, 281)]
+    assert _found_leads(created, every) == _expected(every)
