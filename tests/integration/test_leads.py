@@ -374,6 +374,32 @@ def test_phone_policy(store_url, tmp_path, policy, expected):
     assert again["writes"]["phone_updates"] == 0
 
 
+@pytest.mark.parametrize(
+    ("policy", "expected", "changes"),
+    [("fill_empty", "+1 206 555 0101", 1), ("overwrite", "+1 206 555 0202", 2)],
+)
+def test_later_chunks_change_the_phone_of_a_lead_an_earlier_chunk_created(
+    store_url, tmp_path, policy, expected, changes
+):
+    """A chunk of one chat each: the lead the first chat creates (no phone) is the record the
+    later chats of its email fill, or overwrite, the phone of; another new lead keeps its own."""
+    chats, sell = exports(
+        tmp_path,
+        [
+            visitor(1, "new@shop.example"),
+            visitor(2, "other@shop.example", phone="+1 206 555 0999"),
+            visitor(3, "new@shop.example", phone="+1 206 555 0101"),
+            visitor(4, "new@shop.example", phone="+1 206 555 0202"),
+        ],
+    )
+    settings = inbound(store_url, phone={"policy": policy}, run={"chunk_size": 1, "commit_size": 1})
+    report = sync(store_url, chats, sell, settings=settings).report
+    phones = rows(store_url, "SELECT email, phone FROM leads WHERE id < 0 ORDER BY id DESC")
+    assert phones == [("new@shop.example", expected), ("other@shop.example", "+1 206 555 0999")]
+    assert report["writes"]["leads_created"] == 2
+    assert report["writes"]["phone_updates"] == changes
+
+
 def test_phone_needs_an_active_sell_agent_when_required(store_url, tmp_path):
     chats, sell = exports(
         tmp_path,

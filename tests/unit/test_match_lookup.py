@@ -134,3 +134,18 @@ def test_created_leads_are_found_by_email_across_every_chunk_they_were_added_in(
     assert _found_leads(created, emails) == _expected(emails)
     every = [f"v{n}@example.com" for n in range(1, 281)]
     assert _found_leads(created, every) == _expected(every)
+
+
+def test_the_phones_of_created_leads_are_kept_by_id_beside_the_changes_of_others():
+    index = _index()
+    index.set_phone("lead", 1, "+81 3 0000 0001")  # a Sell lead's phone the run changed
+    index.add_created(-5, ["+81 90 0000 0005", None])  # leads -5 and -6
+    index.add_created(-7, [None])
+    assert [index.phone_of("lead", i) for i in (-5, -6, -7)] == ["+81 90 0000 0005", None, None]
+    index.set_phone("lead", -7, "+81 90 0000 0007")
+    assert index.phone_of("lead", -7) == "+81 90 0000 0007"
+    assert index.phone_of("lead", 1) == "+81 3 0000 0001"
+    assert index.phone_of("contact", 10) is None
+    assert index.phones == {("lead", 1): "+81 3 0000 0001"}  # the created leads are not here
+    with pytest.raises(ValueError, match="does not follow"):
+        index.add_created(-9, [None])  # -8 is next
