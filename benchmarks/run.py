@@ -56,9 +56,11 @@ def main(argv: list[str] | None = None) -> int:
     command = _chatsell_command(args.chatsell)
     machine = _machine(args.pg_url if "postgresql" in stores else None)
     machine["bytecode_compiled"] = _compile_bytecode()
+    work.mkdir(parents=True, exist_ok=True)
+    machine["disk_write_mib_s"] = _disk_write_mib_s(work)
     _say(
         f"machine: {machine['cpu_model']} x{machine['nproc']}, {machine['ram_gib']} GiB RAM, "
-        f"Python loop {machine['python_loop_s']} s"
+        f"Python loop {machine['python_loop_s']} s, disk {machine['disk_write_mib_s']} MiB/s"
     )
     _say(f"chatsell: {' '.join(command)}")
 
@@ -532,6 +534,27 @@ def _compile_bytecode() -> bool:
     return all(compileall.compile_dir(ROOT / name, quiet=1) for name in ("etl", "jobs"))
 
 
+def _disk_write_mib_s(directory: Path, mib: int = 256, rounds: int = 2) -> float:
+    """MiB/s writing ``mib`` MiB into ``directory`` and fsyncing it (the best of ``rounds``): the
+    disk the stores and exports are on, whose speed varies between days as the CPU's does (a
+    run can wait on it a third of its time, which the Python loop does not show)."""
+    path = directory / f".bench-disk-{os.getpid()}"
+    block = os.urandom(1 << 20)
+    best = 0.0
+    try:
+        for _ in range(rounds):
+            started = time.perf_counter()
+            with open(path, "wb") as out:
+                for _ in range(mib):
+                    out.write(block)
+                out.flush()
+                os.fsync(out.fileno())
+            best = max(best, mib / (time.perf_counter() - started))
+    finally:
+        path.unlink(missing_ok=True)
+    return round(best, 1)
+
+
 def _python_loop_s(rounds: int = 3) -> float:
     """Seconds for a fixed pure-Python loop (the best of ``rounds``): this machine's speed the
     day it ran. Its speed varies by 2-3x between days; compare runs by this first."""
@@ -674,8 +697,11 @@ def _markdown(machine: dict[str, Any], results: list[dict[str, Any]]) -> str:
         f"Commit {machine['git_commit'] or '?'}{' (uncommitted changes)' if machine['git_dirty'] else ''}, "
         f"{machine['date']}. A pure-Python loop of 10,000,000 additions took "
         f"{machine.get('python_loop_s', '?')} s (this machine's speed varies between days: "
-        "compare runs by it). etl/ was compiled to bytecode before the runs (as a wheel install "
-        "does)" + ("" if machine.get("bytecode_compiled") else ": **it could not be**") + ".",
+        "compare runs by it); writing to the disk of the work directory ran at "
+        f"{machine.get('disk_write_mib_s', '?')} MiB/s (256 MiB, fsynced). etl/ was compiled "
+        "to bytecode before the runs (as a wheel install does)"
+        + ("" if machine.get("bytecode_compiled") else ": **it could not be**")
+        + ".",
         "",
         "Each cell is one `chatsell sync` subprocess, end to end (start-up, reading, planning, "
         "writing, report). chats/s = chats read by the first sync / its wall time; peak RSS is the "
