@@ -60,15 +60,21 @@ def test_lookup_gives_every_target_of_the_email_in_chat_then_index_order():
     assert _found(_index()) == EXPECTED
 
 
-@pytest.mark.parametrize("collide", ["all-equal", "two-buckets"])
-def test_lookup_tells_apart_emails_whose_hashes_collide(monkeypatch, collide):
+def _colliding(collide: str):
+    """An email hash under which emails collide: all of them, or two buckets by length."""
+
     def colliding(emails: pd.Series) -> np.ndarray:
         values = emails.to_numpy(dtype=object)
         if collide == "all-equal":
             return np.zeros(len(values), dtype=np.uint64)
         return np.array([len(v) % 2 for v in values], dtype=np.uint64)
 
-    monkeypatch.setattr(match, "_email_hashes", colliding)
+    return colliding
+
+
+@pytest.mark.parametrize("collide", ["all-equal", "two-buckets"])
+def test_lookup_tells_apart_emails_whose_hashes_collide(monkeypatch, collide):
+    monkeypatch.setattr(match, "_email_hashes", _colliding(collide))
     assert _found(_index()) == EXPECTED
 
 
@@ -114,14 +120,7 @@ def test_created_leads_are_found_by_email_across_every_chunk_they_were_added_in(
     monkeypatch, collide
 ):
     if collide:
-
-        def colliding(emails: pd.Series) -> np.ndarray:
-            values = emails.to_numpy(dtype=object)
-            if collide == "all-equal":
-                return np.zeros(len(values), dtype=np.uint64)
-            return np.array([len(v) % 2 for v in values], dtype=np.uint64)
-
-        monkeypatch.setattr(match, "_email_hashes", colliding)
+        monkeypatch.setattr(match, "_email_hashes", _colliding(collide))
     created = match.CreatedLeads()
     assert _found_leads(created, ["v1@example.com"]) == [(False, None, None)]
     for chunk in range(7):  # chunks of 40, 40, ...: merged into fewer, larger segments
