@@ -75,3 +75,33 @@ def test_schema_head_constant_is_alembics_head(tmp_path):
 
     with Store(f"sqlite:///{tmp_path / 'x.db'}") as store:
         assert store.head() == SCHEMA_HEAD
+
+
+def test_a_new_sqlite_store_has_larger_pages_and_an_old_one_keeps_its_own(tmp_path):
+    """A new file gets SQLITE_PAGE_SIZE (an activity row is a whole transcript); a store made
+    with SQLite's default 4 KB pages is left so (WAL fixed it) and still takes writes."""
+    import sqlite3
+
+    from etl.load import store as store_module
+
+    new = tmp_path / "new.db"
+    with Store(f"sqlite:///{new}") as store:
+        store.prepare()
+    old = tmp_path / "old.db"
+    made = sqlite3.connect(old)
+    made.execute("PRAGMA journal_mode = WAL")  # a page written at 4096: the size is fixed
+    made.close()
+    with Store(f"sqlite:///{old}") as store:
+        store.prepare()
+        with store.transaction() as conn:
+            conn.execute(schema.runs.insert().values(mode="sync", status="running",
+                                                     started_at=datetime.now(UTC)))  # fmt: skip
+    sizes = {}
+    for path in (new, old):
+        db = sqlite3.connect(path)
+        sizes[path.name] = db.execute("PRAGMA page_size").fetchone()[0]
+        assert db.execute("PRAGMA integrity_check").fetchone() == ("ok",)
+        assert db.execute("PRAGMA journal_mode").fetchone() == ("wal",)
+        db.close()
+    assert store_module.SQLITE_PAGE_SIZE == 8192
+    assert sizes == {"new.db": 8192, "old.db": 4096}
