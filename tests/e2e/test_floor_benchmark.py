@@ -56,4 +56,5 @@ def test_floor_parses_every_value_and_copies_every_row(tmp_path):
         cpus = len(os.sched_getaffinity(0))
         assert bound["bound_s"] >= bound["write_s"] == result[store]["write"]["total_s"]
         assert bound["bound_s"] >= round((parse_cpu + bound["write_s"]) / cpus, 2) - 0.01
+        assert bound["full_bound_s"] == round(parse_cpu / cpus, 2)  # --full: parse, no write
     assert "sync / bound" in (out / "floor.md").read_text()
