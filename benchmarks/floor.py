@@ -6,7 +6,7 @@ machine, the two costs no implementation of the spec can avoid:
 
   1. **Parsing**: every export file read, gunzipped and parsed by orjson into Python objects
      (the chats must be parsed whole: their content hash and transcript need every field),
-     in two processes, one per CPU. Nothing else: no frames, no hashing, no staging.
+     in one process per CPU (`--workers`). Nothing else: no frames, hashing or staging.
   2. **Writing**: the rows a real `chatsell sync` stored (it runs one, timed, as the
      reference) copied into an empty store of the same schema by the database itself, table
      by table in primary-key order: `INSERT INTO ... SELECT ... ORDER BY key`, no Python per
@@ -18,7 +18,8 @@ machine, the two costs no implementation of the spec can avoid:
 
 A lower bound for the wall time of a sync on N CPUs is then max(write, (parse CPU + write)
 / N): SQLite and a PostgreSQL session write on one CPU each, and the parsing shares the CPUs
-with them. A `--full` re-run writes nothing but parses every file again: parse CPU / N. Results go to benchmarks/out/floor.json and floor.md. Nothing asserts a timing.
+with them. A `--full` re-run writes nothing but parses every file again: parse CPU / N.
+Results go to benchmarks/out/floor.json and floor.md. Nothing asserts a timing.
 """
 
 from __future__ import annotations
@@ -59,7 +60,8 @@ def main(argv: list[str] | None = None) -> int:
     machine["bytecode_compiled"] = bench._compile_bytecode()
     data = bench._exports(work, chats, records, args.seed, regenerate=False)
     config = bench._write_config(data["dir"])
-    result: dict[str, Any] = {"chats": chats, "records": records, "seed": args.seed}
+    result: dict[str, Any] = {"chats": chats, "records": records, "seed": args.seed,
+                              "workers": args.workers}  # fmt: skip
     result["parse"] = {
         "chats": parse_floor(sorted((data["dir"] / "chat").rglob("*")), args.workers),
         "sell": parse_floor(sorted((data["dir"] / "sell").rglob("*.json*")), args.workers),
@@ -299,7 +301,8 @@ def markdown(machine: dict[str, Any], result: dict[str, Any]) -> str:
         f"Machine: {machine['cpu_model']} x{machine['nproc']}, {machine['ram_gib']} GiB RAM, "
         f"Python loop {machine['python_loop_s']} s; commit {machine.get('git_commit')}.",
         "",
-        "| what | files | MiB (uncompressed) | values | wall (2 processes) | CPU-s |",
+        f"| what | files | MiB (uncompressed) | values | wall ({result['workers']} processes) "
+        "| CPU-s |",
         "|---|---:|---:|---:|---:|---:|",
     ]
     for kind, parsed in result["parse"].items():
