@@ -1,4 +1,10 @@
-"""The ``chatsell`` command line: parse options, call the pipeline, render. Nothing else."""
+"""The ``chatsell`` command line: parse options, call the pipeline, render. Nothing else.
+
+The face starts light: ``import etl.cli``, ``chatsell --help``, ``--version`` and every
+``chatsell <command> --help`` import neither pandas, numpy nor SQLAlchemy. The modules that
+do (the pipeline, the store, the read side, the renderers) are imported by the commands that
+use them, each in one helper below (tests/unit/test_light_face.py keeps it so).
+"""
 
 from __future__ import annotations
 
@@ -10,26 +16,66 @@ import threading
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
-import pandas as pd
 
 from etl import __version__
-from etl.config import Settings, load_settings
 from etl.errors import ChatsellError, ConfigError
-from etl.load.store import Store, masked
 from etl.logs import configure
-from etl.pipeline import SyncOptions, run_sync
-from etl.readside import export_widgets, load_run_report, read_feed, write_details
-from etl.report.compare import render_compare_text
-from etl.report.html import render_html
-from etl.report.render import (
-    render_csv_summary,
-    render_json,
-    render_text,
-)
+
+if TYPE_CHECKING:
+    from types import ModuleType
+
+    from etl.config import Settings
+    from etl.load.store import Store
 
 log = logging.getLogger("chatsell")
+
+
+# The heavy modules, each imported in one place, when a command first needs it.
+
+
+def _pipeline() -> ModuleType:
+    """The sync engine: SyncOptions, run_sync."""
+    import etl.run
+
+    return etl.run
+
+
+def _store_module() -> ModuleType:
+    """The store (SQLAlchemy): Store, masked."""
+    import etl.load.store
+
+    return etl.load.store
+
+
+def _readside() -> ModuleType:
+    """Reading stored runs and records: load_run_report, write_details, read_feed, export_widgets."""
+    import etl.readside
+
+    return etl.readside
+
+
+def _render() -> ModuleType:
+    """The run report as text, JSON or CSV: render_text, render_json, render_csv_summary."""
+    import etl.report.render
+
+    return etl.report.render
+
+
+def _render_compare() -> ModuleType:
+    """What changed between two runs, as text: render_compare_text."""
+    import etl.report.compare
+
+    return etl.report.compare
+
+
+def _render_html() -> ModuleType:
+    """The run report as one HTML page: render_html."""
+    import etl.report.html
+
+    return etl.report.html
 
 
 @dataclass
@@ -44,11 +90,14 @@ class AppContext:
     @property
     def settings(self) -> Settings:
         if self._settings is None:
+            from etl.config import load_settings  # pydantic-settings: ~0.15 s, only when used
+
             self._settings = load_settings(self.config_file, database_url=self.db)
         return self._settings
 
     def store(self) -> Store:
-        store = Store(self.settings.database_url.get_secret_value())
+        url = self.settings.database_url.get_secret_value()
+        store = _store_module().Store(url)
         self._stores.append(store)
         return store
 
@@ -176,11 +225,13 @@ def sync(
     notify: bool,
 ) -> None:
     """Sync chats and the Sell snapshot into the store, then report."""
-    options = SyncOptions(chats=chats, sell=sell, full=full, dry_run=dry_run, report_dir=report_dir,
-                          create_leads=create_leads, notify=notify, collect_leads=False)  # fmt: skip
+    pipeline = _pipeline()
+    options = pipeline.SyncOptions(chats=chats, sell=sell, full=full, dry_run=dry_run, report_dir=report_dir,
+                                   create_leads=create_leads, notify=notify, collect_leads=False)  # fmt: skip
     settings = _run(lambda: app.settings)
-    result = _run(run_sync, settings, options, store=_run(app.store), progress=_progress())
-    click.echo(render_json(result.report) if as_json else render_text(result.report))
+    result = _run(pipeline.run_sync, settings, options, store=_run(app.store), progress=_progress())
+    render = _render()
+    click.echo(render.render_json(result.report) if as_json else render.render_text(result.report))
     if fail_on_rejects and result.report["rejects"]:
         sys.exit(3)
 
@@ -286,13 +337,15 @@ def backfill(
         raise click.UsageError("--workers sizes a local cluster: give it or --scheduler, not both")
     if since >= until:
         raise click.BadParameter("--since must be before --until", param_hint="--since")
-    options = SyncOptions(chats=chats, sell=sell, dry_run=dry_run, mode="backfill", report_dir=report_dir,
-                          create_leads=create_leads, notify=notify, since=since, until=until, window=window,
-                          resume=resume, engine=engine, dask_scheduler=dask_scheduler,
-                          dask_workers=workers, collect_leads=False)  # fmt: skip
+    pipeline = _pipeline()
+    options = pipeline.SyncOptions(chats=chats, sell=sell, dry_run=dry_run, mode="backfill", report_dir=report_dir,
+                                   create_leads=create_leads, notify=notify, since=since, until=until, window=window,
+                                   resume=resume, engine=engine, dask_scheduler=dask_scheduler,
+                                   dask_workers=workers, collect_leads=False)  # fmt: skip
     settings = _run(lambda: app.settings)
-    result = _run(run_sync, settings, options, store=_run(app.store), progress=_progress())
-    click.echo(render_json(result.report) if as_json else render_text(result.report))
+    result = _run(pipeline.run_sync, settings, options, store=_run(app.store), progress=_progress())
+    render = _render()
+    click.echo(render.render_json(result.report) if as_json else render.render_text(result.report))
 
 
 def _progress():
@@ -344,38 +397,42 @@ def report(
         if value is not None and value != "latest" and not value.isdigit():
             raise click.BadParameter("a run number or 'latest'", param_hint=hint)
     settings = _run(lambda: app.settings)
+    readside = _readside()
     if details:  # every chat's row, written as it is read: JSON, else CSV
         kind = "json" if fmt == "json" else "csv"
         if out:
             out.parent.mkdir(parents=True, exist_ok=True)
             with out.open("w", encoding="utf-8", newline="") as stream:
-                _run(write_details, settings, run_id, kind, stream, store=_run(app.store))
+                _run(readside.write_details, settings, run_id, kind, stream, store=_run(app.store))
         else:
-            _run(_to_stdout, write_details, settings, run_id, kind,
+            _run(_to_stdout, readside.write_details, settings, run_id, kind,
                  click.get_text_stream("stdout"), store=_run(app.store))  # fmt: skip
         return
     outcomes = "digest" if fmt == "html" else None
     stored = _run(
-        load_run_report, settings, run_id, compare_to=compare_to, store=_run(app.store),
+        readside.load_run_report, settings, run_id, compare_to=compare_to, store=_run(app.store),
         outcomes=outcomes,
     )  # fmt: skip
     report_data, comparison = stored.report, stored.comparison
+    render = _render()
     if fmt == "json":
-        text = render_json({**report_data, "comparison": comparison} if comparison else report_data)
+        text = render.render_json(
+            {**report_data, "comparison": comparison} if comparison else report_data
+        )
     elif fmt == "csv":
-        text = render_csv_summary(report_data)
+        text = render.render_csv_summary(report_data)
     elif fmt == "html":
-        text = render_html(
+        text = _render_html().render_html(
             report_data, stored.outcomes, stored.rejects, comparison, stored.reject_total
         )
     else:
         text = (
-            render_text(report_data)
+            render.render_text(report_data)
             if "outcomes" in report_data
             else json.dumps(report_data, indent=2)
         )
         if comparison:
-            text += "\n\n" + render_compare_text(comparison)
+            text += "\n\n" + _render_compare().render_compare_text(comparison)
     if out:
         out.parent.mkdir(parents=True, exist_ok=True)
         out.write_text(text if text.endswith("\n") else text + "\n", encoding="utf-8")
@@ -450,8 +507,8 @@ def feed(
     RECORD is lead:ID, contact:ID, deal:ID or an email address (all records with that email).
     """
     settings = _run(lambda: app.settings)
-    result = _run(read_feed, settings, record, kind=kind, user=user, team=team, group=group, limit=limit,
-                  store=_run(app.store))  # fmt: skip
+    result = _run(_readside().read_feed, settings, record, kind=kind, user=user, team=team, group=group,
+                  limit=limit, store=_run(app.store))  # fmt: skip
     if result.total > len(result.items):
         click.echo(
             f"warning: showing the {len(result.items)} newest of {result.total} items for {record} "
@@ -471,6 +528,8 @@ def feed(
 
 
 def _feed_line(item: dict) -> str:
+    import pandas as pd  # loaded already: read_feed's items are a DataFrame
+
     when = (
         item["at"].strftime("%Y-%m-%d %H:%M")
         if item["at"] is not None and not pd.isna(item["at"])
@@ -509,7 +568,7 @@ def _feed_line(item: dict) -> str:
 def widgets(app: AppContext, out: Path, fmt: str) -> None:
     """Export Sell card data for Chat, per visitor email ([widgets.*] layout is an allow-list)."""
     settings = _run(lambda: app.settings)
-    count = _run(export_widgets, settings, out, fmt, store=_run(app.store))
+    count = _run(_readside().export_widgets, settings, out, fmt, store=_run(app.store))
     click.echo(f"{count} cards written to {out}")
 
 
@@ -615,7 +674,7 @@ def db_upgrade(app: AppContext) -> None:
     store = _run(app.store)
     _run(store.check_reachable)
     _run(store.upgrade)
-    click.echo(f"{masked(store.url)} at schema {store.current()}")
+    click.echo(f"{_store_module().masked(store.url)} at schema {store.current()}")
 
 
 @db.command("current")
@@ -627,7 +686,9 @@ def db_current(app: AppContext) -> None:
     current = store.current()
     head = store.head()
     state = "up to date" if current == head else "needs `chatsell db upgrade`"
-    click.echo(f"{masked(store.url)}: {current or 'empty'} (newest {head}, {state})")
+    click.echo(
+        f"{_store_module().masked(store.url)}: {current or 'empty'} (newest {head}, {state})"
+    )
 
 
 def main() -> None:

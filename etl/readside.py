@@ -1,6 +1,6 @@
 """The read side: stored run reports, a record's chat feed, the Sell card export for Chat.
 
-Sequencing only, like ``etl.pipeline``: read from the store, shape with ``etl.transform``,
+Sequencing only, like ``etl.run``: read from the store, shape with ``etl.transform``,
 render or write with ``etl.report``.
 """
 
@@ -42,7 +42,7 @@ def publish_report(
         run = row["run_id"]
         return write_report_files(
             report,
-            store.outcome_digest(run),
+            OutcomeDigest.from_store(*store.outcome_digest_rows(run)),
             store.reject_rows(run, limit=LIST_LIMIT),
             out_dir,
             store.reject_count(run),
@@ -188,7 +188,7 @@ def load_run_report(
         if outcomes == "rows":
             stored.outcomes = store.outcome_rows(run)
         elif outcomes == "digest":
-            stored.outcomes = store.outcome_digest(run)
+            stored.outcomes = OutcomeDigest.from_store(*store.outcome_digest_rows(run))
             if compare_to is None:
                 stored.rejects = store.reject_rows(run, limit=LIST_LIMIT)
             stored.reject_total = store.reject_count(run)

@@ -21,8 +21,8 @@ from apscheduler.triggers.cron import CronTrigger
 
 from etl.config import Settings
 from etl.errors import ChatsellError, LockHeld, RunStopped
-from etl.pipeline import SyncOptions, run_sync
 from etl.readside import publish_report
+from etl.run import SyncOptions, run_sync
 
 log = logging.getLogger("chatsell.schedule")
 

@@ -20,38 +20,7 @@ from etl.extract.files import SourceFile, chat_kind_from_name
 from etl.extract.jsondoc import iter_values
 from etl.extract.rejects import Reject
 from etl.extract.timestamps import iso, parse_utc
-
-CHAT_COLUMNS = (
-    "chat_id",
-    "kind",
-    "started_at",
-    "ended_at",
-    "updated_at",
-    "version",
-    "visitor_id",
-    "visitor_name",
-    "visitor_email",
-    "visitor_phone",
-    "visitor_notes",
-    "department_id",
-    "department_name",
-    "tags",
-    "rating",
-    "comment",
-    "missed",
-    "agent_ids",
-    "agent_names",
-    "country_code",
-    "message_count",
-    "transcript",
-    "content_hash",
-    "deleted",
-    "source_file",
-    "position",
-)
-CHAT_KINDS = ("chat", "offline_msg")
-AGENT_COLUMNS = ("agent_id", "email", "display_name", "enabled", "department_ids")
-DEPARTMENT_COLUMNS = ("department_id", "name", "members")
+from etl.vocab import AGENT_COLUMNS, CHAT_COLUMNS, CHAT_KINDS, DEPARTMENT_COLUMNS
 
 
 @dataclass(slots=True)
@@ -144,7 +113,7 @@ def read_file(source: SourceFile, batch_size: int) -> list[ChatBatch]:
 
 def read_batches(files: Iterable[SourceFile], batch_size: int) -> Iterator[ChatBatch]:
     """Typed batches of at most ``batch_size`` records over the given files, in file order
-    (parsed in parallel by ``etl.load.stage.fill``, a file to a worker)."""
+    (parsed in parallel by ``etl.stage.chats.fill``, a file to a worker)."""
     pending: list[RawRecord] = []
     rejects: list[Reject] = []
     for source in files:

@@ -18,9 +18,9 @@ from sqlalchemy import and_, bindparam, delete, func, literal_column, or_, selec
 from sqlalchemy.engine import Connection
 
 from etl.errors import RunFailed
-from etl.extract.chats import CHAT_COLUMNS
 from etl.load import schema
 from etl.load.upsert import dedupe, dialect_insert, select_in, upsert
+from etl.vocab import CHAT_COLUMNS, RunCounters, WriteCounts
 
 SELL_TABLES = {
     "leads": schema.leads,
@@ -281,7 +281,11 @@ def recorded_outcomes(conn: Connection, run_id: int, chat_ids: Iterable[str]) ->
     return found
 
 
-def save_counters(conn: Connection, run_id: int, counters: dict[str, Any]) -> None:
+def save_counters(conn: Connection, run_id: int, counters: RunCounters) -> None:
+    _save_counters(conn, run_id, counters.as_dict())
+
+
+def _save_counters(conn: Connection, run_id: int, counters: dict[str, Any]) -> None:
     conn.execute(
         update(schema.runs)
         .where(schema.runs.c.run_id == run_id)
@@ -289,7 +293,7 @@ def save_counters(conn: Connection, run_id: int, counters: dict[str, Any]) -> No
     )
 
 
-def add_write_counts(conn: Connection, run_id: int, more: dict[str, int]) -> None:
+def add_write_counts(conn: Connection, run_id: int, more: WriteCounts) -> None:
     """Add to the run's write counters in the caller's transaction, the runs row locked (FOR
     UPDATE on PostgreSQL) so that partitions committing at once on Dask workers all count."""
     runs = schema.runs
@@ -298,9 +302,9 @@ def add_write_counts(conn: Connection, run_id: int, more: dict[str, int]) -> Non
     ).scalar_one()
     counters = json.loads(stored) if stored else {}
     writes = counters.setdefault("writes", {})
-    for key, value in more.items():
+    for key, value in more.as_dict().items():
         writes[key] = writes.get(key, 0) + int(value)
-    save_counters(conn, run_id, counters)
+    _save_counters(conn, run_id, counters)
 
 
 def mark_files(conn: Connection, run_id: int, files: pd.DataFrame) -> None:

@@ -12,8 +12,7 @@ from typing import Any
 
 import pandas as pd
 
-from etl.report.build import SELL_KEYS, WRITE_KEYS
-from etl.transform.plan import OUTCOMES
+from etl.vocab import OUTCOMES, SELL_KEYS, WRITE_KEYS
 
 REJECT_KEY = ("source_file", "position", "reason")
 REJECT_COLUMNS = ("source_file", "position", "kind", "reason", "raw", "chat_id")

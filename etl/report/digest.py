@@ -2,20 +2,22 @@
 
 A run of a million chats has a million outcome rows; the page shows counts (per day, department
 and agent, by outcome) and the first rows of each exception list. A store counts with GROUP BYs
-and sends only the exception lists' rows (``Store.outcome_digest``), which ``add_listed`` folds
-in a fetch at a time; rows at hand go through ``add`` (a dry run's, chunk by chunk; a test's).
-Either way the page is the same as from the rows taken whole.
+and sends only the exception lists' rows (``Store.outcome_digest_rows``), which ``from_store``
+folds, the counts through ``add_counts`` and the rows through ``add_listed`` a fetch at a time;
+rows at hand go through ``add`` (a dry run's, chunk by chunk; a test's). Either way the page is
+the same as from the rows taken whole. Only plain data comes in: nothing here knows the store.
 """
 
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 import pandas as pd
 
-from etl.transform.plan import OUTCOME_COLUMNS
+from etl.vocab import OUTCOME_COLUMNS
 
 LIST_LIMIT = 500  # rows per exception list; the rest is counted, not shown
 
@@ -51,6 +53,17 @@ class OutcomeDigest:
     def of(cls, outcomes: pd.DataFrame) -> OutcomeDigest:
         digest = cls()
         digest.add(outcomes)
+        return digest
+
+    @classmethod
+    def from_store(cls, counts: Mapping[str, Any], listed: Iterable[pd.DataFrame]) -> OutcomeDigest:
+        """A run's digest from what a store sends (``Store.outcome_digest_rows``): ``counts``,
+        the arguments of ``add_counts`` by name (``rows``, ``first``, ``last``, ``groups``),
+        and ``listed``, the exception lists' rows in chat id order, a fetch at a time."""
+        digest = cls()
+        digest.add_counts(counts["rows"], counts["first"], counts["last"], counts["groups"])
+        for frame in listed:
+            digest.add_listed(frame)
         return digest
 
     def add(self, outcomes: pd.DataFrame) -> None:

@@ -18,9 +18,8 @@ from typing import Any
 
 import pandas as pd
 
-from etl.report.build import SELL_KEYS, WRITE_KEYS
 from etl.report.digest import LIST_LIMIT, OutcomeDigest
-from etl.transform.plan import OUTCOMES
+from etl.vocab import OUTCOMES, SELL_KEYS, WRITE_KEYS
 
 RAW_LIMIT = 400  # characters of a reject's raw text shown
 TOP_N = 15  # bars per "by department / agent / owner" chart before "other"
@@ -90,7 +89,7 @@ def render_html(
     """One HTML5 document for a run: summary, charts, exception lists (and a comparison).
 
     ``outcomes``: the run's outcome rows, or their ``OutcomeDigest`` (a store's, read in
-    bounded fetches: ``Store.outcome_digest``). ``rejects``: its rejects, or their first
+    bounded fetches: ``OutcomeDigest.from_store``). ``rejects``: its rejects, or their first
     LIST_LIMIT when ``reject_total`` says how many there are.
     """
     digest = outcomes if isinstance(outcomes, OutcomeDigest) else OutcomeDigest.of(outcomes)

@@ -34,81 +34,20 @@ from etl.transform.normalize import (
     phone_key,
     split_name,
 )
+from etl.vocab import (
+    ACTIVITY_COLUMNS,
+    CHANGE_COLUMNS,
+    LEAD_COLUMNS,
+    NOTE_COLUMNS,
+    NOTE_KIND,
+    NOTIFICATION_COLUMNS,
+    NOTIFY_KIND,
+    OUTCOME_COLUMNS,
+    PHONE_CANDIDATE_COLUMNS,
+    ChunkPlan,
+)
 
-OUTCOMES = (
-    "matched",
-    "lead_created",
-    "matched_new_lead",
-    "lead_skipped",
-    "no_email",
-    "invalid_email",
-    "rejected",
-)
-OUTCOME_COLUMNS = (
-    "chat_id",
-    "outcome",
-    "email_normalized",
-    "records",
-    "reason",
-    "match_count",
-    "chat_started_at",
-    "department",
-    "agent",
-)
-ACTIVITY_COLUMNS = (
-    "chat_id",
-    "record_type",
-    "record_id",
-    "kind",
-    "started_at",
-    "ended_at",
-    "agent_names",
-    "agent_user_id",
-    "visitor_name",
-    "record_name",
-    "department",
-    "tags",
-    "rating",
-    "message_count",
-    "transcript",
-    "transcript_url",
-    "content_hash",
-    "chat_version",
-)
 _HASHED = ACTIVITY_COLUMNS[3:16]
-LEAD_COLUMNS = (
-    "id", "owner_id", "first_name", "last_name", "name", "email", "email_normalized", "phone",
-    "status", "source", "tags", "created_at", "updated_at", "origin", "origin_chat_id",
-)  # fmt: skip
-NOTE_COLUMNS = (
-    "chat_id",
-    "record_type",
-    "record_id",
-    "kind",
-    "creator_id",
-    "content",
-    "created_at",
-)
-NOTIFICATION_COLUMNS = (
-    "chat_id",
-    "record_type",
-    "record_id",
-    "kind",
-    "user_id",
-    "message",
-    "created_at",
-)
-CHANGE_COLUMNS = (
-    "record_type",
-    "record_id",
-    "field",
-    "chat_id",
-    "old_value",
-    "new_value",
-    "changed_at",
-)
-NOTE_KIND = "chat_notes"
-NOTIFY_KIND = "notify_sales"
 
 
 @dataclass(frozen=True)
@@ -160,30 +99,6 @@ class PlanContext:
     integration_user_id: int | None = None
 
 
-@dataclass
-class ChunkPlan:
-    chats: pd.DataFrame  # the chunk's chats with email_normalized, to keep in the store
-    outcomes: pd.DataFrame  # OUTCOME_COLUMNS, one row per chat
-    activities: pd.DataFrame  # ACTIVITY_COLUMNS, one row per (chat, record)
-    leads: pd.DataFrame  # LEAD_COLUMNS, leads created from chats
-    notes: pd.DataFrame  # NOTE_COLUMNS
-    notifications: pd.DataFrame  # NOTIFICATION_COLUMNS
-    phone_changes: pd.DataFrame  # CHANGE_COLUMNS
-    pool_states: dict[str, PoolState] = field(default_factory=dict)
-    assignments: pd.DataFrame = field(
-        default_factory=lambda: pd.DataFrame(columns=["owner_id", "pool", "rule"])
-    )
-    multi_match_emails: set[str] = field(default_factory=set)
-    warnings: list[str] = field(default_factory=list)
-
-    def outcome_counts(self) -> dict[str, int]:
-        counts = self.outcomes["outcome"].value_counts()
-        return {name: int(counts.get(name, 0)) for name in OUTCOMES}
-
-    def assignment_counts(self) -> dict[str, dict[str, int]]:
-        return assignment_counts(self.assignments)
-
-
 def assignment_counts(frame: pd.DataFrame) -> dict[str, dict[str, int]]:
     """New leads by owner, by pool and by rule (the report's ``assignments``)."""
     return {
@@ -230,11 +145,6 @@ class Prepared:
             return pd.DataFrame(columns=list(PHONE_CANDIDATE_COLUMNS))
         pairs = self.pairs[self.pairs["record_type"].isin(kinds) & ~self.pairs["own_lead"]]
         return _phone_rows(self.chats, pairs)
-
-
-PHONE_CANDIDATE_COLUMNS = (
-    "chat_id", "started_at", "ended_at", "visitor_phone", "record_type", "record_id",
-)  # fmt: skip
 
 
 def _phone_rows(chats: pd.DataFrame, pairs: pd.DataFrame) -> pd.DataFrame:

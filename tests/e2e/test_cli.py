@@ -11,6 +11,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import sqlalchemy as sa
 from click.testing import CliRunner
 
 from etl.cli import cli
@@ -108,36 +109,62 @@ def test_usage_and_config_errors_exit_2(runner, tmp_path, exports):
     assert invoke(runner, "--db", db, "report", "42").exit_code == 2
 
 
-def test_a_configuration_error_ends_the_run_before_any_chat_is_read(
-    runner, tmp_path, exports, monkeypatch
-):
+def _log_events(stderr: str) -> list[dict]:
+    """The JSON log lines of a run (``--log-format json``), in order; other lines are messages."""
+    return [json.loads(line) for line in stderr.splitlines() if line.startswith("{")]
+
+
+def _table_rows(url: str) -> dict[str, int]:
+    """Rows per table of the store, every table the database holds (whatever the schema module)."""
+    engine = sa.create_engine(url)
+    try:
+        with engine.connect() as conn:
+            return {
+                name: conn.execute(
+                    sa.select(sa.func.count()).select_from(sa.table(name))
+                ).scalar_one()
+                for name in sa.inspect(conn).get_table_names()
+            }
+    finally:
+        engine.dispose()
+
+
+def test_a_configuration_error_ends_the_run_before_any_chat_is_read(runner, tmp_path, exports):
     """The Sell users are read first: a pool or integration user that is no Sell user ends
-    the run (exit 2) before the chat files are parsed, and nothing is written."""
-    import etl.pipeline
+    the run (exit 2) before the chat files are staged, and nothing is written.
 
-    parsed = []
-
-    def fill(*args, **kwargs):
-        parsed.append(args)
-        raise AssertionError("the chats were read before the configuration was checked")
-
-    monkeypatch.setattr(etl.pipeline, "fill", fill)
+    Observed from outside: the run's log stops where a good run's log, on the same exports, is
+    still before its start (the good run then logs its staged chat files), and every table of
+    the store is empty but the schema's version."""
     chats, sell = exports
     config = tmp_path / "chatsell.toml"
     config.write_text('[sell]\nintegration_user = "nobody@example.invalid"\n')
     db = f"sqlite:///{tmp_path / 'c.db'}"
-    result = runner.invoke(
-        cli,
-        ["--config", str(config), "--db", db, "sync", "--chats", str(chats), "--sell", str(sell)],
-    )
+    args = ["--log-format", "json", "--db", db, "sync", "--chats", str(chats), "--sell", str(sell)]
+    result = runner.invoke(cli, ["--config", str(config), *args])
     assert result.exit_code == 2, result.output
     assert "integration_user" in result.stderr and "no Sell user" in result.stderr
-    assert not parsed
-    store = Store(db)
-    try:
-        assert store.source_files() == {}
-    finally:
-        store.dispose()
+    failed = [e["event"] for e in _log_events(result.stderr)]
+
+    tables = _table_rows(db)
+    assert {"runs", "run_outcomes", "chats", "activities", "leads", "source_files"} <= set(tables)
+    assert {name: n for name, n in tables.items() if n and name != "alembic_version"} == {}
+    assert invoke(runner, "--db", db, "report", "latest").exit_code == 2  # no run to report
+
+    good_db = f"sqlite:///{tmp_path / 'good.db'}"
+    good = runner.invoke(cli, [*args[:2], "--db", good_db, *args[4:]])
+    assert good.exit_code == 0, good.output
+    events = _log_events(good.stderr)
+    names = [e["event"] for e in events]
+    # a good run stages its chat files once, after it has started (its configuration checked)
+    staged = [(i, e["chat_files"]) for i, e in enumerate(events) if e["event"] == "chats_staged"]
+    assert [files for _, files in staged] == [3], names
+    started = names.index("run_started")
+    assert staged[0][0] > started
+    # the failed run: the same steps as the good one before its start, and not one more
+    assert failed and failed == names[: len(failed)], (failed, names)
+    assert "chats_staged" not in failed and "run_started" not in failed
+    assert _table_rows(good_db)["source_files"] > 0
 
 
 def test_unreachable_store_exits_1_and_masks_password(runner, tmp_path, exports):

@@ -16,7 +16,7 @@ from typing import NamedTuple
 import pytest
 
 from etl.errors import RunStopped
-from etl.pipeline import SyncOptions, run_sync
+from etl.run import SyncOptions, run_sync
 
 from builders import chat, page, write_json
 from integration.scenario import make_exports

@@ -21,9 +21,9 @@ import pytest
 from etl.config import load_settings
 from etl.errors import ChatsellError, RunFailed
 from etl.load.store import Store
-from etl.pipeline import SyncOptions, run_sync
 from etl.pull import ClientOptions, RetryPolicy, TokenRefused, pull_chat, pull_sell
 from etl.pull.output import PageWriter
+from etl.run import SyncOptions, run_sync
 
 from builders import chat, contact, deal, envelope, lead, user, write_json
 from storecheck import dump

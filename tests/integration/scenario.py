@@ -6,7 +6,7 @@ from pathlib import Path
 
 from etl.config import Settings, load_settings
 from etl.load.store import Store
-from etl.pipeline import SyncOptions, run_sync
+from etl.run import SyncOptions, run_sync
 
 from builders import chat, contact, deal, lead, page, sell_dir, user, write_json, write_ndjson
 

@@ -27,7 +27,10 @@ def test_a_runs_page_is_drawn_from_bounded_reads(store_url, tmp_path, generated,
     digests, fetched = [], []
 
     def bounded(self, run_id, size=None):
-        digest = real(self, run_id, size=3)  # many fetches for the 400 chats
+        return real(self, run_id, size=3)  # many fetches for the 400 chats
+
+    def folded(cls, counts, listed):
+        digest = real_from(counts, listed)
         digests.append(digest)
         return digest
 
@@ -38,8 +41,10 @@ def test_a_runs_page_is_drawn_from_bounded_reads(store_url, tmp_path, generated,
     def whole(*_args, **_kwargs):
         raise AssertionError("a run's page must not read every outcome row at once")
 
-    real, real_listed = Store.outcome_digest, OutcomeDigest.add_listed
-    monkeypatch.setattr(Store, "outcome_digest", bounded)
+    real, real_listed = Store.outcome_digest_rows, OutcomeDigest.add_listed
+    real_from = OutcomeDigest.from_store
+    monkeypatch.setattr(Store, "outcome_digest_rows", bounded)
+    monkeypatch.setattr(OutcomeDigest, "from_store", classmethod(folded))
     monkeypatch.setattr(OutcomeDigest, "add_listed", listed)
     monkeypatch.setattr(Store, "outcome_rows", whole)
     result = sync(store_url, chats, sell, settings=settings, report_dir=tmp_path / "rep")
@@ -73,7 +78,10 @@ def test_outcome_digest_is_the_same_whatever_the_fetch(store_url, generated, cre
     store = Store(store_url)
     try:
         rows = store.outcome_rows(result.run_id)
-        digests = [store.outcome_digest(result.run_id, size=size) for size in (1, 50, 10_000)]
+        digests = [
+            OutcomeDigest.from_store(*store.outcome_digest_rows(result.run_id, size=size))
+            for size in (1, 50, 10_000)
+        ]
         report = json.loads(store.run_row(result.run_id)["report"])
         rejects = store.reject_rows(result.run_id)
         assert store.reject_count(result.run_id) == len(rejects) > 0

@@ -15,9 +15,9 @@ import pytest
 import sqlalchemy as sa
 
 from etl.errors import StoreError
-from etl.load.planwriter import ProcessWriter
+from etl.load.sinks import ProcessSink
 from etl.load.store import Store
-from etl.pipeline import SyncOptions, run_sync
+from etl.run import SyncOptions, run_sync
 
 from integration.scenario import batched_settings, make_exports, settings_for, sync
 from storecheck import dump, rows
@@ -52,8 +52,8 @@ def test_a_write_the_store_refuses_fails_the_run_in_the_stores_words(
 ):
     chats, sell, _manifest = generated
     started = []
-    real_start = ProcessWriter.start
-    monkeypatch.setattr(ProcessWriter, "start", lambda self: started.append(1) or real_start(self))
+    real_start = ProcessSink.start
+    monkeypatch.setattr(ProcessSink, "start", lambda self: started.append(1) or real_start(self))
     dialect = "sqlite" if store_url.startswith("sqlite") else "postgresql"
     _execute(store_url, _REFUSE[dialect])
     settings = batched_settings(store_url, 40, 120, write_process=True)
@@ -74,10 +74,10 @@ def test_a_write_the_store_refuses_fails_the_run_in_the_stores_words(
 
 _ORPHAN = """
 import os, signal, sys
-from etl.load.planwriter import ProcessWriter
+from etl.load.sinks import ProcessSink
 from etl.load.store import Store
-from etl.pipeline import SyncOptions, run_sync
-writer = ProcessWriter(sys.argv[1]).start()
+from etl.run import SyncOptions, run_sync
+writer = ProcessSink(Store(sys.argv[1])).start()
 if os.fork() == 0:  # another process holding the planner's end of the pipe open
     import time
     time.sleep(5)
@@ -137,14 +137,14 @@ def test_the_writer_inherits_no_sqlite_connection_of_the_run(tmp_path, generated
     chats, sell, _manifest = generated
     store_url = f"sqlite:///{tmp_path / 'store.db'}"
     store = Store(store_url)  # the run's
-    real_start = ProcessWriter.start
+    real_start = ProcessSink.start
 
     def start_then_close_the_runs_connections(self):
         started = real_start(self)
         store.dispose()
         return started
 
-    monkeypatch.setattr(ProcessWriter, "start", start_then_close_the_runs_connections)
+    monkeypatch.setattr(ProcessSink, "start", start_then_close_the_runs_connections)
     settings = batched_settings(store_url, 40, 120, write_process=True)
     try:
         report = run_sync(settings, SyncOptions(chats=chats, sell=sell), store=store).report

@@ -4,9 +4,9 @@ adds would, in file order, so the run decides on the same chats whichever way th
 import pandas as pd
 import pytest
 
-import etl.load.stage as stage_module
+import etl.stage.chats as stage_module
 from etl.extract.files import discover
-from etl.load.stage import ChatStage, fill
+from etl.stage.chats import ChatStage, fill
 
 from builders import chat, page, write_json, write_ndjson
 
@@ -103,7 +103,7 @@ def test_a_large_file_streams_through_the_run_between_worker_files(exports, monk
 
 _KILLED_RUN = """
 import os, signal, sys
-from etl.load.stage import worker_pool
+from etl.procs import worker_pool
 
 pool = worker_pool(2)
 futures = [pool.submit(os.getpid) for _ in range(8)]

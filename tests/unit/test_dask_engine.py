@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pandas as pd
 
-from etl.dask_engine import _merge, _read, _window_counts
 from etl.extract.files import discover
-from etl.load.stage import ChatStage
+from etl.run.dask import _merge, _read, _window_counts
+from etl.stage.chats import ChatStage
 
 from builders import chat, page, write_json
 

@@ -6,8 +6,10 @@ import os
 import subprocess
 import sys
 
-from etl.load import stage as stage_module
-from etl.load.stage import ChatStage, SellStage, remove_orphans
+from etl.stage import scratch as stage_module
+from etl.stage.chats import ChatStage
+from etl.stage.scratch import remove_orphans
+from etl.stage.sell import SellStage
 
 
 def _dead_pid() -> int:

@@ -2,7 +2,7 @@
 
 import pandas as pd
 
-from etl.load.stage import SellStage, read_part, spill
+from etl.stage.sell import SellStage, read_part, spill
 
 
 def _part(ids, title, updated):

@@ -1,15 +1,17 @@
-"""Where a sync's chunk plans are written: here, or in a writer process beside the planner.
+"""Where a run's writes go in the store: here (``InlineSink``), or in a writer process beside
+the planner (``ProcessSink``). Both implement ``etl.contracts.Sink`` and apply plans through the
+one write path, ``etl.load.apply.apply_plan``.
 
 Planning a chunk (pandas) and writing it (the driver building rows, the database's B-trees) each
 take about half of a sync, and both hold the GIL: a thread cannot overlap them. A forked writer
 process can: it writes chunk N while this process plans chunk N+1, so a sync uses both CPUs of a
 small machine. The writer changes nothing about what is written or when it commits:
 
-- it writes the plans in the order they were planned, in the transaction of their batch
-  (``[run] commit_size``), and commits only when told, with the counters the planner sent;
-- the run's other transactions before the chunks (the Sell snapshot, the inputs and rejects)
-  go to it too, each committed on its own, in order: the planner builds its index and plans
-  the first chunks while the Sell records are written;
+- it writes what it is sent in the order it was sent: plans in the transaction of their batch
+  (``[run] commit_size``), committed only when told, with the counters the planner sent; the
+  run's other transactions (the Sell snapshot, the inputs and rejects, the run's end) each
+  committed on its own, in order: the planner builds its index and plans the first chunks while
+  the Sell records are written;
 - a plan's rows, its outcomes and the counters that cover them still commit together, so a
   kill at any instant loses at most the open batch, which the next run redoes;
 - it is forked at the start of a run, while the process is small (as the parsing workers are),
@@ -18,15 +20,13 @@ small machine. The writer changes nothing about what is written or when it commi
   50 ms of the planner's death (a ``kill -9`` of the run), and a transaction it had open is
   then rolled back by the database, never committed.
 
-``InlineWriter`` writes in this process (``[run] write_process = false``, an in-memory store,
-and every write that is not a chunk of the main loop). Both have one interface.
+``InlineSink`` writes in this process (``[run] write_process = false``, an in-memory store, a
+Dask backfill's own transactions).
 """
 
 from __future__ import annotations
 
 import contextlib
-import ctypes
-import functools
 import gc
 import logging
 import multiprocessing
@@ -34,71 +34,21 @@ import os
 import signal
 import threading
 import traceback
-from collections.abc import Iterator
-from dataclasses import dataclass
+from collections.abc import Callable
 from typing import Any
 
-import pandas as pd
 from sqlalchemy.engine import Connection
 
 from etl.errors import RunFailed
 from etl.load import faults, writers
-from etl.load.stage import watch_parent
-from etl.report.build import add_counts
-from etl.transform.plan import OUTCOME_COLUMNS, ChunkPlan
+from etl.load.apply import apply_plan, record_inputs
+from etl.procs import release_memory, watch_parent
+from etl.vocab import PlanWrite, RunCounters, RunInputs
 
 log = logging.getLogger("chatsell.writer")
 
 
-@dataclass
-class PlanWrite:
-    """One plan to write and what its rows need from the planner."""
-
-    plan: ChunkPlan
-    record_outcomes: bool
-    clear_emails: set[str] | None
-    stored: pd.DataFrame | None  # Store.chat_versions of the plan's chats, if read
-    held: pd.Series  # chat ids the store holds already (their activities are looked up)
-
-
-def write_plan(conn: Connection, run_id: int, job: PlanWrite, counters: dict[str, Any]) -> None:
-    """A plan's rows, in the transaction ``conn``; its write counts added to
-    ``counters["writes"]``, and the counters saved with the rows they cover."""
-    plan = job.plan
-    writes = counters["writes"]
-    chat_versions = plan.chats[["chat_id", "version"]]
-    existing = writers.existing_activities(conn, job.held)
-    rows, counts, stale = writers.classify_activities(plan.activities, existing, chat_versions)
-    writers.upsert_chats(conn, run_id, plan.chats, job.stored, plan.activities)
-    leads = writers.insert_leads(conn, run_id, plan.leads)
-    if not plan.leads.empty:  # earlier chats of these emails now have a lead to show on
-        writers.queue_rematch(conn, run_id, plan.leads["email_normalized"])
-    writers.save_pool_states(conn, run_id, plan.pool_states)
-    writers.write_activities(conn, rows, stale)
-    notes = writers.write_notes(conn, run_id, plan.notes)
-    notifications = writers.write_notifications(conn, run_id, plan.notifications)
-    phones = writers.apply_phone_changes(conn, run_id, plan.phone_changes)
-    if job.record_outcomes:
-        writers.write_outcomes(conn, run_id, plan.outcomes[list(OUTCOME_COLUMNS)])
-    if job.clear_emails:
-        writers.clear_rematch(conn, job.clear_emails)
-    add_counts(
-        writes,
-        {
-            "activities_inserted": counts.inserted,
-            "activities_updated": counts.updated,
-            "activities_unchanged": counts.unchanged,
-            "activities_removed": counts.removed,
-            "leads_created": leads,
-            "notes_created": notes,
-            "notifications_created": notifications,
-            "phone_updates": phones,
-        },
-    )
-    writers.save_counters(conn, run_id, counters)
-
-
-class InlineWriter:
+class InlineSink:
     """Plans written in this process, several chunks to one transaction of ``size`` chats.
 
     Each commit rewrites every index page its rows touched. Chat ids are random, so a chunk of
@@ -107,17 +57,28 @@ class InlineWriter:
     still commits with the rows it covers, so a kill loses at most one batch, redone on resume.
     """
 
-    def __init__(self, store, run_id: int, counters: dict[str, Any], size: int) -> None:
+    elsewhere = False
+
+    def __init__(self, store, run_id: int, counters: RunCounters, size: int) -> None:
         self.store, self.run_id, self.counters, self.size = store, run_id, counters, size
         self.pending = 0
         self._open: contextlib.AbstractContextManager[Connection] | None = None
         self._conn: Connection | None = None
 
-    def write(self, job: PlanWrite) -> None:
+    def call(self, fn: Callable[..., None], *args: Any) -> None:
+        self.commit()
+        with self.store.transaction() as conn:
+            fn(conn, *args)
+
+    def record_inputs(self, inputs: RunInputs) -> None:
+        self.call(record_inputs, self.run_id, inputs, self.counters)
+
+    def apply(self, job: PlanWrite) -> None:
         if self._open is None:
             self._open = self.store.transaction()
             self._conn = self._open.__enter__()
-        write_plan(self._conn, self.run_id, job, self.counters)
+        self.counters.writes.add(apply_plan(self._conn, self.run_id, job))
+        writers.save_counters(self._conn, self.run_id, self.counters)
 
     def applied(self, chats: int) -> None:
         self.pending += chats
@@ -127,45 +88,53 @@ class InlineWriter:
     def commit(self) -> None:
         self._close(None, None, None)
 
+    def close(self) -> None:
+        self.commit()
+
+    def abort(self) -> None:
+        self._close(RunFailed, RunFailed("aborted"), None)
+
+    def outcome_summary(self) -> tuple[dict[str, int], int]:
+        return self.store.outcome_summary(self.run_id)
+
     def _close(self, *exc: Any) -> None:
         opened, self._open, self._conn, self.pending = self._open, None, None, 0
         if opened is not None:
             opened.__exit__(*exc)
-
-    def __enter__(self) -> InlineWriter:
-        return self
-
-    def __exit__(self, *exc: Any) -> None:
-        self._close(*exc)
 
 
 class WriterDied(RunFailed):
     """The writer process ended without being told to (killed, out of memory)."""
 
 
-class ProcessWriter:
-    """A forked process that writes the plans sent to it; see the module's docstring.
+class ProcessSink:
+    """A forked process that writes what it is sent; see the module's docstring.
 
-    Fork it with ``start`` before the run grows. ``batch`` opens one range of chunks (a sync,
-    or one backfill window): plans go out with ``write`` while the previous one is being
-    written (one plan in flight, so memory stays bounded), ``applied`` commits every ``size``
-    chats, and leaving the batch commits the rest and waits for it. ``counters["writes"]`` is
-    brought up to date at every commit the planner waits for.
+    Fork it with ``start`` before the run grows, and ``bind`` it to the run once the run has its
+    row. Plans go out with ``apply`` while the previous one is being written (one plan in
+    flight, so memory stays bounded); ``applied`` commits every ``size`` chats and ``commit``
+    commits now and waits for it. ``counters.writes`` is brought up to date at every commit the
+    planner waits for.
     """
+
+    elsewhere = True
 
     POLL_PARENT_S = 0.05
 
-    def __init__(self, store_url: str) -> None:
-        self.store_url = store_url
+    def __init__(self, store) -> None:
+        self.store = store  # the run's: it reads here; the writer opens its own
+        self.store_url = store.url.render_as_string(hide_password=False)
         self.process: multiprocessing.process.BaseProcess | None = None
         self._pipe = None
         self._in_flight = 0
+        self._begun = False
         self.pending = 0
         self.size = 0
-        self.counters: dict[str, Any] = {}
+        self.run_id = 0
+        self.counters = RunCounters()
         self._counting = False  # whether the writer holds the fault points' counts
 
-    def start(self) -> ProcessWriter:
+    def start(self) -> ProcessSink:
         context = multiprocessing.get_context("fork")
         ours, theirs = context.Pipe(duplex=True)
         parent = os.getpid()
@@ -178,21 +147,17 @@ class ProcessWriter:
         self._pipe = ours
         return self
 
-    @contextlib.contextmanager
-    def batch(self, run_id: int, counters: dict[str, Any], size: int) -> Iterator[ProcessWriter]:
-        self.counters, self.size, self.pending = counters, size, 0
-        self._send(("begin", run_id, counters["writes"], self._hand_counts()))
-        try:
-            yield self
-        except BaseException:
-            self.abort()
-            raise
-        self.commit()
+    def bind(self, run_id: int, counters: RunCounters, size: int) -> ProcessSink:
+        self.run_id, self.counters, self.size = run_id, counters, size
+        return self
 
-    def call(self, fn: Any, *args: Any) -> None:
+    def call(self, fn: Callable[..., None], *args: Any) -> None:
         """``fn(conn, *args)`` there, in a transaction of its own, committed; not waited for
         (the next commit waits for it). ``fn`` is a module-level function."""
         self._send(("call", fn, args, self._hand_counts()))
+
+    def record_inputs(self, inputs: RunInputs) -> None:
+        self.call(record_inputs, self.run_id, inputs, self.counters)
 
     def _hand_counts(self) -> dict[str, int] | None:
         """This process's fault counts, the first time the writer commits after it did."""
@@ -201,9 +166,11 @@ class ProcessWriter:
         self._counting = True
         return faults.counts()
 
-    def write(self, job: PlanWrite) -> None:
-        snapshot = {k: v for k, v in self.counters.items() if k != "writes"}
-        self._send(("plan", job, snapshot))
+    def apply(self, job: PlanWrite) -> None:
+        if not self._begun:  # a batch: its plans commit together, counted from the run's writes
+            self._send(("begin", self.run_id, self.counters.writes, self._hand_counts()))
+            self._begun = True
+        self._send(("plan", job, self.counters))
         self._in_flight += 1
         while self._in_flight > 1:  # the one before this is written: plan the next meanwhile
             self._expect("written")
@@ -218,11 +185,14 @@ class ProcessWriter:
         self._send(("commit",))
         _, writes, counts = self._expect("committed")
         self.pending = 0
+        self._begun = False
         if writes is not None:  # (None: no batch was begun, only single transactions)
-            self.counters["writes"].clear()
-            self.counters["writes"].update(writes)
+            self.counters.writes = writes
         faults.adopt(counts)
         self._counting = False
+
+    def outcome_summary(self) -> tuple[dict[str, int], int]:
+        return self.store.outcome_summary(self.run_id)
 
     def close(self) -> None:
         """End the process (nothing is open between batches)."""
@@ -289,12 +259,6 @@ class ProcessWriter:
             "committed is kept, and the next run starts again from the last commit"
         )
 
-    def __enter__(self) -> ProcessWriter:
-        return self
-
-    def __exit__(self, *exc: Any) -> None:
-        self.close()
-
 
 def _serve(pipe, parents_end, store_url: str, parent: int) -> None:
     """The writer process: take messages until told to stop; never commit on its own."""
@@ -304,7 +268,7 @@ def _serve(pipe, parents_end, store_url: str, parent: int) -> None:
         signal.signal(number, signal.SIG_IGN)
     faults.die_with(parent)
     threading.Thread(
-        target=watch_parent, args=(parent, ProcessWriter.POLL_PARENT_S), daemon=True
+        target=watch_parent, args=(parent, ProcessSink.POLL_PARENT_S), daemon=True
     ).start()
     from etl.load.store import Store  # noqa: PLC0415 - a fresh engine: none of the planner's
 
@@ -338,7 +302,9 @@ def _serve(pipe, parents_end, store_url: str, parent: int) -> None:
                 if tx is None:
                     tx = store.transaction()
                     conn = tx.__enter__()
-                write_plan(conn, run_id, job, {**snapshot, "writes": writes})
+                writes.add(apply_plan(conn, run_id, job))
+                snapshot.writes = writes
+                writers.save_counters(conn, run_id, snapshot)
                 del job
                 pipe.send(("written",))
             elif kind == "commit":
@@ -366,22 +332,6 @@ def _serve(pipe, parents_end, store_url: str, parent: int) -> None:
         if store is not None:
             store.dispose()
         pipe.close()
-
-
-def release_memory() -> None:
-    """Give the C heap's free pages back to the system (glibc keeps them otherwise: a process
-    that once held a snapshot's rows stays that large). A no-op where there is no glibc."""
-    trim = _malloc_trim()
-    if trim is not None:
-        trim(0)
-
-
-@functools.cache
-def _malloc_trim():
-    try:
-        return ctypes.CDLL("libc.so.6").malloc_trim
-    except (OSError, AttributeError):
-        return None
 
 
 def _portable(exc: BaseException) -> BaseException:

@@ -26,7 +26,7 @@ from __future__ import annotations
 import logging
 import operator
 import time
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
@@ -40,22 +40,17 @@ from etl.extract.chats import empty_chat_frame
 from etl.extract.chats import read_file as read_chat_file
 from etl.extract.files import SourceFile
 from etl.load import faults, writers
+from etl.load.apply import apply_plan
 from etl.load.store import Store
-from etl.report.build import add_counts
-from etl.transform.plan import (
-    OUTCOME_COLUMNS,
-    PHONE_CANDIDATE_COLUMNS,
-    Decisions,
-    PlanContext,
-    Prepared,
-    build_plan,
-    prepare,
-)
+from etl.run.chunks import Chunks, backfill_windows, newest_versions
+from etl.run.intake import Intake, intake_of
+from etl.run.state import RunState
+from etl.stage.versions import keep_newest
+from etl.transform.plan import Decisions, PlanContext, Prepared, build_plan, prepare
+from etl.vocab import PHONE_CANDIDATE_COLUMNS, ChunkPlan, PlanWrite, RunCounters, WriteCounts
 
 if TYPE_CHECKING:
     from distributed import Client, Future
-
-    from etl.pipeline import _Run
 
 log = logging.getLogger("chatsell.dask")
 
@@ -94,6 +89,47 @@ def dask_client(scheduler: str | None, workers: int | None) -> Iterator[Client]:
         Client(cluster) as client,
     ):
         yield client
+
+
+class DaskEngine:
+    """The Dask engine of a backfill: what ``etl.run.runner.LocalEngine`` is for one process.
+    Its chats are staged on the workers (``DaskStage``), and each window is planned and
+    applied there (``process_windows``), through the same contracts and write path."""
+
+    def __init__(self, client: Client) -> None:
+        self.client = client
+
+    @classmethod
+    @contextmanager
+    def start(cls, scheduler: str | None, workers: int | None) -> Iterator[DaskEngine]:
+        with dask_client(scheduler, workers) as client:
+            yield cls(client)
+
+    def stage_chats(self, state: RunState, todo, _pool=None) -> Intake:
+        """The chat files parsed on the workers into one partition per worker."""
+        workers = max(1, len(self.client.scheduler_info().get("workers", {})))
+        stage, metas = stage_on_workers(
+            self.client, [s for s, _ in todo], state.settings.run.chunk_size, partitions=workers
+        )
+        state.progress("read", sum(m["chats"] for m in metas), None)
+        return intake_of(
+            state,
+            stage,
+            [a for m in metas for a in m["agents"]],
+            [d for m in metas for d in m["departments"]],
+            [r for m in metas for r in m["rejects"]],
+        )
+
+    def process(self, chunks: Chunks, stage: DaskStage, resumed: bool) -> None:
+        state = chunks.state
+        options = state.options
+        windows = backfill_windows(stage, options.since, options.until, options.window)
+        finished = (
+            state.store.finished_windows(state.run_id)
+            if resumed and state.run_id is not None
+            else set()
+        )
+        process_windows(chunks, self.client, stage, windows, finished, resumed)
 
 
 # -- the run's chats, partitioned on the workers ---------------------------------------------------
@@ -139,10 +175,26 @@ class DaskStage:
         found = [f for f in found if not f.empty]
         return pd.concat(found) if found else pd.Series(dtype="datetime64[us, UTC]")
 
-    def staged(self, chat_ids) -> set[str]:
+    def staged(self, chat_ids: Iterable[str]) -> set[str]:
         ids = list(dict.fromkeys(chat_ids))
         found = self.client.gather([self.client.submit(_staged, p, ids) for p in self.partitions])
         return set().union(*found)
+
+    def chunks(
+        self, size: int, since: pd.Timestamp | None = None, until: pd.Timestamp | None = None
+    ) -> Iterator[pd.DataFrame]:
+        """The staged chats of [since, until) brought here, in the one stable order, ``size``
+        at a time (the engine itself plans windows on the workers instead)."""
+        parts = self.client.gather(
+            [self.client.submit(_in_window, p, since, until) for p in self.partitions]
+        )
+        parts = [p for p in parts if not p.empty]
+        if not parts:
+            return
+        chats = pd.concat(parts, ignore_index=True)
+        chats = chats.sort_values(["started_at", "chat_id"], kind="stable").reset_index(drop=True)
+        for start in range(0, len(chats), size):
+            yield chats.iloc[start : start + size].reset_index(drop=True)
 
 
 def stage_on_workers(
@@ -184,10 +236,7 @@ def _merge(number: int, *splits: list[pd.DataFrame]) -> pd.DataFrame:
     frames = [s[number] for s in splits if not s[number].empty]
     if not frames:
         return empty_chat_frame()
-    chats = pd.concat(frames, ignore_index=True)
-    chats = chats.assign(_pos=range(len(chats)))
-    chats = chats.sort_values(["version", "_pos"], ascending=[False, True], kind="stable")
-    chats = chats.drop_duplicates("chat_id", keep="first").drop(columns="_pos")
+    chats = keep_newest(pd.concat(frames, ignore_index=True))
     return chats.sort_values(["started_at", "chat_id"], kind="stable").reset_index(drop=True)
 
 
@@ -257,8 +306,6 @@ def _prepare(
     run_id: int,
     resumed: bool,
 ) -> Prepared | None:
-    from etl.pipeline import newest_versions
-
     chats = _in_window(partition, since, until)
     if chats.empty:
         return None
@@ -282,6 +329,33 @@ def _candidates(
     return prepared.lead_candidates().assign(_partition=number), prepared.phone_candidates(ctx)
 
 
+class PartitionSink:
+    """The sink of one partition's plan, on a worker: the plan applied in one transaction of its
+    own, its write counts added to the run's in the store (partitions commit at once on several
+    workers), and nothing written when the partition's outcomes are there already (Dask ran the
+    task again: a lost worker)."""
+
+    def __init__(self, store: Store, run_id: int) -> None:
+        self.store, self.run_id = store, run_id
+        self.written = WriteCounts()
+
+    def apply(self, job: PlanWrite) -> None:
+        with self.store.transaction() as conn:
+            chats = job.plan.chats["chat_id"]
+            if writers.recorded_outcomes(conn, self.run_id, chats.iloc[:1]):
+                return  # this partition committed before (the task runs again)
+            counts = apply_plan(conn, self.run_id, job)
+            writers.add_write_counts(conn, self.run_id, counts)
+            faults.point_once("partition_before_commit")
+        self.written.add(counts)
+
+    def applied(self, chats: int) -> None:
+        return None
+
+    def commit(self) -> None:
+        return None  # each plan commits as it is applied
+
+
 def _write(
     prepared: Prepared | None, decisions: Decisions, ctx: PlanContext, url: SecretStr, run_id: int
 ) -> dict[str, int]:
@@ -289,34 +363,13 @@ def _write(
     if prepared is None:
         return {}
     plan = build_plan(prepared, decisions, ctx)
-    store = _store(url)
-    with store.transaction() as conn:
-        if writers.recorded_outcomes(conn, run_id, plan.chats["chat_id"].iloc[:1]):
-            return {}  # this partition committed before (the task runs again)
-        existing = writers.existing_activities(conn, plan.chats["chat_id"])
-        rows, counts, stale = writers.classify_activities(
-            plan.activities, existing, plan.chats[["chat_id", "version"]]
-        )
-        writers.upsert_chats(conn, run_id, plan.chats, activities=plan.activities)
-        writers.write_activities(conn, rows, stale)
-        notes = writers.write_notes(conn, run_id, plan.notes)
-        notifications = writers.write_notifications(conn, run_id, plan.notifications)
-        writers.write_outcomes(conn, run_id, plan.outcomes[list(OUTCOME_COLUMNS)])
-        written = {
-            "activities_inserted": counts.inserted,
-            "activities_updated": counts.updated,
-            "activities_unchanged": counts.unchanged,
-            "activities_removed": counts.removed,
-            "notes_created": notes,
-            "notifications_created": notifications,
-        }
-        writers.add_write_counts(conn, run_id, written)
-        faults.point_once("partition_before_commit")
-    return written
+    sink = PartitionSink(_store(url), run_id)
+    sink.apply(PlanWrite(plan, True, None, None, plan.chats["chat_id"]))
+    return sink.written.as_dict() if sink.written != WriteCounts() else {}
 
 
 def process_windows(
-    run: _Run,
+    chunks: Chunks,
     client: Client,
     stage: DaskStage,
     windows: list[tuple[pd.Timestamp, pd.Timestamp]],
@@ -324,8 +377,9 @@ def process_windows(
     resumed: bool,
 ) -> None:
     """Each window: prepare on the workers, decide here, write on the workers, mark it done."""
-    planner = run.planner
-    url = run.settings.database_url
+    state = chunks.state
+    planner = chunks.planner.get()
+    url = state.settings.database_url
     if resumed and not planner.index.origins.empty:
         # leads the interrupted run created: when their chats started, to decide the chats that
         # come before them as the first time (etl.transform.plan._without_later_leads)
@@ -340,31 +394,33 @@ def process_windows(
     for number, ((start, end), chats) in enumerate(zip(windows, counts, strict=True), start=1):
         if start in finished:
             continue
-        if run.should_stop():
+        if state.should_stop():
             raise RunStopped("stopped on request between windows")
         if chats:  # an empty window costs no task: it is only recorded as done
-            _window(run, client, stage, start, end, index, ctx, url, resumed)
-            run.counters = run.store.counters(run.run_id)  # the partitions' counts are in the store
-        run.window_done(number, len(windows), start, end, chats)
+            _window(chunks, client, stage, start, end, index, ctx, url, resumed)
+            # the partitions' counts are in the store
+            state.counters.adopt(RunCounters.from_dict(state.store.counters(state.run_id)))
+        chunks.window_done(number, len(windows), start, end, chats)
 
 
 def _window(
-    run: _Run, client: Client, stage: DaskStage, start, end, index, ctx, url, resumed
+    chunks: Chunks, client: Client, stage: DaskStage, start, end, index, ctx, url, resumed
 ) -> None:
     """One window with chats: prepare on the workers, decide here, write on the workers."""
+    run_id = chunks.state.run_id
     began = time.perf_counter()
     prepared = [
-        client.submit(_prepare, p, start, end, index, ctx, url, run.run_id, resumed, pure=False)
+        client.submit(_prepare, p, start, end, index, ctx, url, run_id, resumed, pure=False)
         for p in stage.partitions
     ]
     found = client.gather([client.submit(_candidates, p, ctx, n) for n, p in enumerate(prepared)])
     prepared_at = time.perf_counter()
-    decisions = _decide(run, found)
+    decisions = _decide(chunks, found)
     decided_at = time.perf_counter()
     faults.point("window_decided")  # crash tests: the window's leads are in, its rows not yet
     results = client.gather(
         [
-            client.submit(_write, p, _share(decisions, found[n][0]), ctx, url, run.run_id,
+            client.submit(_write, p, _share(decisions, found[n][0]), ctx, url, run_id,
                           pure=False, retries=2)
             for n, p in enumerate(prepared)
         ]
@@ -372,15 +428,17 @@ def _window(
     del prepared
     log.debug(
         "window written",
-        extra={"event": "window_written", "run_id": run.run_id,
+        extra={"event": "window_written", "run_id": run_id,
                "partitions_written": sum(1 for r in results if r),
                "prepare_s": round(prepared_at - began, 3), "decide_s": round(decided_at - prepared_at, 3),
                "write_s": round(time.perf_counter() - decided_at, 3)},
     )  # fmt: skip
 
 
-def _decide(run: _Run, found: list[tuple[pd.DataFrame, pd.DataFrame]]) -> Decisions:
-    """The window's order-dependent decisions, made here and written in one transaction."""
+def _decide(chunks: Chunks, found: list[tuple[pd.DataFrame, pd.DataFrame]]) -> Decisions:
+    """The window's order-dependent decisions, made here and applied by the run's sink in one
+    transaction: the leads, the pool pointers and the phone changes."""
+    state = chunks.state
     leads = [c for c, _ in found if not c.empty]
     phones = [p for _, p in found if not p.empty]
     candidates = (
@@ -395,22 +453,21 @@ def _decide(run: _Run, found: list[tuple[pd.DataFrame, pd.DataFrame]]) -> Decisi
     )
     applied = frozenset()
     if not phone_rows.empty:
-        with run.store.engine.connect() as conn:
+        with state.store.engine.connect() as conn:
             applied = writers.applied_phone_changes(conn, phone_rows["chat_id"])
-    decisions = run.planner.decide(candidates.reset_index(drop=True), phone_rows, applied)
+    planner = chunks.planner.get()
+    decisions = planner.decide(candidates.reset_index(drop=True), phone_rows, applied)
     for warning in decisions.warnings:
-        run.warn(warning)
-    run.count_assignments(decisions.leads, decisions.assignments)
-    with run.store.transaction() as conn:
-        created = writers.insert_leads(conn, run.run_id, decisions.leads)
-        if not decisions.leads.empty:  # earlier chats of these emails now have a lead to show on
-            writers.queue_rematch(conn, run.run_id, decisions.leads["email_normalized"])
-        writers.save_pool_states(conn, run.run_id, decisions.pool_states)
-        phones_written = writers.apply_phone_changes(conn, run.run_id, decisions.phone_changes)
-        add_counts(
-            run.counters["writes"], {"leads_created": created, "phone_updates": phones_written}
-        )
-        writers.save_counters(conn, run.run_id, run.counters)
+        state.warn(warning)
+    state.count_assignments(decisions.leads, decisions.assignments)
+    nothing = pd.DataFrame()
+    plan = ChunkPlan(
+        chats=nothing, outcomes=nothing, activities=nothing, leads=decisions.leads,
+        notes=nothing, notifications=nothing, phone_changes=decisions.phone_changes,
+        pool_states=decisions.pool_states,
+    )  # fmt: skip
+    chunks.sink.apply(PlanWrite(plan, False, None, None, pd.Series([], dtype=object)))
+    chunks.sink.commit()
     return decisions
 
 

@@ -10,71 +10,23 @@ store is never touched.
 from __future__ import annotations
 
 import contextlib
-import ctypes
-import hashlib
-import multiprocessing
-import os
-import shutil
-import signal
-import socket
 import sqlite3
-import tempfile
-import threading
-import time
 from collections import deque
-from collections.abc import Iterable, Iterator, Sequence
-from concurrent.futures import Executor, ProcessPoolExecutor
+from collections.abc import Iterable, Iterator
+from concurrent.futures import Executor
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import pandas as pd
 
-from etl.extract.chats import CHAT_COLUMNS, ChatBatch, read_batches
+from etl.extract.chats import ChatBatch, read_batches
 from etl.extract.files import SourceFile
-from etl.extract.sell import newest
+from etl.procs import worker_pool
+from etl.stage.scratch import scratch_dir
+from etl.stage.versions import NEWER_THAN_STAGED
+from etl.vocab import CHAT_COLUMNS
 
 _TIME_COLUMNS = ("started_at", "ended_at", "updated_at")
-_SCRATCH_KINDS = ("stage", "sell")
-
-
-def _owner() -> str:
-    """This host (hashed: containers sharing a TMPDIR have their own process ids) and process."""
-    host = hashlib.sha256(socket.gethostname().encode()).hexdigest()[:8]
-    return f"{host}.{os.getpid()}"
-
-
-def _scratch(kind: str, directory: str | Path | None) -> tempfile.TemporaryDirectory:
-    """A run's scratch directory, named with its host and process (``remove_orphans``)."""
-    return tempfile.TemporaryDirectory(prefix=f"chatsell-{kind}-{_owner()}-", dir=directory)
-
-
-def remove_orphans(directory: str | Path | None = None) -> list[Path]:
-    """Remove the scratch directories of runs of this host whose process is gone (killed: a
-    run removes its own when it ends, even when it fails). At a million chats one holds
-    gigabytes. Another host's (or container's) are left alone."""
-    root = Path(directory) if directory is not None else Path(tempfile.gettempdir())
-    host = _owner().split(".")[0]
-    removed = []
-    for path in root.glob("chatsell-*-*.*-*"):
-        _, kind, owner, *_rest = path.name.split("-")
-        their_host, _, pid = owner.partition(".")
-        if kind not in _SCRATCH_KINDS or their_host != host or not pid.isdigit():
-            continue
-        if not path.is_dir() or _running(int(pid)):
-            continue
-        shutil.rmtree(path, ignore_errors=True)
-        removed.append(path)
-    return removed
-
-
-def _running(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # another user's process: alive, and not ours to judge
-        return True
-    return True
 
 
 _BOOL_COLUMNS = ("missed", "deleted")
@@ -82,10 +34,11 @@ _BOOL_COLUMNS = ("missed", "deleted")
 
 _COLS = ", ".join(f'"{c}"' for c in CHAT_COLUMNS)
 # an older version of a chat already staged is ignored; on a tie the one staged first stays
+# (etl.stage.versions)
 _ON_CONFLICT = (
     "ON CONFLICT (chat_id) DO UPDATE SET "
     + ", ".join(f'"{c}" = excluded."{c}"' for c in CHAT_COLUMNS if c != "chat_id")
-    + " WHERE excluded.version > chats.version"
+    + f" WHERE {NEWER_THAN_STAGED}"
 )
 # column names are the constants of CHAT_COLUMNS; values are always bound parameters
 _INSERT = (
@@ -146,7 +99,7 @@ class ChatStage:
     """Deduplicated chats of one run, handed back in (started_at, chat_id) order."""
 
     def __init__(self, directory: str | Path | None = None) -> None:
-        self._dir = _scratch("stage", directory)
+        self._dir = scratch_dir("stage", directory)
         self.path = Path(self._dir.name) / "stage.sqlite"
         self._db = _open(self.path)
         self._indexed = False
@@ -297,38 +250,6 @@ def fill(
             yield merged()
 
 
-def worker_pool(workers: int) -> ProcessPoolExecutor:
-    """``workers`` processes forked from this one (on the first task), which end with it: a
-    run killed with SIGKILL leaves no worker behind holding its files or its output. (Linux
-    ties them to the thread that forks them: submit the first task from the main thread.)"""
-    context = multiprocessing.get_context("fork")
-    return ProcessPoolExecutor(
-        max_workers=workers, mp_context=context, initializer=_end_with, initargs=(os.getpid(),)
-    )
-
-
-def _end_with(parent: int) -> None:
-    """A worker's first step: be killed when ``parent`` ends (Linux), else notice it soon."""
-    try:
-        libc = ctypes.CDLL(None, use_errno=True)
-        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
-    except (OSError, AttributeError):
-        threading.Thread(target=watch_parent, args=(parent, 0.5), daemon=True).start()
-    if os.getppid() != parent:  # it ended before the request took effect
-        os._exit(70)
-
-
-_PR_SET_PDEATHSIG = 1
-
-
-def watch_parent(parent: int, poll_s: float) -> None:
-    """End this process (a thread's loop) as soon as ``parent`` is gone: its pipes may be held
-    open by others, so their end is no sign."""
-    while os.getppid() == parent:
-        time.sleep(poll_s)
-    os._exit(70)
-
-
 def _stage_file(source: SourceFile, batch_size: int, path: Path) -> tuple[Path | None, Staged]:
     """A worker's unit of work: one file's chats into a new shard at ``path``."""
     total = Staged(0)
@@ -383,63 +304,3 @@ def _frame(rows: list[tuple]) -> pd.DataFrame:
         frame[name] = frame[name].astype(bool)
     frame["message_count"] = frame["message_count"].astype("int64")
     return frame
-
-
-class SellStage:
-    """The Sell records of one run, typed, one scratch file per export file and resource.
-
-    A million-record snapshot held whole, with every field, is the largest thing a run would
-    hold; here only each resource's index columns (what matching, diffing and owners need) stay
-    in memory, and the full rows are read back one file at a time when they are written.
-    """
-
-    def __init__(self, directory: str | Path | None = None) -> None:
-        self._dir = _scratch("sell", directory)
-        self._parts: dict[str, list[Path]] = {}
-        self._index: dict[str, list[pd.DataFrame]] = {}
-
-    @property
-    def directory(self) -> Path:
-        return Path(self._dir.name)
-
-    def adopt(self, resource: str, path: Path, index: pd.DataFrame) -> None:
-        """Take a frame ``spill`` wrote (in this process or a worker) with its kept columns."""
-        self._parts.setdefault(resource, []).append(path)
-        self._index.setdefault(resource, []).append(index)
-
-    def index(self, resource: str) -> pd.DataFrame | None:
-        """The kept columns of ``resource``, one row per id (its newest version); None if none."""
-        parts = self._index.pop(resource, [])
-        return newest(parts) if parts else None
-
-    def paths(self, resource: str) -> list[Path]:
-        """The scratch files of ``resource``, in the order they were added (``read_part``)."""
-        return list(self._parts.get(resource, []))
-
-    def close(self) -> None:
-        self._parts.clear()
-        self._index.clear()
-        self._dir.cleanup()
-
-    def __enter__(self) -> SellStage:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
-
-def read_part(path: Path) -> pd.DataFrame:
-    """A frame ``spill`` wrote (in any process of the run)."""
-    return pd.read_pickle(path)  # noqa: S301 - written by spill(), in a private temp dir
-
-
-def spill(frame: pd.DataFrame, path: Path, keep: Sequence[str] | None = None) -> pd.DataFrame:
-    """Write ``frame`` to the scratch file ``path``; return its ``keep`` columns (None: all),
-    copied, so the other columns' values are freed with the frame."""
-    frame.to_pickle(path)  # a private scratch file, read back by this run only
-    return kept(frame, keep).copy()
-
-
-def kept(frame: pd.DataFrame, keep: Sequence[str] | None) -> pd.DataFrame:
-    """The ``keep`` columns of ``frame``, in its order (None: all of them)."""
-    return frame if keep is None else frame[[c for c in frame.columns if c in keep]]

@@ -1,0 +1,93 @@
+"""The two contracts a run is built on, each with several implementations.
+
+- ``Sink``: where a run's writes go. Everything a run writes to the store goes through its sink:
+  written here (``etl.load.sinks.InlineSink``), in a forked writer process beside the planner
+  (``etl.load.sinks.ProcessSink``), on Dask workers (``etl.run.dask.PartitionSink``), or nowhere
+  (``etl.run.dry.DrySink``: a dry run records and counts what would be written instead).
+- ``ChatStage``: the chats a run staged, deduplicated to the newest version of each, handed out
+  in the one stable order (start time, then chat id): a scratch file of this machine
+  (``etl.stage.chats.ChatStage``) or partitions held by Dask workers (``etl.run.dask.DaskStage``).
+
+This module imports nothing of the project but its vocabulary.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Iterator
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+    from etl.vocab import PlanWrite, RunInputs
+
+
+@runtime_checkable
+class Sink(Protocol):
+    """Applies a run's writes, each commit carrying the progress it covers (the run's counters).
+
+    Plans are applied into an open transaction that ``applied`` commits every ``[run]
+    commit_size`` chats and ``commit`` commits now; a kill loses at most the open one, which the
+    next run redoes.
+    """
+
+    # whether it writes in another process (a large argument is better handed over in a file)
+    elsewhere: bool
+
+    def call(self, fn: Callable[..., None], *args: Any) -> None:
+        """``fn(conn, *args)`` in a transaction of its own, after all this sink was given before
+        (a module-level function: it may run in another process)."""
+        ...
+
+    def record_inputs(self, inputs: RunInputs) -> None:
+        """The run's reference rows (agents, departments), its rejects and their outcomes."""
+        ...
+
+    def apply(self, job: PlanWrite) -> None:
+        """A chunk's plan, in the open transaction; its write counts go to the run's counters."""
+        ...
+
+    def applied(self, chats: int) -> None:
+        """``chats`` more chats were applied: commit when the transaction holds enough."""
+        ...
+
+    def commit(self) -> None:
+        """Commit what was applied, and wait until it is."""
+        ...
+
+    def outcome_summary(self) -> tuple[dict[str, int], int]:
+        """The outcomes recorded by this run so far, by value, and its emails shared by several
+        CRM records."""
+        ...
+
+    def close(self) -> None:
+        """Commit nothing more; end what the sink started (a process)."""
+        ...
+
+    def abort(self) -> None:
+        """Roll back what is open and end (the run failed or was stopped)."""
+        ...
+
+
+@runtime_checkable
+class ChatStage(Protocol):
+    """The staged chats of a run: the newest version of each chat id, in (started_at, chat_id)
+    order."""
+
+    def count(self, since: pd.Timestamp | None = None, until: pd.Timestamp | None = None) -> int:
+        """Chats staged, or those started in [since, until)."""
+        ...
+
+    def span(self) -> tuple[pd.Timestamp, pd.Timestamp] | None:
+        """The earliest and the latest start staged; None when nothing is."""
+        ...
+
+    def staged(self, chat_ids: Iterable[str]) -> set[str]:
+        """Which of these chat ids were staged."""
+        ...
+
+    def chunks(
+        self, size: int, since: pd.Timestamp | None = None, until: pd.Timestamp | None = None
+    ) -> Iterator[pd.DataFrame]:
+        """The staged chats (CHAT_COLUMNS) in order, ``size`` at a time, optionally a window."""
+        ...

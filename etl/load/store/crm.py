@@ -1,0 +1,113 @@
+"""The CRM as a sync reads it: the match index's tables, agents, departments, stored chats."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+import pandas as pd
+from sqlalchemy import func, select
+
+from etl.load import schema
+from etl.load.store.base import FETCH_ROWS, StoreBase, _utc, columnar_frame
+from etl.load.upsert import select_in
+
+# The CRM columns a run holds in memory (the match index, diffs, owners), per table
+CRM_COLUMNS: dict[str, tuple[str, ...]] = {
+    "leads": ("id", "owner_id", "name", "status", "email_normalized", "phone", "sell_hash", "origin",
+              "origin_chat_id", "created_run_id"),
+    "contacts": ("id", "owner_id", "is_organization", "contact_id", "name", "email_normalized", "phone",
+                 "sell_hash"),
+    "deals": ("id", "owner_id", "name", "contact_id", "organization_id", "sell_hash"),
+    "users": ("id", "name", "email", "email_normalized", "status", "team_name", "group_id",
+              "group_name", "sell_hash"),
+    "lead_conversions": ("id", "lead_id", "individual_id", "organization_id", "deal_id", "sell_hash"),
+    "sell_notes": ("id", "sell_hash"),
+}  # fmt: skip
+
+
+class CrmReads(StoreBase):
+    """What a sync reads of the CRM and of the chats it stored before."""
+
+    def crm_frames(
+        self, names: Iterable[str] | None = None, only: Iterable[str] | None = None
+    ) -> dict[str, pd.DataFrame]:
+        """The CRM as the match index needs it: leads, contacts, deals, users, lead conversions.
+
+        ``only``: just these of each table's columns (``id`` always), e.g. what a diff needs.
+        """
+        wanted = CRM_COLUMNS
+        frames = {}
+        if names is not None:
+            wanted = {name: wanted[name] for name in names}
+        if only is not None:
+            keep = {"id", *only}
+            wanted = {name: tuple(c for c in cols if c in keep) for name, cols in wanted.items()}
+        # streamed: PostgreSQL through a server-side cursor, else psycopg receives all of a
+        # million-row table before the first fetch (the run's peak, in a --full run)
+        with self.engine.connect().execution_options(
+            stream_results=True, max_row_buffer=FETCH_ROWS
+        ) as conn:
+            for name, columns in wanted.items():
+                table = schema.metadata.tables[name]
+                result = conn.execute(select(*[table.c[c] for c in columns]).order_by(table.c.id))
+                frame = columnar_frame(result, columns)
+                for column in columns:
+                    if column == "id" or (column.endswith("_id") and column != "origin_chat_id"):
+                        frame[column] = frame[column].astype("Int64")
+                frames[name] = frame
+        return frames
+
+    def agents_frame(self) -> pd.DataFrame:
+        with self.engine.connect() as conn:
+            return pd.read_sql(select(schema.agents), conn)
+
+    def departments_frame(self) -> pd.DataFrame:
+        with self.engine.connect() as conn:
+            return pd.read_sql(select(schema.departments), conn)
+
+    def chat_versions(self, chat_ids: Iterable[str]) -> pd.DataFrame:
+        """(chat_id, version, email_normalized) of the chats among these the store holds."""
+        columns = ["chat_id", "version", "email_normalized"]
+        with self.engine.connect() as conn:
+            return select_in(conn, schema.chats, ["chat_id"], chat_ids, columns)
+
+    def stored_chats(self, chat_ids: Iterable[str], columns: list[str]) -> pd.DataFrame:
+        """Stored chats by id; a transcript kept on the chat's activities is read from there."""
+        with self.engine.connect() as conn:
+            frame = select_in(
+                conn, schema.chats, ["chat_id"], chat_ids, columns, _STORED_TRANSCRIPT
+            )
+        return _utc(frame, ("started_at", "ended_at", "updated_at"))
+
+    def chats_by_email(self, emails: Iterable[str], columns: list[str]) -> pd.DataFrame:
+        """Stored chats by normalized email, transcripts as ``stored_chats`` reads them."""
+        with self.engine.connect() as conn:
+            frame = select_in(
+                conn, schema.chats, ["email_normalized"], emails, columns, _STORED_TRANSCRIPT
+            )
+        return _utc(frame, ("started_at", "ended_at", "updated_at"))
+
+    def pool_rows(self) -> list[dict[str, Any]]:
+        with self.engine.connect() as conn:
+            return [dict(r) for r in conn.execute(select(schema.pool_state)).mappings()]
+
+    def has_chats(self) -> bool:
+        with self.engine.connect() as conn:
+            return conn.execute(select(schema.chats.c.chat_id).limit(1)).first() is not None
+
+    def rematch_queue(self) -> set[str]:
+        with self.engine.connect() as conn:
+            return {r[0] for r in conn.execute(select(schema.rematch_queue.c.email_normalized))}
+
+
+def _stored_transcript() -> dict[str, Any]:
+    """A chat row's transcript, or its activities' (``writers.upsert_chats`` writes it once)."""
+    chats, held = schema.chats, schema.activities.alias("held")
+    from_activity = (
+        select(held.c.transcript).where(held.c.chat_id == chats.c.chat_id).limit(1)
+    ).scalar_subquery()
+    return {"transcript": func.coalesce(chats.c.transcript, from_activity)}
+
+
+_STORED_TRANSCRIPT = _stored_transcript()

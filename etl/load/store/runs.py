@@ -1,0 +1,267 @@
+"""Runs and the lock: a run's row, its outcomes and rejects, and the export files loaded."""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from typing import Any
+
+import pandas as pd
+from sqlalchemy import func, or_, select, update
+
+from etl.load import schema
+from etl.load.lock import run_lock
+from etl.load.store.base import FETCH_ROWS, StoreBase, _utc
+
+# the logger's name as it was before the store was split (the JSON log lines carry it)
+log = logging.getLogger("etl.load.store")
+
+INTERRUPTED = "interrupted: the process stopped before the run finished"
+
+
+class RunBook(StoreBase):
+    """The run lock and the run bookkeeping: runs, windows, outcomes, rejects, source files."""
+
+    @contextmanager
+    def lock(self) -> Iterator[dict[str, object]]:
+        with run_lock(self.engine) as holder:
+            yield holder
+
+    # -- runs ----------------------------------------------------------------------------------
+
+    def begin_run(
+        self,
+        mode: str,
+        input_key: str,
+        options: dict[str, Any],
+        holder: dict[str, object],
+        resume: str = "interrupted",
+    ) -> tuple[int, bool]:
+        """(run_id, resumed). We hold the lock, so a run still marked ``running`` has died.
+
+        ``resume``: ``interrupted`` resumes such a run when it is the latest and had the same
+        inputs (what ``sync`` does, so a killed cron run is finished by the next one);
+        ``unfinished`` also resumes a failed one (``backfill --resume``); ``never`` starts anew.
+        Runs not resumed are marked failed.
+        """
+        runs = schema.runs
+        now = datetime.now(UTC)
+        resumable = {"interrupted": ("running",), "unfinished": ("running", "failed"), "never": ()}[
+            resume
+        ]
+        with self.transaction() as conn:
+            latest = conn.execute(
+                select(runs.c.run_id, runs.c.mode, runs.c.input_key, runs.c.status)
+                .order_by(runs.c.run_id.desc())
+                .limit(1)
+            ).first()
+            if (
+                latest
+                and latest.status in resumable
+                and latest.mode == mode
+                and latest.input_key == input_key
+            ):
+                conn.execute(
+                    update(runs)
+                    .where(runs.c.run_id == latest.run_id)
+                    .values(
+                        status="running",
+                        host=holder["host"],
+                        pid=holder["pid"],
+                        error=None,
+                        finished_at=None,
+                    )
+                )
+                log.info(
+                    "resuming run %s",
+                    latest.run_id,
+                    extra={"event": "run_resumed", "run_id": latest.run_id},
+                )
+                return int(latest.run_id), True
+            conn.execute(
+                update(runs)
+                .where(runs.c.status == "running")
+                .values(status="failed", finished_at=now, error=INTERRUPTED)
+            )
+            result = conn.execute(
+                runs.insert().values(
+                    mode=mode,
+                    status="running",
+                    started_at=now,
+                    host=holder["host"],
+                    pid=holder["pid"],
+                    input_key=input_key,
+                    options=json.dumps(options, default=str),
+                    counters=json.dumps({}),
+                )
+            )
+            return int(result.inserted_primary_key[0]), False
+
+    def finished_windows(self, run_id: int) -> set[datetime]:
+        table = schema.backfill_windows
+        with self.engine.connect() as conn:
+            rows = conn.execute(select(table.c.window_start).where(table.c.run_id == run_id))
+            return {
+                pd.Timestamp(r[0]).tz_localize("UTC")
+                if pd.Timestamp(r[0]).tzinfo is None
+                else pd.Timestamp(r[0])
+                for r in rows
+            }
+
+    def run_row(self, run_id: int | str) -> dict[str, Any] | None:
+        runs = schema.runs
+        with self.engine.connect() as conn:
+            if run_id == "latest":
+                query = (
+                    select(runs)
+                    .where(runs.c.status != "running")
+                    .order_by(runs.c.run_id.desc())
+                    .limit(1)
+                )
+            else:
+                query = select(runs).where(runs.c.run_id == int(run_id))
+            row = conn.execute(query).mappings().first()
+            return dict(row) if row else None
+
+    def recent_runs(self, limit: int) -> list[dict[str, Any]]:
+        runs = schema.runs
+        with self.engine.connect() as conn:
+            rows = (
+                conn.execute(select(runs).order_by(runs.c.run_id.desc()).limit(limit))
+                .mappings()
+                .all()
+            )
+            return [dict(r) for r in rows]
+
+    def counters(self, run_id: int) -> dict[str, Any]:
+        with self.engine.connect() as conn:
+            raw = conn.execute(
+                select(schema.runs.c.counters).where(schema.runs.c.run_id == run_id)
+            ).scalar()
+            return json.loads(raw or "{}")
+
+    # -- a run's outcomes and rejects ----------------------------------------------------------
+
+    def done_chat_ids(self, run_id: int) -> set[str]:
+        """Chats this run already accounted for (a resumed run skips them)."""
+        outcomes = schema.run_outcomes
+        with self.engine.connect() as conn:
+            rows = conn.execute(select(outcomes.c.chat_id).where(outcomes.c.run_id == run_id))
+            return {r[0] for r in rows}
+
+    def outcome_summary(self, run_id: int) -> tuple[dict[str, int], int]:
+        """(count per outcome, distinct emails that matched more than one record)."""
+        outcomes = schema.run_outcomes
+        with self.engine.connect() as conn:
+            rows = conn.execute(
+                select(outcomes.c.outcome, func.count())
+                .where(outcomes.c.run_id == run_id)
+                .group_by(outcomes.c.outcome)
+            ).all()
+            multi = conn.execute(
+                select(func.count(func.distinct(outcomes.c.email_normalized))).where(
+                    outcomes.c.run_id == run_id, outcomes.c.match_count > 1
+                )
+            ).scalar()
+        return {outcome: int(n) for outcome, n in rows}, int(multi or 0)
+
+    def outcome_rows(self, run_id: int) -> pd.DataFrame:
+        outcomes = schema.run_outcomes
+        with self.engine.connect() as conn:
+            frame = pd.read_sql(
+                select(outcomes).where(outcomes.c.run_id == run_id).order_by(outcomes.c.chat_id),
+                conn,
+            )
+        return _utc(frame, ("chat_started_at",))
+
+    def outcome_digest_rows(
+        self, run_id: int, size: int = FETCH_ROWS
+    ) -> tuple[dict[str, Any], Iterator[pd.DataFrame]]:
+        """What the report page needs of a run's outcomes, in the memory of a small run:
+        (counts, listed).
+
+        ``counts``, read now from GROUP BYs: ``rows`` (the run's outcome rows), ``first`` and
+        ``last`` (the earliest and latest chat start, as stored) and ``groups``: for each of
+        "day" (the UTC day started, as text, or missing), "department" and "agent", a frame of
+        that value as stored, the outcome and ``n``. ``listed``, read as it is consumed: the
+        exception lists' rows only (invalid emails, skipped leads, multi-matches), ``size`` at
+        a time in chat id order, as ``outcome_rows`` gives them. ``etl.report.digest`` folds
+        both into the page's ``OutcomeDigest`` (``OutcomeDigest.from_store``).
+        """
+        o = schema.run_outcomes
+        mine = o.c.run_id == run_id
+        if self.dialect == "sqlite":  # stored as UTC text, 2026-11-02 09:00:00.000000
+            day = func.substr(o.c.chat_started_at, 1, 10)
+        else:
+            day = func.to_char(func.timezone("UTC", o.c.chat_started_at), "YYYY-MM-DD")
+        listed = or_(o.c.outcome.in_(["invalid_email", "lead_skipped"]), o.c.match_count > 1)
+        with self.engine.connect() as conn:  # counts: a few rows each
+            rows, first, last = conn.execute(
+                select(
+                    func.count(), func.min(o.c.chat_started_at), func.max(o.c.chat_started_at)
+                ).where(mine)
+            ).one()
+            groups = {}
+            for name, key in (("day", day), ("department", o.c.department), ("agent", o.c.agent)):
+                key = key.label(name)
+                grouped = conn.execute(
+                    select(key, o.c.outcome, func.count().label("n"))
+                    .where(mine)
+                    .group_by(key, o.c.outcome)
+                )
+                groups[name] = pd.DataFrame(grouped.fetchall(), columns=[name, "outcome", "n"])
+        counts = {"rows": rows, "first": first, "last": last, "groups": groups}
+        chunks = self.outcome_chunks(run_id, [c.name for c in o.c], size, where=listed)
+        return counts, (_utc(frame, ("chat_started_at",)) for frame in chunks)
+
+    def outcome_chunks(
+        self, run_id: int, columns: Iterable[str], size: int = FETCH_ROWS, where=None
+    ) -> Iterator[pd.DataFrame]:
+        """A run's outcome rows (these columns; those ``where`` holds) in chat id order, as
+        ``outcome_rows`` gives them, ``size`` at a time: a million-chat run's details in the
+        memory of a fetch."""
+        o = schema.run_outcomes
+        names = list(columns)
+        stmt = select(*[o.c[n] for n in names]).where(o.c.run_id == run_id)
+        if where is not None:
+            stmt = stmt.where(where)
+        stmt = stmt.order_by(o.c.chat_id)
+        with self.engine.connect().execution_options(
+            stream_results=True, max_row_buffer=size
+        ) as conn:
+            result = conn.execute(stmt)
+            while rows := result.fetchmany(size):
+                values = map(list, zip(*rows, strict=True))
+                yield pd.DataFrame(dict(zip(names, values, strict=True)), columns=names)
+
+    def reject_rows(self, run_id: int, limit: int | None = None) -> pd.DataFrame:
+        """A run's rejects in file and position order (the first ``limit``, if given)."""
+        rejects = schema.rejects
+        stmt = (
+            select(rejects)
+            .where(rejects.c.run_id == run_id)
+            .order_by(rejects.c.source_file, rejects.c.position)
+            .limit(limit)
+        )
+        with self.engine.connect() as conn:
+            return pd.read_sql(stmt, conn)
+
+    def reject_count(self, run_id: int) -> int:
+        rejects = schema.rejects
+        with self.engine.connect() as conn:
+            stmt = select(func.count()).select_from(rejects).where(rejects.c.run_id == run_id)
+            return int(conn.execute(stmt).scalar_one())
+
+    # -- inputs --------------------------------------------------------------------------------
+
+    def source_files(self) -> dict[str, tuple[int, int, str]]:
+        """path -> (size, mtime_ns, sha256) of every export file loaded so far."""
+        files = schema.source_files
+        with self.engine.connect() as conn:
+            rows = conn.execute(
+                select(files.c.path, files.c.size, files.c.mtime_ns, files.c.sha256)
+            )
+            return {path: (size, mtime, sha) for path, size, mtime, sha in rows}

@@ -1,0 +1,61 @@
+"""The run's helper processes (parsing workers, the writer): forked from the run, and never
+outliving it."""
+
+from __future__ import annotations
+
+import ctypes
+import functools
+import multiprocessing
+import os
+import signal
+import threading
+import time
+from concurrent.futures import ProcessPoolExecutor
+
+
+def worker_pool(workers: int) -> ProcessPoolExecutor:
+    """``workers`` processes forked from this one (on the first task), which end with it: a
+    run killed with SIGKILL leaves no worker behind holding its files or its output. (Linux
+    ties them to the thread that forks them: submit the first task from the main thread.)"""
+    context = multiprocessing.get_context("fork")
+    return ProcessPoolExecutor(
+        max_workers=workers, mp_context=context, initializer=_end_with, initargs=(os.getpid(),)
+    )
+
+
+def _end_with(parent: int) -> None:
+    """A worker's first step: be killed when ``parent`` ends (Linux), else notice it soon."""
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+    except (OSError, AttributeError):
+        threading.Thread(target=watch_parent, args=(parent, 0.5), daemon=True).start()
+    if os.getppid() != parent:  # it ended before the request took effect
+        os._exit(70)
+
+
+_PR_SET_PDEATHSIG = 1
+
+
+def watch_parent(parent: int, poll_s: float) -> None:
+    """End this process (a thread's loop) as soon as ``parent`` is gone: its pipes may be held
+    open by others, so their end is no sign."""
+    while os.getppid() == parent:
+        time.sleep(poll_s)
+    os._exit(70)
+
+
+def release_memory() -> None:
+    """Give the C heap's free pages back to the system (glibc keeps them otherwise: a process
+    that once held a snapshot's rows stays that large). A no-op where there is no glibc."""
+    trim = _malloc_trim()
+    if trim is not None:
+        trim(0)
+
+
+@functools.cache
+def _malloc_trim():
+    try:
+        return ctypes.CDLL("libc.so.6").malloc_trim
+    except (OSError, AttributeError):
+        return None

@@ -1,0 +1,125 @@
+"""The planning stage's set-up: the configuration checked against the Sell users, and the
+``Planner`` built from the settings, the CRM index and the run's agents and departments."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import pandas as pd
+
+from etl.errors import ConfigError
+from etl.load.store import Store
+from etl.run.state import RunState
+from etl.transform.assign import Assigner, PoolState, build_assigner, resolve_user
+from etl.transform.match import build_index
+from etl.transform.plan import LeadPolicy, PhonePolicy, PlanContext, Planner, agent_user_map
+
+
+@dataclass
+class Assignment:
+    """Who new leads go to: the assigner (rules and pools, with their stored pointers), and the
+    integration user (notes are written as that user)."""
+
+    assigner: Assigner
+    integration_user_id: int | None
+
+
+def configure(state: RunState, users: pd.DataFrame) -> Assignment:
+    """The assignment configuration against the Sell users; a configuration error ends the run
+    here, before any write."""
+    states = {
+        row["pool"]: PoolState.from_row(row["pointer"], row["state"], row["assigned"])
+        for row in state.store.pool_rows()
+    }
+    assigner = build_assigner(state.settings.assignment, users, states)
+    integration_user_id = None
+    ref = state.settings.sell.integration_user
+    if ref is not None:
+        integration_user_id, _active = resolve_user(ref, users)
+        if integration_user_id is None:
+            raise ConfigError(f"[sell] integration_user: {ref!r} is no Sell user")
+    return Assignment(assigner, integration_user_id)
+
+
+def build_planner(
+    state: RunState,
+    crm: dict[str, pd.DataFrame],
+    agents: pd.DataFrame,
+    departments: pd.DataFrame,
+    assignment: Assignment,
+) -> Planner:
+    settings, options = state.settings, state.options
+    index = build_index(
+        crm["leads"], crm["contacts"], crm["deals"], crm["users"], crm["lead_conversions"],
+        settings.match.converted_statuses, run_id=state.run_id,
+    )  # fmt: skip
+    users = crm["users"]
+    active = users.loc[users["status"].fillna("active").str.lower() != "inactive", "id"]
+    defaults = settings.lead_defaults
+    enabled = defaults.enabled and options.create_leads
+    ctx = PlanContext(
+        now=pd.Timestamp(state.now),
+        run_id=state.run_id,
+        provider_rules=tuple(settings.match.provider_rules),
+        strip_plus_tags=settings.match.strip_plus_tags,
+        attach_to_deals=settings.match.attach_to_deals,
+        transcript_url_template=settings.chat.transcript_url_template,
+        subdomain=settings.chat.subdomain,
+        agent_users=agent_user_map(agents, users),
+        active_users=frozenset(int(i) for i in active.dropna()),
+        agent_emails=agents.set_index("agent_id")["email"]
+        if not agents.empty
+        else pd.Series(dtype=object),
+        department_names=departments.set_index("department_id")["name"]
+        if not departments.empty
+        else pd.Series(dtype=object),
+        leads=LeadPolicy(
+            enabled=enabled,
+            source=defaults.source,
+            status=defaults.status,
+            tags=tuple(defaults.tags),
+            max_chat_age_days=defaults.max_chat_age_days,
+            ignore_domains=tuple(
+                d.strip().lower().removeprefix("@") for d in defaults.ignore_domains
+            ),
+            create_from_offline=defaults.create_from_offline,
+            disabled_reason="lead creation disabled (--no-create-leads)"
+            if not options.create_leads
+            else "lead creation disabled ([lead_defaults] enabled = false)",
+        ),
+        phone=PhonePolicy(
+            policy=settings.phone.policy,
+            update_contacts=settings.phone.update_contacts,
+            require_sell_agent=settings.phone.require_sell_agent,
+            default_region=settings.phone.default_region,
+        ),
+        notify_tags=frozenset(settings.notify.tags) if options.notify else frozenset(),
+        integration_user_id=assignment.integration_user_id,
+    )
+    if "{subdomain}" in ctx.transcript_url_template and not ctx.subdomain:
+        state.warn("transcript links are empty: set [chat] subdomain (or transcript_url_template)")
+    chat_leads = crm["leads"]["id"].dropna()
+    lowest = int(chat_leads.min()) if not chat_leads.empty else 0
+    return Planner(
+        index=index, ctx=ctx, assigner=assignment.assigner, next_lead_id=min(lowest, 0) - 1
+    )
+
+
+class LazyPlanner:
+    """The run's planner, built on first use: an unchanged sync never loads the CRM. The CRM
+    frames read with the Sell snapshot are held only until then (the index keeps what
+    matching needs)."""
+
+    def __init__(
+        self, store: Store, crm: dict[str, pd.DataFrame] | None, build: Callable[..., Planner]
+    ) -> None:
+        self._store, self._crm, self._build = store, crm, build
+        self._planner: Planner | None = None
+
+    def get(self) -> Planner:
+        if self._planner is None:
+            crm = self._crm if self._crm is not None else self._store.crm_frames()
+            self._crm = None
+            self._planner = self._build(crm)
+        return self._planner
