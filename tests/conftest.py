@@ -93,6 +93,20 @@ def pg_store_url(pg_url: str) -> str:
     return pg_url
 
 
+# the fixtures that put a test on the real stores: store_url (SQLite and PostgreSQL, one run
+# each), pg_url and pg_store_url (PostgreSQL). Tests that use one are marked `store`, so
+# `-m "not store"` runs without a PostgreSQL server (tests that take the PostgreSQL fixture by
+# name at run time, as the floor benchmark does, carry the marker themselves)
+STORE_FIXTURES = frozenset({"store_url", "pg_url", "pg_store_url"})
+
+
+@pytest.hookimpl(tryfirst=True)  # before -m deselects by marker
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if STORE_FIXTURES.intersection(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.store)
+
+
 @pytest.fixture(autouse=True)
 def _isolated_env(monkeypatch: pytest.MonkeyPatch) -> None:
     """No CHATSELL_* from the developer's shell leaks into a test."""

@@ -23,6 +23,7 @@ def _floor():
     return module
 
 
+@pytest.mark.store  # it takes pg_url by name at run time: the conftest cannot see it
 @pytest.mark.parametrize("store", ["sqlite", "postgresql"])
 def test_floor_parses_every_value_and_copies_every_row(tmp_path, request, store):
     if store == "postgresql":

@@ -16,6 +16,7 @@ from typing import NamedTuple
 import pytest
 
 from etl.errors import RunStopped
+from etl.load.store import Store
 from etl.run import SyncOptions, run_sync
 
 from builders import chat, page, write_json
@@ -156,16 +157,32 @@ def test_a_killed_holder_leaves_no_stale_lock(store_url, setup):
     assert done.returncode == 0, done.stderr
 
 
+@pytest.mark.slow
 def test_two_concurrent_syncs_never_overlap(store_url, uninterrupted):
+    """The overlap made certain: while this test holds the store lock, two syncs started together
+    both meet it (exit 75, naming this process) and write nothing, not even a run row. Released,
+    a sync runs and leaves the store exactly as an uninterrupted sync does."""
     reference = uninterrupted(2)
     chats, sell, config = reference.chats, reference.sell, reference.config
-    procs = [subprocess.Popen([sys.executable, "-m", "etl", *sync_args(store_url, chats, sell, config)],
-                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for _ in range(2)]  # fmt: skip
-    codes = sorted(p.wait(timeout=120) for p in procs)
-    for p in procs:
-        p.stdout.close()
-        p.stderr.close()
-    assert codes in ([0, 0], [0, 75])
+    args = [sys.executable, "-m", "etl", *sync_args(store_url, chats, sell, config)]
+    store = Store(store_url)
+    try:
+        with store.lock() as holder:
+            assert holder["pid"] == os.getpid()
+            before = dump(store_url, include_history=True)
+            procs = [subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                     for _ in range(2)]  # fmt: skip
+            ended = [p.communicate(timeout=120) for p in procs]
+            assert [p.returncode for p in procs] == [75, 75], [err[-500:] for _, err in ended]
+            for _out, err in ended:
+                assert f"pid {os.getpid()}" in err, err[-500:]
+            assert dump(store_url, include_history=True) == before
+            assert rows(store_url, "SELECT count(*) FROM runs") == [(0,)]
+    finally:
+        store.dispose()
+    done = chatsell(*sync_args(store_url, chats, sell, config))
+    assert done.returncode == 0, done.stderr
+    assert rows(store_url, "SELECT count(*) FROM runs") == [(1,)]
     assert dump(store_url, drop_run_columns=True) == reference.store
 
 
@@ -187,6 +204,7 @@ KILL_POINTS = [
 KILL_POINTS += [(6, p) for p in ("before_commit:3", "after_commit:4", "before_commit:5", "after_commit:6")]  # fmt: skip
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(("commit_size", "point"), KILL_POINTS)
 def test_kill_9_at_any_point_then_rerun_equals_never_killed(
     store_url, uninterrupted, tmp_path, commit_size, point
