@@ -4,7 +4,7 @@
   written here (``etl.load.sinks.InlineSink``), in a forked writer process beside the planner
   (``etl.load.sinks.ProcessSink``), on Dask workers (``etl.run.dask.PartitionSink``), or nowhere
   (``etl.run.dry.DrySink``: a dry run records and counts what would be written instead).
-- ``ChatStage``: the chats a run staged, deduplicated to the newest version of each, handed out
+- ``Stage``: the chats a run staged, deduplicated to the newest version of each, handed out
   in the one stable order (start time, then chat id): a scratch file of this machine
   (``etl.stage.chats.ChatStage``) or partitions held by Dask workers (``etl.run.dask.DaskStage``).
 
@@ -70,7 +70,7 @@ class Sink(Protocol):
 
 
 @runtime_checkable
-class ChatStage(Protocol):
+class Stage(Protocol):
     """The staged chats of a run: the newest version of each chat id, in (started_at, chat_id)
     order."""
 

@@ -14,7 +14,7 @@ from datetime import datetime, timedelta
 
 import pandas as pd
 
-from etl.contracts import ChatStage, Sink
+from etl.contracts import Sink, Stage
 from etl.errors import RunStopped
 from etl.load import writers
 from etl.load.store import Store
@@ -36,7 +36,7 @@ class Chunks:
 
     # -- a sync, or a backfill window by window ------------------------------------------------
 
-    def process(self, stage: ChatStage, resumed: bool) -> None:
+    def process(self, stage: Stage, resumed: bool) -> None:
         state = self.state
         run_id = state.run_id
         done = state.store.done_chat_ids(run_id) if resumed and run_id is not None else set()
@@ -70,7 +70,7 @@ class Chunks:
 
     def process_range(
         self,
-        stage: ChatStage,
+        stage: Stage,
         since: pd.Timestamp | None,
         until: pd.Timestamp | None,
         done: set[str],
@@ -135,7 +135,7 @@ class Chunks:
 
     # -- the rematch -----------------------------------------------------------------------------
 
-    def rematch(self, stage: ChatStage, emails: set[str]) -> None:
+    def rematch(self, stage: Stage, emails: set[str]) -> None:
         """Chats already in the store whose email gained a record (a new lead, contact or deal):
         attach them too, so every card shows every chat of its email (seed S1). ``emails``: the
         store's rematch queue (a dry run's: the emails the Sell snapshot changed)."""
@@ -163,7 +163,7 @@ def _finish_window(conn, run_id: int, start: datetime, end: datetime, chats: int
 
 
 def backfill_windows(
-    stage: ChatStage,
+    stage: Stage,
     since: datetime | None,
     until: datetime | None,
     window: timedelta | None,

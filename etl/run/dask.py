@@ -136,7 +136,7 @@ class DaskEngine:
 
 
 class DaskStage:
-    """The staged chats of a run, as partitions held by the workers (what ``ChatStage`` is for a
+    """The staged chats of a run, as partitions held by the workers (what ``etl.stage.chats.ChatStage`` is for a
     single process): counted, spanned and asked about without bringing them here."""
 
     def __init__(self, client: Client, partitions: list[Future]) -> None:

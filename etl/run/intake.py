@@ -9,7 +9,7 @@ from dataclasses import dataclass
 
 import pandas as pd
 
-from etl.contracts import ChatStage, Sink
+from etl.contracts import Sink, Stage
 from etl.extract.rejects import Reject
 from etl.run.files import Todo
 from etl.run.state import RunState
@@ -23,7 +23,7 @@ log = logging.getLogger("chatsell.pipeline")
 class Intake:
     """The chats staged and what the chat files gave besides them."""
 
-    stage: ChatStage
+    stage: Stage
     agents: pd.DataFrame  # the stored ones, overridden by this run's exports
     departments: pd.DataFrame
     rejects: list[Reject]  # records of the chat files set aside
@@ -46,7 +46,7 @@ def stage_chats(state: RunState, stage, todo: Todo, pool: ProcessPoolExecutor | 
 
 def intake_of(
     state: RunState,
-    stage: ChatStage,
+    stage: Stage,
     agents: list[pd.DataFrame],
     departments: list[pd.DataFrame],
     rejects: list[Reject],

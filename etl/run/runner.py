@@ -1,7 +1,7 @@
 """A sync, start to end, as a sequence of stages over an explicit state (``RunState``):
 
 1. the Sell snapshot (``etl.run.sell``): read, diffed, checked against the configuration;
-2. the chat intake (``etl.run.intake``): the chat files parsed into a stage (``ChatStage``);
+2. the chat intake (``etl.run.intake``): the chat files parsed into a stage (``etl.contracts.Stage``);
 3. planning and apply, chunk by chunk (``etl.run.chunks``; a Dask backfill: ``etl.run.dask``);
 4. finish (``etl.run.finish``): the report, committed with the files it loaded.
 

@@ -1,4 +1,4 @@
-"""The contracts and their implementations: every sink is a Sink, every stage a ChatStage, and the
+"""The contracts and their implementations: every sink is a Sink, every stage a Stage, and the
 two stages hand out the same chats; the rule of which version wins is the same in SQL and pandas."""
 
 from __future__ import annotations
@@ -58,7 +58,7 @@ def test_every_sink_is_a_sink(tmp_path):
         store.dispose()
 
 
-def test_both_stages_are_chat_stages_and_hand_out_the_same_chats(tmp_path):
+def test_both_stages_are_stages_and_hand_out_the_same_chats(tmp_path):
     files = _exports(tmp_path)
     with ChatStage(tmp_path) as local:
         for source in files:
@@ -67,7 +67,7 @@ def test_both_stages_are_chat_stages_and_hand_out_the_same_chats(tmp_path):
         reads = [_read(source, 100, 3) for source in files]
         dask = DaskStage(_NoCluster(), [_merge(n, *[r[0] for r in reads]) for n in range(3)])
         for stage in (local, dask):
-            assert isinstance(stage, contracts.ChatStage), type(stage).__name__
+            assert isinstance(stage, contracts.Stage), type(stage).__name__
         assert local.count() == dask.count() == 5
         assert local.span() == dask.span()
         assert local.staged(["c1", "c9", "c4"]) == dask.staged(["c1", "c9", "c4"]) == {"c1", "c4"}
