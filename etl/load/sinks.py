@@ -32,6 +32,7 @@ import logging
 import multiprocessing
 import os
 import signal
+import sys
 import threading
 import traceback
 from collections.abc import Callable
@@ -77,8 +78,14 @@ class InlineSink:
         if self._open is None:
             self._open = self.store.transaction()
             self._conn = self._open.__enter__()
-        self.counters.writes.add(apply_plan(self._conn, self.run_id, job))
-        writers.save_counters(self._conn, self.run_id, self.counters)
+        try:
+            self.counters.writes.add(apply_plan(self._conn, self.run_id, job))
+            writers.save_counters(self._conn, self.run_id, self.counters)
+        except BaseException:
+            # rolled back with the real exception: a statement the store refused is raised as
+            # the store's StoreError (etl.load.store.base), as a transaction of its own would be
+            self._close(*sys.exc_info())
+            raise
 
     def applied(self, chats: int) -> None:
         self.pending += chats
@@ -154,6 +161,8 @@ class ProcessSink:
     def call(self, fn: Callable[..., None], *args: Any) -> None:
         """``fn(conn, *args)`` there, in a transaction of its own, committed; not waited for
         (the next commit waits for it). ``fn`` is a module-level function."""
+        if self._begun:  # after the batch it was given: commit that first
+            self.commit()
         self._send(("call", fn, args, self._hand_counts()))
 
     def record_inputs(self, inputs: RunInputs) -> None:

@@ -337,9 +337,13 @@ class PartitionSink:
 
     def __init__(self, store: Store, run_id: int) -> None:
         self.store, self.run_id = store, run_id
-        self.written = WriteCounts()
+        self.written: WriteCounts | None = None  # None: nothing written (committed before)
 
     def apply(self, job: PlanWrite) -> None:
+        plan = job.plan
+        if not (plan.leads.empty and plan.phone_changes.empty and not plan.pool_states):
+            # the window's leads, pools and phones are decided and written once, by the run
+            raise ValueError("a partition's plan holds decisions of the whole window")
         with self.store.transaction() as conn:
             chats = job.plan.chats["chat_id"]
             if writers.recorded_outcomes(conn, self.run_id, chats.iloc[:1]):
@@ -347,7 +351,7 @@ class PartitionSink:
             counts = apply_plan(conn, self.run_id, job)
             writers.add_write_counts(conn, self.run_id, counts)
             faults.point_once("partition_before_commit")
-        self.written.add(counts)
+        self.written = counts
 
     def applied(self, chats: int) -> None:
         return None
@@ -365,7 +369,7 @@ def _write(
     plan = build_plan(prepared, decisions, ctx)
     sink = PartitionSink(_store(url), run_id)
     sink.apply(PlanWrite(plan, True, None, None, plan.chats["chat_id"]))
-    return sink.written.as_dict() if sink.written != WriteCounts() else {}
+    return sink.written.as_dict() if sink.written is not None else {}
 
 
 def process_windows(

@@ -191,8 +191,10 @@ class _Sync:
             del crm
             chunks = Chunks(state, sink, planner)
             self.engine.process(chunks, taken.stage, resumed)
-            sink.commit()  # all it was sent is committed; the rest is written in order after it
+            sink.commit()  # all it was sent is committed
             self.sell_stage.close()  # (the writer read the Sell rows from it)
+            if writer is not None:  # the writer's part is done: the rest is written here
+                sink = chunks.sink = self._inline()
             chunks.rematch(
                 taken.stage, sell.affected_emails if state.dry_run else store.rematch_queue()
             )
@@ -210,6 +212,9 @@ class _Sync:
         except Exception as exc:
             sink.abort()
             finish.fail(state, f"{type(exc).__name__}: {exc}")
+            raise
+        except BaseException:  # an interrupt: what is open is rolled back, the run resumed later
+            sink.abort()
             raise
         log.info(
             "run finished",
@@ -273,7 +278,11 @@ class _Sync:
             return DrySink(state.store, state.counters, state.options.report_dir is not None)
         if writer is not None:
             return writer.bind(state.run_id, state.counters, size)
-        return InlineSink(state.store, state.run_id, state.counters, size)
+        return self._inline()
+
+    def _inline(self) -> InlineSink:
+        state = self.state
+        return InlineSink(state.store, state.run_id, state.counters, state.settings.run.commit_size)
 
     # -- the run's row -----------------------------------------------------------------------------
 

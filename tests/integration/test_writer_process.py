@@ -22,21 +22,27 @@ from etl.run import SyncOptions, run_sync
 from integration.scenario import batched_settings, make_exports, settings_for, sync
 from storecheck import dump, rows
 
-_REFUSE = {
-    "sqlite": [
-        "CREATE TRIGGER refuse BEFORE INSERT ON run_outcomes "
-        "BEGIN SELECT RAISE(ABORT, 'disk says no'); END"
-    ],
-    "postgresql": [
-        "CREATE FUNCTION refuse() RETURNS trigger AS $$ BEGIN RAISE EXCEPTION 'disk says no'; "
-        "END $$ LANGUAGE plpgsql",
-        "CREATE TRIGGER refuse BEFORE INSERT ON run_outcomes FOR EACH ROW EXECUTE FUNCTION refuse()",
-    ],
-}
-_ALLOW = {
-    "sqlite": ["DROP TRIGGER refuse"],
-    "postgresql": ["DROP TRIGGER refuse ON run_outcomes", "DROP FUNCTION refuse()"],
-}
+
+def _refuse(table: str) -> dict[str, list[str]]:
+    """Statements that make the store refuse every insert into ``table``, and undo it."""
+    return {
+        "sqlite": [
+            f"CREATE TRIGGER refuse BEFORE INSERT ON {table} "
+            "BEGIN SELECT RAISE(ABORT, 'disk says no'); END"
+        ],
+        "postgresql": [
+            "CREATE FUNCTION refuse() RETURNS trigger AS $$ BEGIN RAISE EXCEPTION 'disk says no'; "
+            "END $$ LANGUAGE plpgsql",
+            f"CREATE TRIGGER refuse BEFORE INSERT ON {table} FOR EACH ROW EXECUTE FUNCTION refuse()",
+        ],
+    }
+
+
+def _allow(table: str) -> dict[str, list[str]]:
+    return {
+        "sqlite": ["DROP TRIGGER refuse"],
+        "postgresql": [f"DROP TRIGGER refuse ON {table}", "DROP FUNCTION refuse()"],
+    }
 
 
 def _execute(url: str, statements: list[str]) -> None:
@@ -47,24 +53,32 @@ def _execute(url: str, statements: list[str]) -> None:
     engine.dispose()
 
 
+@pytest.mark.parametrize("write_process", [True, False], ids=["writer", "inline"])
+@pytest.mark.parametrize("table", ["run_outcomes", "activities"])
 def test_a_write_the_store_refuses_fails_the_run_in_the_stores_words(
-    store_url, tmp_path, generated, monkeypatch
+    store_url, tmp_path, generated, monkeypatch, write_process, table
 ):
+    """In the writer process or in the run's own (``[run] write_process``), in a transaction of
+    the run's own (the rejects' outcomes) or in a batch of chunks (activities): the store's
+    words, and nothing of the batch kept."""
     chats, sell, _manifest = generated
     started = []
     real_start = ProcessSink.start
     monkeypatch.setattr(ProcessSink, "start", lambda self: started.append(1) or real_start(self))
     dialect = "sqlite" if store_url.startswith("sqlite") else "postgresql"
-    _execute(store_url, _REFUSE[dialect])
-    settings = batched_settings(store_url, 40, 120, write_process=True)
+    _execute(store_url, _refuse(table)[dialect])
+    settings = batched_settings(store_url, 40, 120, write_process=write_process)
     with pytest.raises(StoreError, match="disk says no"):
         sync(store_url, chats, sell, settings=settings)
-    assert started == [1]  # the chunks went to a writer process
+    assert started == ([1] if write_process else [])  # where the chunks went
     assert rows(store_url, "SELECT status FROM runs") == [("failed",)]
-    assert rows(store_url, "SELECT count(*) FROM run_outcomes") == [(0,)]
+    # no chunk's outcome is kept (the rejects' own transaction may have committed before)
+    assert rows(store_url, "SELECT count(*) FROM run_outcomes WHERE outcome <> 'rejected'") == [
+        (0,)
+    ]
     assert rows(store_url, "SELECT count(*) FROM activities") == [(0,)]  # rolled back with them
 
-    _execute(store_url, _ALLOW[dialect])
+    _execute(store_url, _allow(table)[dialect])
     report = sync(store_url, chats, sell, settings=settings).report
     assert report["status"] == "succeeded" and report["accounting"]["balanced"]
     reference = f"sqlite:///{tmp_path / 'reference.db'}"
