@@ -471,6 +471,35 @@ def runs(app: AppContext, limit: int) -> None:
 
 
 @cli.command()
+@click.option("--json", "as_json", is_flag=True, help="One JSON object: each condition's figure.")
+@click.pass_obj
+def health(app: AppContext, as_json: bool) -> None:
+    """Evaluate the alert conditions against the store, running nothing ([alerts]).
+
+    Exit 0 when none fires, 1 when one does: for a monitoring probe or a cron `&&`.
+    """
+    from etl.monitor import check  # noqa: PLC0415
+
+    store = _run(app.store)
+    _run(store.prepare)
+    conditions = _run(check, app.settings, store)
+    firing = [c.name for c in conditions if c.firing]
+    if as_json:
+        click.echo(
+            json.dumps(
+                {"healthy": not firing, "firing": firing,
+                 "conditions": [c.as_dict() for c in conditions]},
+                indent=2,
+            )
+        )  # fmt: skip
+    else:
+        for condition in conditions:
+            click.echo(condition.line())
+        click.echo("healthy" if not firing else f"unhealthy: {', '.join(firing)}")
+    sys.exit(1 if firing else 0)
+
+
+@cli.command()
 @click.argument("record")
 @click.option(
     "--type",

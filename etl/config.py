@@ -109,6 +109,50 @@ class RunSettings(_Section):
     write_process: bool = True
 
 
+class AlertSettings(_Section):
+    """When to tell the operator (SPEC 11): each threshold a condition, None to leave it out."""
+
+    # Apprise URLs (Slack, e-mail, Teams, JSON webhooks...); also CHATSELL_ALERT_URLS (a comma,
+    # space or newline separated list, added to these). Their tokens are never printed.
+    urls: list[SecretStr] = Field(default_factory=list)
+    on_failure: bool = True  # the last run failed
+    rejects_pct: float | None = Field(default=1.0, ge=0)  # rejects / chats read, percent
+    invalid_email_pct: float | None = Field(default=5.0, ge=0)  # invalid_email / chats read
+    # chats read against the median of the last 7 successful syncs, percent either way
+    volume_change_pct: float | None = Field(default=50.0, ge=0)
+    stale_hours: float | None = Field(default=26.0, gt=0)  # no successful sync for this long
+    push_failed: bool = True  # a push ended with failed rows
+
+    @field_validator(
+        "rejects_pct", "invalid_email_pct", "volume_change_pct", "stale_hours", mode="before"
+    )
+    @classmethod
+    def _false_leaves_it_out(cls, value: Any) -> Any:
+        return None if value is False else value  # (TOML has no null: `= false` turns one off)
+
+    def url_values(self) -> list[str]:
+        """The configured URLs, then CHATSELL_ALERT_URLS's, each once."""
+        import os  # noqa: PLC0415
+        import re  # noqa: PLC0415
+
+        given = [u.get_secret_value() for u in self.urls]
+        given += [u for u in re.split(r"[\s,]+", os.environ.get("CHATSELL_ALERT_URLS", "")) if u]
+        return list(dict.fromkeys(given))
+
+
+class MetricsSettings(_Section):
+    # Prometheus text file written (then renamed into place) after every run; None: none
+    textfile: str | None = None
+
+
+class HealthcheckSettings(_Section):
+    # a dead man's switch: <url>/start when a run starts, <url> on success, <url>/fail on failure
+    url: SecretStr | None = None
+
+    def url_value(self) -> str | None:
+        return self.url.get_secret_value() if self.url is not None else None
+
+
 class WidgetLayout(_Section):
     """The fields a Chat agent sees on one card type, in order: standard field names (the
     store's columns, plus ``owner_name``) or custom field names. Nothing else is exported."""
@@ -202,6 +246,9 @@ class Settings(BaseSettings):
     run: RunSettings = Field(default_factory=RunSettings)
     schedule: ScheduleSettings = Field(default_factory=ScheduleSettings)
     widgets: WidgetsSettings = Field(default_factory=lambda: WidgetsSettings())
+    alerts: AlertSettings = Field(default_factory=AlertSettings)
+    metrics: MetricsSettings = Field(default_factory=MetricsSettings)
+    healthcheck: HealthcheckSettings = Field(default_factory=HealthcheckSettings)
 
     @field_validator("database_url", mode="before")
     @classmethod

@@ -15,6 +15,7 @@ from sqlalchemy import (
     CheckConstraint,
     Column,
     DateTime,
+    Float,
     Index,
     Integer,
     MetaData,
@@ -407,4 +408,17 @@ pull_cursors = Table(
     Column("name", Text, primary_key=True),  # e.g. chat.incremental, sell.leads
     Column("value", Text, nullable=False),  # JSON: where the next pull starts, what the last got
     _ts("updated_at", nullable=False),
+)
+
+# the state of each alert condition (SPEC 11): a message goes out when it changes, once
+alert_state = Table(
+    "alert_state",
+    metadata,
+    Column("condition", Text, primary_key=True),
+    Column("firing", Boolean, nullable=False),
+    Column("figure", Float),
+    Column("threshold", Float),
+    Column("run_id", Integer),  # the run it was evaluated after
+    _ts("changed_at", nullable=False),
+    Column("pending", Text),  # a message not delivered yet: sent again after the next run
 )

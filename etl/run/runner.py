@@ -32,6 +32,7 @@ from etl.errors import ChatsellError, ConfigError, RunStopped
 from etl.extract.files import SourceFile
 from etl.load.sinks import InlineSink, ProcessSink
 from etl.load.store import Store
+from etl.monitor import Watch
 from etl.procs import release_memory, worker_pool
 from etl.run import dask, finish, intake
 from etl.run.chunks import Chunks
@@ -74,7 +75,17 @@ def run_sync(
             state = RunState(
                 settings, options, store, now or datetime.now(UTC), progress, should_stop
             )
-            return _execute(state, holder, chat_files, sell_files)
+            if options.dry_run:  # not a run of the job: nothing to tell monitoring
+                return _execute(state, holder, chat_files, sell_files)
+            watch = Watch(settings, store, state.mode, options.report_dir)
+            watch.started()
+            try:
+                result = _execute(state, holder, chat_files, sell_files)
+            except BaseException as exc:
+                watch.ended(state.run_id, exc)
+                raise
+            watch.ended(result.run_id, None)
+            return result
     finally:
         if own_store:
             store.dispose()

@@ -10,6 +10,7 @@ import is still a dependency). Layers, bottom up:
   and itself (the loader applies a plan without the planner; the report names outcomes without
   the loader);
 - ``etl.stage``: the run's scratch space, over the readers;
+- ``etl.monitor``: alerts, health, metrics and pings, over the store;
 - ``etl.run``: the runner, over all of them;
 - the faces: ``etl.readside``, ``etl.pull``, ``etl.generate``, ``etl.cli``, ``jobs``.
 """
@@ -32,7 +33,15 @@ ALLOWED = {
     "etl.load": set(),
     "etl.report": set(),
     "etl.stage": {"etl.extract"},
-    "etl.run": {"etl.extract", "etl.transform", "etl.load", "etl.report", "etl.stage"},
+    "etl.monitor": {"etl.load"},
+    "etl.run": {
+        "etl.extract",
+        "etl.transform",
+        "etl.load",
+        "etl.report",
+        "etl.stage",
+        "etl.monitor",
+    },
 }
 
 

@@ -7,6 +7,7 @@ class made of a class per concern, each a ``StoreBase`` (engine, transactions, m
 - ``crm``: the CRM and the stored chats as a sync reads them
 - ``reads``: the read side (a record's feed, the Chat cards' records)
 - ``cursors``: the pull cursors
+- ``alerts``: the alert conditions' state, the outbox counts monitoring shows
 
 Nothing here imports ``etl.report``: the report page's outcomes leave as rows and counts
 (``Store.outcome_digest_rows``), which ``etl.report.digest`` folds.
@@ -14,6 +15,7 @@ Nothing here imports ``etl.report``: the report page's outcomes leave as rows an
 
 from __future__ import annotations
 
+from etl.load.store.alerts import AlertBook
 from etl.load.store.base import (
     FETCH_ROWS,
     MIGRATIONS,
@@ -48,5 +50,5 @@ __all__ = [
 ]
 
 
-class Store(RunBook, CrmReads, ReadSide, PullCursors, StoreBase):
+class Store(RunBook, CrmReads, ReadSide, PullCursors, AlertBook, StoreBase):
     """One CRM store (SQLite file or PostgreSQL database)."""
