@@ -166,7 +166,8 @@ def _push_failed(last: RunRecord | None) -> Condition:
     name = "push_failed"
     if last is None:
         return Condition(name, False, None, 0.0, "rows", None, "no push yet")
-    failed = int(last.report.get("push", {}).get("failed", 0) or 0)
+    given = last.report.get("push", {}).get("failed", 0) or 0  # by kind (SPEC 9), or a total
+    failed = sum(int(v or 0) for v in given.values()) if isinstance(given, dict) else int(given)
     firing = failed > 0 or last.status == "failed"
     return Condition(name, firing, float(failed), 0.0, "rows", last.run_id,
                      f"push run {last.run_id} ended {last.status} with {failed} rows failed")  # fmt: skip
