@@ -210,6 +210,9 @@ def _create_notify_options(fn):
 @click.option(
     "--fail-on-rejects", is_flag=True, help="Exit 3 when the run set records aside as rejects."
 )
+@click.option(
+    "--push", "then_push", is_flag=True, help="Then push the outbox to Sell (as `chatsell push`)."
+)
 @_create_notify_options
 @click.pass_obj
 def sync(
@@ -221,6 +224,7 @@ def sync(
     report_dir: Path | None,
     as_json: bool,
     fail_on_rejects: bool,
+    then_push: bool,
     create_leads: bool,
     notify: bool,
 ) -> None:
@@ -232,8 +236,54 @@ def sync(
     result = _run(pipeline.run_sync, settings, options, store=_run(app.store), progress=_progress())
     render = _render()
     click.echo(render.render_json(result.report) if as_json else render.render_text(result.report))
-    if fail_on_rejects and result.report["rejects"]:
+    failed_rows = 0
+    if then_push:  # once the sync has committed: a push of its own (a dry run sends nothing)
+        pushed = _push_now(app, settings, dry_run=dry_run, as_json=as_json)
+        failed_rows = pushed.failed
+    if (fail_on_rejects and result.report["rejects"]) or failed_rows:
         sys.exit(3)
+
+
+@cli.command()
+@click.option("--dry-run", is_flag=True, help="Send nothing; with --json list the requests.")
+@click.option("--json", "as_json", is_flag=True, help="Print the push report as JSON, last.")
+@click.option("--limit", type=click.IntRange(min=1), help="Send at most N rows, oldest first.")
+@click.option("--retry-failed", is_flag=True, help="Send the rows that failed before again.")
+@click.option("--base-url", help="Sell's API (default [sell] base_url).")
+@click.pass_obj
+def push(
+    app: AppContext,
+    dry_run: bool,
+    as_json: bool,
+    limit: int | None,
+    retry_failed: bool,
+    base_url: str | None,
+) -> None:
+    """Deliver the outbox to Zendesk Sell, exactly once (token: CHATSELL_SELL_TOKEN).
+
+    Exit 0 when no row failed, 3 when some did (the rest were sent), 75 when locked.
+    """
+    settings = _run(lambda: app.settings)
+    pushed = _push_now(app, settings, dry_run=dry_run, as_json=as_json, limit=limit,
+                       retry_failed=retry_failed, base_url=base_url)  # fmt: skip
+    if pushed.failed:
+        sys.exit(3)
+
+
+def _push_now(app: AppContext, settings, *, dry_run: bool, as_json: bool, **options):
+    from etl.push.runner import PushOptions, run_push  # noqa: PLC0415
+
+    def emit(request: dict) -> None:  # a dry run's requests, one JSON object a line
+        if as_json:
+            click.echo(json.dumps(request, default=str))
+
+    given = PushOptions(dry_run=dry_run, **options)
+    pushed = _run(run_push, settings, given, store=_run(app.store), emit=emit)
+    if as_json:
+        click.echo(json.dumps(pushed.report, indent=2))
+    else:
+        click.echo(_render().render_push(pushed.report))
+    return pushed
 
 
 _UNITS = {"m": "minutes", "h": "hours", "d": "days", "w": "weeks"}

@@ -109,6 +109,16 @@ class RunSettings(_Section):
     write_process: bool = True
 
 
+class PushSettings(_Section):
+    """``chatsell push``: what a sync decided, delivered into Sell (SPEC 9)."""
+
+    rate_per_second: float = Field(default=10.0, gt=0)  # Sell: 36,000 requests an hour a token
+    max_attempts: int = Field(default=5, ge=1)  # 5xx, time-outs, dropped connections
+    activities: Literal["note", "none"] = "note"  # a chat activity as a Sell note, or not sent
+    task_due_hours: float = Field(default=4.0, ge=0)  # a notification's task falls due after
+    timeout: float = Field(default=30.0, gt=0)  # seconds to wait for Sell's answer
+
+
 class AlertSettings(_Section):
     """When to tell the operator (SPEC 11): each threshold a condition, None to leave it out."""
 
@@ -195,6 +205,11 @@ class ScheduledPull(_Section):
     sell_out: str | None = None  # pull sell into this directory
 
 
+class ScheduledPush(_Section):
+    cron: str
+    limit: int | None = Field(default=None, ge=1)  # rows a push sends at most
+
+
 class ScheduleSettings(_Section):
     """``chatsell schedule`` jobs: standard 5-field cron expressions in ``timezone``."""
 
@@ -203,6 +218,7 @@ class ScheduleSettings(_Section):
     pull: ScheduledPull | None = None
     sync: ScheduledSync | None = None
     report: ScheduledReport | None = None
+    push: ScheduledPush | None = None
 
     @model_validator(mode="after")
     def _cron_and_timezone_parse(self) -> ScheduleSettings:
@@ -212,7 +228,7 @@ class ScheduleSettings(_Section):
             ZoneInfo(self.timezone)
         except (ZoneInfoNotFoundError, ValueError):
             raise ValueError(f"unknown timezone {self.timezone!r}") from None
-        for name in ("pull", "sync", "report"):
+        for name in ("pull", "sync", "report", "push"):
             job = getattr(self, name)
             if job is None:
                 continue
@@ -246,6 +262,7 @@ class Settings(BaseSettings):
     run: RunSettings = Field(default_factory=RunSettings)
     schedule: ScheduleSettings = Field(default_factory=ScheduleSettings)
     widgets: WidgetsSettings = Field(default_factory=lambda: WidgetsSettings())
+    push: PushSettings = Field(default_factory=PushSettings)
     alerts: AlertSettings = Field(default_factory=AlertSettings)
     metrics: MetricsSettings = Field(default_factory=MetricsSettings)
     healthcheck: HealthcheckSettings = Field(default_factory=HealthcheckSettings)

@@ -8,6 +8,10 @@
   in the one stable order (start time, then chat id): a scratch file of this machine
   (``etl.stage.chats.ChatStage``) or partitions held by Dask workers (``etl.run.dask.DaskStage``).
 
+- ``Destination``: where ``push`` delivers the outbox: Zendesk Sell's Core API
+  (``etl.push.sell.SellDestination``) first; another CRM is a second implementation of it, not a
+  change to the outbox, the pacing or the exactly-once logic (``etl.push.runner``).
+
 This module imports nothing of the project but its vocabulary.
 """
 
@@ -19,7 +23,7 @@ from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 if TYPE_CHECKING:
     import pandas as pd
 
-    from etl.vocab import PlanWrite, RunInputs
+    from etl.vocab import Delivered, OutboxItem, PlanWrite, RunInputs
 
 
 @runtime_checkable
@@ -91,3 +95,32 @@ class Stage(Protocol):
     ) -> Iterator[pd.DataFrame]:
         """The staged chats (CHAT_COLUMNS) in order, ``size`` at a time, optionally a window."""
         ...
+
+
+@runtime_checkable
+class Destination(Protocol):
+    """Outbox rows in, requests out, ids and outcomes back. The runner commits a row ``sending``
+    before ``deliver`` and ``sent`` after; it calls ``find`` first when an earlier ``deliver`` of
+    the row may have arrived without its answer (a kill, a time-out, a dropped connection).
+
+    ``deliver`` raises ``etl.push.http.Refused`` (the destination refused: failed at once),
+    ``GaveUp`` (it kept failing) or ``Unknown`` (the answer was lost).
+    """
+
+    name: str
+
+    def requests(self, item: OutboxItem) -> list[dict[str, Any]]:
+        """The requests ``deliver`` would make (``method``, ``path``, ``body``): a dry run's."""
+        ...
+
+    def deliver(self, item: OutboxItem) -> Delivered:
+        """Make the item so at the destination."""
+        ...
+
+    def find(self, item: OutboxItem, taken: set[int]) -> int | None:
+        """The item's id at the destination if an earlier delivery made it (not one of
+        ``taken``, the ids other rows have); None when it is not there. Items whose request is
+        safe to repeat (an upsert) may answer None: they are sent again."""
+        ...
+
+    def close(self) -> None: ...

@@ -127,6 +127,9 @@ CHANGE_COLUMNS = (
 PHONE_CANDIDATE_COLUMNS = (
     "chat_id", "started_at", "ended_at", "visitor_phone", "record_type", "record_id",
 )  # fmt: skip
+# a row of the Sell outbox, as a plan's writes add it (etl.load.outbox)
+OUTBOX_COLUMNS = ("kind", "record_type", "record_id", "chat_id", "dedupe_key", "payload")
+OUTBOX_KINDS = ("lead", "activity", "note", "notification", "phone")
 NOTE_KIND = "chat_notes"
 NOTIFY_KIND = "notify_sales"
 
@@ -183,6 +186,32 @@ class RunInputs:
 
 
 REJECT_COLUMNS = ("source_file", "position", "kind", "reason", "raw", "chat_id")
+
+
+@dataclass(frozen=True)
+class OutboxItem:
+    """One outbox row as a destination gets it: the row, the store's current content it is about
+    (a lead, an activity, a note, a notification; None when gone) and the record's id at the
+    destination (None: a lead chatsell created that is not there yet)."""
+
+    id: int
+    kind: str  # OUTBOX_KINDS
+    record_type: str
+    record_id: int
+    chat_id: str | None
+    payload: dict[str, Any]
+    target_id: int | None
+    content: dict[str, Any] | None
+
+
+@dataclass(frozen=True)
+class Delivered:
+    """What a destination made of an item: ``sent`` (with its id there, when it has one) or
+    ``skipped`` (with the reason: a phone changed there since, activities not sent)."""
+
+    status: str  # sent | skipped
+    destination_id: int | None = None
+    reason: str | None = None
 
 
 # -- what a run counts ---------------------------------------------------------------------------

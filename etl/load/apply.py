@@ -11,6 +11,7 @@ from __future__ import annotations
 from sqlalchemy.engine import Connection
 
 from etl.load import writers
+from etl.load.outbox import add_to_outbox, outbox_rows
 from etl.vocab import OUTCOME_COLUMNS, PlanWrite, RunCounters, RunInputs, WriteCounts
 
 
@@ -21,6 +22,7 @@ def apply_plan(conn: Connection, run_id: int, job: PlanWrite) -> WriteCounts:
     """
     plan = job.plan
     activities = writers.ActivityWrites()
+    rows = plan.activities.iloc[0:0]
     if not plan.chats.empty:
         chat_versions = plan.chats[["chat_id", "version"]]
         existing = writers.existing_activities(conn, job.held)
@@ -41,6 +43,7 @@ def apply_plan(conn: Connection, run_id: int, job: PlanWrite) -> WriteCounts:
         writers.write_outcomes(conn, run_id, plan.outcomes[list(OUTCOME_COLUMNS)])
     if job.clear_emails:
         writers.clear_rematch(conn, job.clear_emails)
+    add_to_outbox(conn, run_id, outbox_rows(plan, rows))  # what Sell should see, with it
     return _counts(activities, leads, notes, notifications, phones)
 
 

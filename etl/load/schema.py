@@ -103,6 +103,7 @@ leads = Table(
     Column("origin", Text, nullable=False, server_default="sell"),
     Column("origin_chat_id", Text),
     Column("created_run_id", Integer),
+    Column("sell_id", BigInteger),  # a chat-created lead's id in Sell, once pushed (SPEC 9)
     CheckConstraint("origin IN ('sell', 'chat')", name="origin"),
     Index(
         "uq_leads_chat_email",
@@ -421,4 +422,28 @@ alert_state = Table(
     Column("run_id", Integer),  # the run it was evaluated after
     _ts("changed_at", nullable=False),
     Column("pending", Text),  # a message not delivered yet: sent again after the next run
+)
+
+# what Sell should see (SPEC 9): one row per store write, added in that write's transaction and
+# unique by its dedupe key, so a rerun, a resume or a Dask task adds it once; sent by `push`
+OUTBOX_STATUSES = ("pending", "sending", "sent", "failed", "skipped")
+sell_outbox = Table(
+    "sell_outbox",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("kind", Text, nullable=False),  # lead | activity | note | notification | phone
+    Column("record_type", Text, nullable=False),
+    Column("record_id", BigInteger, nullable=False),  # a chat-created lead's: negative
+    Column("chat_id", Text),
+    Column("dedupe_key", Text, nullable=False, unique=True),
+    Column("payload", Text),  # JSON: what the row needs besides the store's current rows
+    Column("status", Text, nullable=False, server_default="pending"),
+    Column("attempts", Integer, nullable=False, server_default="0"),
+    Column("last_error", Text),
+    Column("sell_id", BigInteger),
+    Column("created_run_id", Integer),
+    _ts("created_at", nullable=False),
+    _ts("sent_at"),
+    CheckConstraint("status IN ('pending', 'sending', 'sent', 'failed', 'skipped')", name="status"),
+    Index("ix_sell_outbox_status_id", "status", "id"),
 )

@@ -90,8 +90,32 @@ def _table(title: str, pairs: list[tuple[str, Any]]) -> list[str]:
     return lines
 
 
+def render_push(report: dict[str, Any]) -> str:
+    """A push's summary: rows sent, failed and skipped by kind, what is left, the requests."""
+    push = report.get("push", {})
+    head = (
+        f"run {report.get('run_id') if report.get('run_id') is not None else '(dry run)'}  "
+        f"{report.get('mode')}  {report.get('status')}  "
+        f"{report.get('started_at')} -> {report.get('finished_at')}"
+    )
+    lines = [head, ""]
+    for state in ("sent", "failed", "skipped"):
+        counts = push.get(state, {})
+        lines += _table(f"{state} (total {sum(counts.values()):,})", list(counts.items())) + [""]
+    lines += _table(
+        "outbox and requests",
+        [
+            (k, push.get(k, 0))
+            for k in ("pending", "waiting", "requests", "retries", "rate_limited")
+        ],
+    )
+    return "\n".join(lines)
+
+
 def render_text(report: dict[str, Any]) -> str:
     """A summary a person reads on a terminal: outcomes, writes, accounting, warnings."""
+    if "push" in report:
+        return render_push(report)
     accounting = report.get("accounting", {})
     balanced = "balanced" if accounting.get("balanced") else "NOT BALANCED"
     head = (

@@ -24,7 +24,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
 
-BOTTOM = {"etl", "etl.vocab", "etl.contracts", "etl.errors", "etl.text", "etl.hashing",
+BOTTOM = {"etl", "etl.vocab", "etl.contracts", "etl.errors", "etl.text", "etl.hashing", "etl.pacing",
           "etl.config", "etl.logs", "etl.procs"}  # fmt: skip
 # package -> the packages (besides the bottom and itself) it may import
 ALLOWED = {

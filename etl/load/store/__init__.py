@@ -8,6 +8,7 @@ class made of a class per concern, each a ``StoreBase`` (engine, transactions, m
 - ``reads``: the read side (a record's feed, the Chat cards' records)
 - ``cursors``: the pull cursors
 - ``alerts``: the alert conditions' state, the outbox counts monitoring shows
+- ``outbox``: the Sell outbox as ``push`` reads and moves it
 
 Nothing here imports ``etl.report``: the report page's outcomes leave as rows and counts
 (``Store.outcome_digest_rows``), which ``etl.report.digest`` folds.
@@ -30,6 +31,7 @@ from etl.load.store.base import (
 )
 from etl.load.store.crm import CRM_COLUMNS, CrmReads
 from etl.load.store.cursors import PullCursors
+from etl.load.store.outbox import OutboxBook
 from etl.load.store.reads import ReadSide
 from etl.load.store.runs import INTERRUPTED, RunBook
 
@@ -50,5 +52,5 @@ __all__ = [
 ]
 
 
-class Store(RunBook, CrmReads, ReadSide, PullCursors, AlertBook, StoreBase):
+class Store(RunBook, CrmReads, ReadSide, PullCursors, AlertBook, OutboxBook, StoreBase):
     """One CRM store (SQLite file or PostgreSQL database)."""
