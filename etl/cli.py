@@ -478,7 +478,7 @@ def report(
     else:
         text = (
             render.render_text(report_data)
-            if "outcomes" in report_data
+            if "outcomes" in report_data or "push" in report_data
             else json.dumps(report_data, indent=2)
         )
         if comparison:

@@ -72,6 +72,25 @@ def pull_job(settings: Settings) -> bool:
     return True
 
 
+def push_job(settings: Settings) -> bool:
+    """One scheduled push of the Sell outbox; True when no row failed (or the lock was held)."""
+    from etl.push.runner import PushOptions, run_push
+
+    job = settings.schedule.push
+    assert job is not None
+    try:
+        result = run_push(settings, PushOptions(limit=job.limit))
+    except LockHeld as exc:
+        log.warning("scheduled push skipped: %s", exc, extra={"event": "push_skipped"})
+        return True
+    except ChatsellError as exc:
+        log.error("scheduled push failed: %s", exc, extra={"event": "push_failed"})
+        return False
+    log.info("scheduled push done", extra={"event": "push_done", "run_id": result.run_id,
+                                           "failed": result.failed})  # fmt: skip
+    return result.failed == 0
+
+
 def report_job(settings: Settings) -> bool:
     """Write the latest run's HTML and JSON report into ``[schedule.report] out``."""
     job = settings.schedule.report
@@ -95,13 +114,16 @@ def configured_jobs(settings: Settings, stop: threading.Event) -> list[tuple[str
         jobs.append(("pull", settings.schedule.pull.cron, lambda: pull_job(settings)))
     if settings.schedule.sync is not None:
         jobs.append(("sync", settings.schedule.sync.cron, lambda: sync_job(settings, stop)))
+    if settings.schedule.push is not None:
+        jobs.append(("push", settings.schedule.push.cron, lambda: push_job(settings)))
     if settings.schedule.report is not None:
         jobs.append(("report", settings.schedule.report.cron, lambda: report_job(settings)))
     return jobs
 
 
 def run_once(settings: Settings) -> bool:
-    """Run each configured job once, now (pull, then sync, then report); True when all succeeded."""
+    """Run each configured job once, now (pull, sync, push, then report); True when all
+    succeeded."""
     stop = threading.Event()
     results = [call() for _name, _cron, call in configured_jobs(settings, stop)]
     return all(results)

@@ -28,6 +28,10 @@ RUN_COLUMNS = {
     "changed_at",
     "created_at",
 }
+# Surrogate keys whose values are the order rows went in, not data: the outbox's row id counts
+# inserts (a PostgreSQL sequence even counts rolled-back ones and ON CONFLICT DO NOTHING); its
+# identity is its UNIQUE dedupe_key. Dropped with the run columns.
+SURROGATE_COLUMNS = {"sell_outbox": {"id"}}
 
 
 def dump(
@@ -45,10 +49,12 @@ def dump(
             for name, table in schema.metadata.tables.items():
                 if name in HISTORY and not include_history:
                     continue
+                surrogate = SURROGATE_COLUMNS.get(name, set())
                 columns = [
                     c
                     for c in table.c
-                    if not (drop_run_columns and c.name in RUN_COLUMNS) and c.name not in drop
+                    if not (drop_run_columns and (c.name in RUN_COLUMNS or c.name in surrogate))
+                    and c.name not in drop
                 ]
                 rows = conn.execute(sa.select(*columns)).all()
                 out[name] = sorted((tuple(_plain(v) for v in row) for row in rows), key=repr)

@@ -99,6 +99,7 @@ def render_html(
     title = f"chatsell {run_label} \u2013 {_clean(report.get('status')) or 'report'}"
     sections = [
         _summary(report, run_label),
+        _push(report) if "push" in report else "",
         _comparison(comparison) if comparison else "",
         _charts(report, digest),
         _exceptions(digest, rejects, reject_total),
@@ -170,6 +171,27 @@ def _kv_table(rows: Iterable[tuple[str, str]]) -> str:
     """Label and value pairs, both already escaped."""
     body = "".join(f'<tr><th scope="row">{key}</th><td>{value}</td></tr>' for key, value in rows)
     return f'<table class="kv">{body}</table>'
+
+
+def _push(report: dict[str, Any]) -> str:
+    """A push's rows by kind and outcome, and what its requests came to."""
+    push = report.get("push") or {}
+    states = ("sent", "failed", "skipped")
+    kinds = sorted({k for state in states for k in (push.get(state) or {})})
+    head = "".join(f'<th scope="col">{_e(state)}</th>' for state in states)
+    body = "".join(
+        f'<tr><th scope="row">{_e(kind)}</th>'
+        + "".join(f"<td>{_num((push.get(state) or {}).get(kind, 0))}</td>" for state in states)
+        + "</tr>"
+        for kind in kinds
+    )
+    table = f'<table class="kv"><tr><th></th>{head}</tr>{body}</table>'
+    rest = _kv_table(
+        (_e(key.replace("_", " ")), _num(push.get(key)))
+        for key in ("pending", "waiting", "requests", "retries", "rate_limited")
+    )
+    destination = _e(report.get("destination") or "")
+    return f'<section id="push"><h2>Push to {destination}</h2>{table}{rest}</section>'
 
 
 def _summary(report: dict[str, Any], run_label: str) -> str:
