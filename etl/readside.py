@@ -119,6 +119,9 @@ def read_feed(
         found = _RECORD_REF.match(ref.strip())
         if found:
             records = [(found.group(1), int(found.group(2)))]
+            if records[0][0] == "lead" and not store.record_exists(*records[0]):
+                pushed = store.lead_by_sell_id(records[0][1])  # a lead chatsell pushed to Sell
+                records = [("lead", int(pushed))] if pushed is not None else records
             if not store.record_exists(*records[0]):
                 raise ConfigError(f"no record {ref}")
         elif "@" in ref:

@@ -256,6 +256,7 @@ class InputCounts:
     sell_records: dict[str, int] = field(default_factory=dict)
     chats_rematched: int = 0
     chats_outside_window: int | None = None  # a backfill's staged chats outside its window
+    leads_confirmed: int = 0  # leads chatsell pushed that this snapshot holds under their Sell id
 
     def as_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {
@@ -264,6 +265,7 @@ class InputCounts:
             "chat_rejects": self.chat_rejects,
             "sell_records": dict(self.sell_records),
             "chats_rematched": self.chats_rematched,
+            "leads_confirmed": self.leads_confirmed,
         }
         if self.chats_outside_window is not None:
             out["chats_outside_window"] = self.chats_outside_window
@@ -280,6 +282,7 @@ class InputCounts:
             sell_records={k: int(v) for k, v in (data.get("sell_records") or {}).items()},
             chats_rematched=int(data.get("chats_rematched", 0)),
             chats_outside_window=int(outside) if outside is not None else None,
+            leads_confirmed=int(data.get("leads_confirmed", 0)),
         )
 
 

@@ -37,6 +37,7 @@ def build_report(
             "chats_read": chats_read,
             "sell_records": sell,
             "chats_rematched": int(inputs.chats_rematched),
+            "leads_confirmed": int(inputs.leads_confirmed),
             **(
                 {"chats_outside_window": int(inputs.chats_outside_window)}
                 if inputs.chats_outside_window is not None

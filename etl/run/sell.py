@@ -49,6 +49,7 @@ class SellRead:
     counts: dict[str, int]
     rejects: list[Reject]
     users: pd.DataFrame | None = None  # the Sell users once this snapshot is applied (owners)
+    leads_confirmed: int = 0  # pushed leads this snapshot holds under their Sell id
 
 
 def read_sell(
@@ -84,6 +85,14 @@ def read_sell(
         for name, frame in exported.items()
     }
     counts = {name: len(frame) for name, frame in exported.items() if name != "notes" or len(frame)}
+    # a lead chatsell pushed, back in the snapshot under its Sell id, is that same lead: the
+    # store keeps the chat-created one (its activities, notes and changes; found by either id)
+    pushed = store.pushed_leads()
+    confirmed = 0
+    if pushed:
+        back = exported["leads"]["id"].isin(list(pushed))
+        confirmed = int(back.sum())
+        exported["leads"] = exported["leads"][~back.to_numpy()].reset_index(drop=True)
     # the diff needs only ids, hashes and emails of the store: the exported frames and the
     # whole stored CRM are never held at once (a --full run of a million records)
     keys = store.crm_frames(only=("sell_hash", "email_normalized"))
@@ -102,6 +111,7 @@ def read_sell(
         counts=counts,
         rejects=rejects,
         users=users_after,
+        leads_confirmed=confirmed,
     )
 
 
@@ -118,6 +128,7 @@ def send_sell(
     counters = state.counters
     if not resumed or not counters.inputs.sell_records:
         counters.inputs.sell_records = {k: int(v) for k, v in sell.counts.items()}
+        counters.inputs.leads_confirmed = sell.leads_confirmed
     log.info(
         "sell snapshot read",
         extra={"event": "sell_loaded", "run_id": state.run_id,

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -20,7 +21,9 @@ from etl.pacing import RetryPolicy
 from etl.push.http import HttpOptions
 from etl.push.runner import PushOptions, run_push
 from etl.push.sell import SellDestination
+from etl.readside import read_feed
 
+from builders import envelope, lead, write_json
 from integration.scenario import sync
 from storecheck import rows
 
@@ -256,3 +259,36 @@ def test_the_token_is_in_no_output(store_url, tmp_path, sell):
     refused = subprocess.run(command, capture_output=True, text=True, env=wrong, timeout=120)
     assert refused.returncode == 3  # every row refused (401), each failed, none lost
     assert sell.token not in refused.stdout + refused.stderr
+
+
+def test_the_next_snapshot_holding_a_pushed_lead_is_that_same_lead(store_url, tmp_path, sell):
+    """Confirmation: the lead comes back in a Sell export under its Sell id; the store keeps one
+    lead for the email (the chat-created one, its activities found by either id) and pushes
+    nothing again."""
+    _synced(store_url, sell)
+    _push(store_url, sell)
+    pushed = rows(store_url, "SELECT id, sell_id, email_normalized FROM leads "
+                  "WHERE origin = 'chat' ORDER BY id")  # fmt: skip
+    snapshot = tmp_path / "sell"
+    shutil.copytree(ROOT / "examples" / "sell", snapshot)
+    back = [
+        lead(int(sell_id), email, updated_at="2026-12-01T00:00:00Z")
+        for _i, sell_id, email in pushed
+    ]
+    write_json(snapshot / "leads_from_sell.json", envelope("lead", back))
+    leads_before = rows(store_url, "SELECT count(*) FROM leads")
+    report = sync(store_url, ROOT / "examples" / "chat", snapshot, settings=_settings(store_url),
+                  full=True).report  # fmt: skip
+    assert report["inputs"]["leads_confirmed"] == len(pushed)
+    assert rows(store_url, "SELECT count(*) FROM leads") == leads_before  # one lead an email
+    assert rows(store_url, "SELECT id, sell_id, email_normalized FROM leads WHERE origin = 'chat' "
+                "ORDER BY id") == pushed  # fmt: skip
+    assert report["outcomes"]["lead_created"] == 0
+    lead_id, sell_id, _email = pushed[0]
+    settings = _settings(store_url)
+    by_sell = read_feed(settings, f"lead:{sell_id}")
+    by_ours = read_feed(settings, f"lead:{lead_id}")
+    assert by_sell.records == [("lead", lead_id)] and len(by_sell.items) == len(by_ours.items) > 0
+    before = len(sell.requests)
+    again = _push(store_url, sell)
+    assert sum(again.report["push"]["sent"].values()) == 0 and len(sell.requests) == before

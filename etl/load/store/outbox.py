@@ -108,3 +108,14 @@ class OutboxBook(StoreBase):
                         .where(schema.leads.c.id == record_id)
                         .values(sell_id=int(values["sell_id"]))
                     )
+
+    def pushed_leads(self) -> dict[int, int]:
+        """Sell id -> the chat-created lead pushed there (a later snapshot holds it as its own)."""
+        leads = schema.leads
+        with self.engine.connect() as conn:
+            rows = conn.execute(
+                select(leads.c.sell_id, leads.c.id).where(
+                    leads.c.origin == "chat", leads.c.sell_id.is_not(None)
+                )
+            )
+            return {int(sell_id): int(lead_id) for sell_id, lead_id in rows}

@@ -13,6 +13,14 @@ from etl.load.upsert import select_in
 class ReadSide(StoreBase):
     """What ``chatsell feed`` and the widget export read: records, their feed, users."""
 
+    def lead_by_sell_id(self, sell_id: int) -> int | None:
+        """The chat-created lead pushed to Sell as ``sell_id`` (``feed lead:<sell_id>``)."""
+        leads = schema.leads
+        with self.engine.connect() as conn:
+            return conn.execute(
+                select(leads.c.id).where(leads.c.origin == "chat", leads.c.sell_id == sell_id)
+            ).scalar()
+
     def record_exists(self, record_type: str, record_id: int) -> bool:
         table = {"lead": schema.leads, "contact": schema.contacts, "deal": schema.deals}[
             record_type
