@@ -292,3 +292,32 @@ def test_the_next_snapshot_holding_a_pushed_lead_is_that_same_lead(store_url, tm
     before = len(sell.requests)
     again = _push(store_url, sell)
     assert sum(again.report["push"]["sent"].values()) == 0 and len(sell.requests) == before
+
+
+def test_a_dry_run_sync_adds_nothing_to_the_outbox(store_url):
+    report = sync(store_url, ROOT / "examples" / "chat", ROOT / "examples" / "sell",
+                  settings=_settings(store_url), dry_run=True).report  # fmt: skip
+    assert report["writes"]["leads_created"] > 0  # it would create leads...
+    assert rows(store_url, "SELECT count(*) FROM sell_outbox") == [(0,)]  # ...and adds no row
+
+
+def test_sync_push_on_the_command_line(store_url, tmp_path, sell):
+    """``sync --push``: the sync commits, then a push of its own; exit 0 when no row failed."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CHATSELL_")}
+    env.update(CHATSELL_DATABASE_URL=store_url, CHATSELL_SELL_TOKEN=sell.token,
+               CHATSELL_SELL__BASE_URL=sell.base_url)  # fmt: skip
+    probe = f"sqlite:///{tmp_path / 'probe.db'}"  # Sell holds what the export holds
+    Store(probe).upgrade()
+    _synced(probe, sell)
+    command = [sys.executable, "-m", "etl", "--config", str(ROOT / "config" / "chatsell.example.toml"),
+               "sync", "--chats", str(ROOT / "examples" / "chat"), "--sell",
+               str(ROOT / "examples" / "sell"), "--push", "--json"]  # fmt: skip
+    done = subprocess.run(command, capture_output=True, text=True, env=env, timeout=300)
+    assert sell.token not in done.stdout + done.stderr
+    assert rows(store_url, "SELECT mode, status FROM runs ORDER BY run_id") == [
+        ("sync", "succeeded"), ("push", "succeeded")
+    ]  # fmt: skip
+    [(leads,)] = rows(store_url, "SELECT count(*) FROM leads WHERE sell_id IS NOT NULL")
+    assert leads == 14 and len([v for v in sell.leads.values() if v["id"] >= 90001]) == 14
+    assert rows(store_url, "SELECT DISTINCT status FROM sell_outbox") == [("sent",)]
+    assert done.returncode == 0, done.stderr
