@@ -9,13 +9,22 @@ import shutil
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
 import pytest
 from fakesell import FakeSell
+from pydantic import SecretStr
 
-from etl.config import PushSettings, load_settings
+from etl.config import (
+    AlertSettings,
+    MetricsSettings,
+    PushSettings,
+    ScheduledPush,
+    ScheduleSettings,
+    load_settings,
+)
 from etl.load.store import Store
 from etl.pacing import RetryPolicy
 from etl.push.http import HttpOptions
@@ -25,6 +34,7 @@ from etl.readside import read_feed
 
 from builders import envelope, lead, write_json
 from integration.scenario import sync
+from integration.test_monitoring import Receiver
 from storecheck import rows
 
 
@@ -321,3 +331,55 @@ def test_sync_push_on_the_command_line(store_url, tmp_path, sell):
     assert leads == 14 and len([v for v in sell.leads.values() if v["id"] >= 90001]) == 14
     assert rows(store_url, "SELECT DISTINCT status FROM sell_outbox") == [("sent",)]
     assert done.returncode == 0, done.stderr
+
+
+def test_a_push_with_failed_rows_alerts_once_and_its_metrics_say_so(store_url, tmp_path, sell):
+    """The push is a run like the others for monitoring: push_failed fires, the metrics file
+    counts the outbox."""
+    _synced(store_url, sell)
+    hook = Receiver()
+    metrics = tmp_path / "chatsell.prom"
+    settings = _settings(store_url).model_copy(update={
+        "alerts": AlertSettings(urls=[f"json://127.0.0.1:{hook.port}/hook"], rejects_pct=False,
+                                invalid_email_pct=False, volume_change_pct=False,
+                                stale_hours=False),
+        "metrics": MetricsSettings(textfile=str(metrics)),
+    })  # fmt: skip
+    sell.fail_next("422", path_prefix="/v2/tasks", message="owner_id: not a user")
+    destination = _quick(sell)
+    store = Store(store_url)
+    try:
+        result = run_push(settings, PushOptions(), store=store, destination=destination)
+        assert result.failed == 1
+        [fired] = hook.messages()
+        assert "push_failed" in fired["title"] and f"run {result.run_id} (push)" in fired["message"]
+        text = metrics.read_text()
+        assert "chatsell_push_failed 1.0" in text and "chatsell_push_pending 0.0" in text
+        assert 'chatsell_last_run_timestamp_seconds{mode="push",status="succeeded"}' in text
+        retried = run_push(settings, PushOptions(retry_failed=True), store=store,
+                           destination=destination)  # fmt: skip
+        assert retried.failed == 0
+        [_fired, recovered] = hook.messages()
+        assert "RECOVERED" in recovered["title"] and "push_failed" in recovered["title"]
+        assert "chatsell_push_failed 0.0" in metrics.read_text()
+    finally:
+        destination.close()
+        store.dispose()
+        hook.close()
+
+
+def test_a_scheduled_push_job(store_url, sell):
+    from jobs.scheduler import configured_jobs, push_job
+
+    _synced(store_url, sell)
+    settings = _settings(store_url).model_copy(update={
+        "sell": _settings(store_url).sell.model_copy(update={"base_url": sell.base_url,
+                                                              "token": SecretStr(sell.token)}),
+        "schedule": ScheduleSettings(push=ScheduledPush(cron="*/5 * * * *", limit=10)),
+    })  # fmt: skip
+    assert [name for name, _cron, _call in configured_jobs(settings, threading.Event())] == ["push"]
+    assert push_job(settings) is True
+    assert rows(store_url, "SELECT count(*) FROM sell_outbox WHERE status = 'sent'") == [(10,)]
+    assert rows(store_url, "SELECT mode, status FROM runs WHERE mode = 'push'") == [
+        ("push", "succeeded")
+    ]
