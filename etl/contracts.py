@@ -59,9 +59,9 @@ class Sink(Protocol):
         """Commit what was applied, and wait until it is."""
         ...
 
-    def outcome_summary(self) -> tuple[dict[str, int], int]:
-        """The outcomes recorded by this run so far, by value, and its emails shared by several
-        CRM records."""
+    def outcome_summary(self) -> tuple[dict[str, int], int, dict[str, int]]:
+        """The outcomes recorded by this run so far, by value; its emails shared by several CRM
+        records; its removed chats by reason."""
         ...
 
     def close(self) -> None:

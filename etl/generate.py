@@ -1541,6 +1541,7 @@ def _manifest(
             "no_email": emails["no_email"],
             "invalid_email": emails["invalid_email"],
             "rejected": malformed,
+            "removed": 0,  # no generated chat is deleted at source
         },
         "files": files,
     }

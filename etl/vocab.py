@@ -14,7 +14,7 @@ from typing import Any
 
 import pandas as pd
 
-# -- a chat's outcome (SPEC section 5): exactly one per chat read --------------------------------
+# -- a chat's outcome (SPEC section 3.8): exactly one per chat read ------------------------------
 
 OUTCOMES = (
     "matched",
@@ -24,6 +24,7 @@ OUTCOMES = (
     "no_email",
     "invalid_email",
     "rejected",
+    "removed",
 )
 
 # -- the frames' columns -----------------------------------------------------------------------
@@ -58,6 +59,49 @@ CHAT_COLUMNS = (
     "position",
 )
 CHAT_KINDS = ("chat", "offline_msg")
+
+# -- a chat deleted at source (SPEC 10) ------------------------------------------------------------
+
+REMOVED_REASON = "deleted at source"  # the reason of its outcome ``removed``
+# What such a chat keeps of its content: nothing the visitor or an agent wrote, no name, no
+# contact detail, no identifier of the visitor or the agents. Its id, kind, times, version,
+# department, missed flag, message count, where it was read and the fact of deletion stay. The
+# blanks are the reader's own "nothing" ("" and "[]"), so every rule reads them as it reads a
+# chat that never had the value.
+REMOVED_BLANKS: dict[str, Any] = {
+    "visitor_id": "",
+    "visitor_name": "",
+    "visitor_email": "",
+    "visitor_phone": "",
+    "visitor_notes": "",
+    "tags": "[]",
+    "rating": "",
+    "comment": "",
+    "agent_ids": "[]",
+    "agent_names": "[]",
+    "country_code": "",
+    "transcript": "",
+    "content_hash": None,  # a hash of the whole record (its version keeps the first 16 digits)
+}
+
+
+def without_content(chats: pd.DataFrame) -> pd.DataFrame:
+    """``chats`` (CHAT_COLUMNS) with ``deleted`` a plain bool and the content of the deleted
+    ones blanked (``REMOVED_BLANKS``): the reader applies it before a deleted chat is staged,
+    the planner again to whatever it is given (a stored row, a stage of an older chatsell)."""
+    deleted = chats["deleted"]
+    if deleted.dtype != bool:  # a stored row's may be None
+        deleted = deleted.eq(True).astype(bool)
+        chats = chats.assign(deleted=deleted)
+    if not deleted.any():
+        return chats  # (the usual case costs nothing)
+    chats = chats.copy()
+    for column, blank in REMOVED_BLANKS.items():
+        if column in chats:
+            chats[column] = chats[column].where(~deleted, blank)
+    return chats
+
+
 AGENT_COLUMNS = ("agent_id", "email", "display_name", "enabled", "department_ids")
 DEPARTMENT_COLUMNS = ("department_id", "name", "members")
 
@@ -158,6 +202,9 @@ class ChunkPlan:
     )
     multi_match_emails: set[str] = field(default_factory=set)
     warnings: list[str] = field(default_factory=list)
+    # chats deleted at source (outcome ``removed``): everything derived from them goes with the
+    # plan (their rows in ``chats`` hold no content)
+    removed_chats: pd.Series = field(default_factory=lambda: pd.Series([], dtype=object))
 
     def outcome_counts(self) -> dict[str, int]:
         counts = self.outcomes["outcome"].value_counts()

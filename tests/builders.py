@@ -25,8 +25,10 @@ def chat(
     country: str = "US",
     messages: list[tuple[str, str]] | None = None,
     rating: str | None = None,
+    deleted: bool = False,
 ) -> dict[str, Any]:
-    """A chat as the Chat API returns it (absent visitor values are "")."""
+    """A chat as the Chat API returns it (absent visitor values are ""); ``deleted``: as Chat
+    sends a chat an agent or admin deleted (``"deleted": true``, the rest as it was)."""
     agents = agents if agents is not None else [("4120927", "Aiko Agent")]
     record: dict[str, Any] = {
         "id": chat_id,
@@ -54,6 +56,8 @@ def chat(
     }
     if updated is not None:
         record["update_timestamp"] = updated
+    if deleted:
+        record["deleted"] = True
     if kind == "offline_msg":
         record["message"] = (messages or [("v", "Hello, please call me")])[0][1]
     else:

@@ -20,7 +20,13 @@ from etl.extract.files import SourceFile, chat_kind_from_name
 from etl.extract.jsondoc import iter_values
 from etl.extract.rejects import Reject
 from etl.extract.timestamps import iso, parse_utc
-from etl.vocab import AGENT_COLUMNS, CHAT_COLUMNS, CHAT_KINDS, DEPARTMENT_COLUMNS
+from etl.vocab import (
+    AGENT_COLUMNS,
+    CHAT_COLUMNS,
+    CHAT_KINDS,
+    DEPARTMENT_COLUMNS,
+    without_content,
+)
 
 
 @dataclass(slots=True)
@@ -256,7 +262,9 @@ def chat_frame(records: list[RawRecord], rejects: list[Reject]) -> pd.DataFrame:
         )
     if bad.any():
         frame = frame[~bad].reset_index(drop=True)
-    return frame[list(CHAT_COLUMNS)]
+    # a chat deleted at source is staged without its content (SPEC 10): only its version and
+    # the fact of deletion travel on
+    return without_content(frame[list(CHAT_COLUMNS)])
 
 
 def _json_list(value: Any) -> str:

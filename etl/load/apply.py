@@ -19,6 +19,9 @@ def apply_plan(conn: Connection, run_id: int, job: PlanWrite) -> WriteCounts:
     """Write ``job``'s plan in the transaction ``conn``; return what it wrote.
 
     A plan without chats (the leads, pools and phones a Dask window decided) writes only those.
+    A chat deleted at source (``plan.removed_chats``) loses its activities (a newer version
+    that attaches to nothing), notes, notifications and unsent outbox rows here, and its row
+    keeps no content: all in this transaction, with its outcome.
     """
     plan = job.plan
     activities = writers.ActivityWrites()
@@ -38,6 +41,8 @@ def apply_plan(conn: Connection, run_id: int, job: PlanWrite) -> WriteCounts:
         writers.write_activities(conn, rows, stale)
     notes = writers.write_notes(conn, run_id, plan.notes)
     notifications = writers.write_notifications(conn, run_id, plan.notifications)
+    if not plan.removed_chats.empty:  # deleted at source: nothing derived from them stays
+        activities.removed += writers.remove_chat_content(conn, plan.removed_chats)
     phones = writers.apply_phone_changes(conn, run_id, plan.phone_changes)
     if job.record_outcomes:
         writers.write_outcomes(conn, run_id, plan.outcomes[list(OUTCOME_COLUMNS)])

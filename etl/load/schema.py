@@ -347,7 +347,7 @@ run_outcomes = Table(
     PrimaryKeyConstraint("run_id", "chat_id"),
     CheckConstraint(
         "outcome IN ('matched', 'lead_created', 'matched_new_lead', 'lead_skipped', "
-        "'no_email', 'invalid_email', 'rejected')",
+        "'no_email', 'invalid_email', 'rejected', 'removed')",
         name="outcome",
     ),
 )

@@ -101,7 +101,7 @@ class InlineSink:
     def abort(self) -> None:
         self._close(RunFailed, RunFailed("aborted"), None)
 
-    def outcome_summary(self) -> tuple[dict[str, int], int]:
+    def outcome_summary(self) -> tuple[dict[str, int], int, dict[str, int]]:
         return self.store.outcome_summary(self.run_id)
 
     def _close(self, *exc: Any) -> None:
@@ -200,7 +200,7 @@ class ProcessSink:
         faults.adopt(counts)
         self._counting = False
 
-    def outcome_summary(self) -> tuple[dict[str, int], int]:
+    def outcome_summary(self) -> tuple[dict[str, int], int, dict[str, int]]:
         return self.store.outcome_summary(self.run_id)
 
     def close(self) -> None:

@@ -261,6 +261,31 @@ def write_activities(conn: Connection, rows: pd.DataFrame, stale: pd.DataFrame) 
         )
 
 
+def remove_chat_content(conn: Connection, chat_ids: Iterable[str]) -> int:
+    """Everything derived from these chats (deleted at source, SPEC 10): their activities,
+    notes and notifications, and the outbox rows about those not sent yet (``pending``). A
+    lead one of them created stays (a CRM record), and so do its outbox row and the phone
+    changes they made (the records' own history). Returns the activities deleted (a newer
+    version's stale ones are deleted before, by ``write_activities``)."""
+    ids = sorted(set(chat_ids))
+    outbox = schema.sell_outbox
+    removed = 0
+    for start in range(0, len(ids), 5000):
+        part = ids[start : start + 5000]
+        for table in (schema.activities, schema.notes, schema.notifications):
+            deleted = conn.execute(delete(table).where(table.c.chat_id.in_(part)))
+            if table is schema.activities:
+                removed += deleted.rowcount
+        conn.execute(
+            delete(outbox).where(
+                outbox.c.chat_id.in_(part),
+                outbox.c.kind.in_(("activity", "note", "notification")),
+                outbox.c.status == "pending",
+            )
+        )
+    return removed
+
+
 def write_outcomes(conn: Connection, run_id: int, outcomes: pd.DataFrame) -> None:
     """One row per chat per run; a resumed run never rewrites an outcome already recorded."""
     upsert(conn, schema.run_outcomes, outcomes.assign(run_id=run_id), key=["run_id", "chat_id"])

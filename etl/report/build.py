@@ -18,8 +18,12 @@ def build_report(
     counters: RunCounters,
     outcomes: dict[str, int],
     multi_match_emails: int,
+    removed_reasons: dict[str, int] | None = None,
 ) -> dict[str, Any]:
-    """The report as JSON-ready dict; ``balanced`` only when every chat read has one outcome."""
+    """The report as JSON-ready dict; ``balanced`` only when every chat read has one outcome.
+
+    ``removed_reasons``: the chats of outcome ``removed`` by reason (``deleted at source``).
+    """
     inputs = counters.inputs
     chats_read = int(inputs.chats_staged) + int(inputs.chat_rejects)
     outcome_counts = {name: int(outcomes.get(name, 0)) for name in OUTCOMES}
@@ -45,6 +49,13 @@ def build_report(
             ),
         },
         "outcomes": outcome_counts,
+        "removed_reasons": {
+            str(reason): int(count)
+            for reason, count in sorted(
+                (removed_reasons or {}).items(), key=lambda item: (-int(item[1]), str(item[0]))
+            )
+            if count
+        },
         "accounting": {
             "chats_read": chats_read,
             "outcomes_total": total,

@@ -23,6 +23,7 @@ LIST_LIMIT = 500  # rows per exception list; the rest is counted, not shown
 
 _INVALID = ["chat_id", "chat_started_at", "reason"]
 _SKIPPED = ["chat_id", "email_normalized", "reason", "chat_started_at"]
+_REMOVED = ["chat_id", "chat_started_at", "reason"]
 _INVALID_ORDER = ["chat_started_at", "chat_id"]
 _SKIPPED_ORDER = ["reason", "chat_started_at", "chat_id"]
 
@@ -45,6 +46,9 @@ class OutcomeDigest:
     skipped_count: int = 0  # the first LIST_LIMIT above, by reason, start time and chat id
     # skipped leads per reason (None: none given)
     skipped_reasons: Counter = field(default_factory=Counter)
+    removed: pd.DataFrame = field(default_factory=lambda: pd.DataFrame(columns=_REMOVED))
+    removed_count: int = 0  # the first LIST_LIMIT above, by start time and chat id
+    removed_reasons: Counter = field(default_factory=Counter)  # chats removed per reason
     # email -> [chats, most records matched, where each record was first listed]: the emails
     # more than one CRM record share, so bounded by the CRM, not by the chats
     _multi: dict[str, list[Any]] = field(default_factory=dict, init=False, repr=False)
@@ -123,7 +127,7 @@ class OutcomeDigest:
 
     def add_listed(self, outcomes: pd.DataFrame) -> None:
         """Fold in rows for the exception lists only (their counts come from ``add_counts``):
-        a store sends only the invalid emails, skipped leads and multi-matches."""
+        a store sends only the invalid emails, skipped leads, removed chats and multi-matches."""
         frame = normalized(outcomes)
         invalid = frame.loc[frame["outcome"] == "invalid_email", _INVALID]
         self.invalid_count += len(invalid)
@@ -134,6 +138,11 @@ class OutcomeDigest:
         reasons = skipped["reason"].astype("string").tolist()
         self.skipped_reasons.update(r if isinstance(r, str) else None for r in reasons)
         self.skipped = self._first(self.skipped, skipped, _SKIPPED_ORDER)
+
+        removed = frame.loc[frame["outcome"] == "removed", _REMOVED]
+        self.removed_count += len(removed)
+        self.removed_reasons.update(removed["reason"].astype("string").fillna("").tolist())
+        self.removed = self._first(self.removed, removed, _INVALID_ORDER)
 
         multi = frame.loc[frame["match_count"] > 1]
         emails = multi["email_normalized"].astype("string").fillna("").tolist()

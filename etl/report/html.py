@@ -33,6 +33,7 @@ OUTCOME_COLOURS = {
     "no_email": "#a0a0a0",
     "invalid_email": "#cc79a7",
     "rejected": "#d55e00",
+    "removed": "#000000",
 }
 _OTHER_COLOUR = "#6e7781"
 _LEADS_COLOUR = "#0072b2"
@@ -750,6 +751,30 @@ def _exceptions(digest: OutcomeDigest, rejects: pd.DataFrame, reject_total: int 
                 ),
             )
             + _more(digest.skipped_count),
+        )
+    )
+
+    removed = digest.removed
+    removed_reasons = "".join(
+        f'<li>{_e(reason) or "(no reason)"} <span class="muted">({count:,})</span></li>'
+        for reason, count in sorted(digest.removed_reasons.items(), key=lambda i: (-i[1], i[0]))
+    )
+    parts.append(
+        _exception_block(
+            "removed-chats",
+            "Removed chats",
+            digest.removed_count,
+            '<p class="muted">Chats whose content was removed from the store with everything '
+            "derived from them (a lead they created stays).</p>"
+            + f'<ul class="reasons">{removed_reasons}</ul>'
+            + _list_table(
+                ("chat", "started (UTC)", "reason"),
+                (
+                    (f"<code>{_e(r.chat_id)}</code>", _when(r.chat_started_at), _e(r.reason))
+                    for r in removed.head(LIST_LIMIT).itertuples()
+                ),
+            )
+            + _more(digest.removed_count),
         )
     )
     parts.append("</section>\n")

@@ -63,7 +63,7 @@ def summary_rows(report: dict[str, Any]) -> list[tuple[str, str, Any]]:
             rows.extend(("sell_records", k, v) for k, v in value.items())
         else:
             rows.append(("inputs", key, value))
-    for section in ("outcomes", "accounting", "writes"):
+    for section in ("outcomes", "removed_reasons", "accounting", "writes"):
         rows.extend((section, k, v) for k, v in report.get(section, {}).items())
     for group, counts in report.get("assignments", {}).items():
         rows.extend((f"assignments.{group}", str(k), v) for k, v in counts.items())
@@ -136,6 +136,9 @@ def render_text(report: dict[str, Any]) -> str:
         f"chats read: {balanced}",
         "",
     ]
+    removed = report.get("removed_reasons") or {}
+    if removed:
+        lines += _table("removed, by reason", list(removed.items())) + [""]
     lines += _table("writes", list(report.get("writes", {}).items()))
     for group, counts in report.get("assignments", {}).items():
         if counts:

@@ -25,6 +25,7 @@ class DrySink:
         self.store, self.counters, self.keep_page = store, counters, keep_page
         self.outcomes: dict[str, int] = {}
         self.multi_match: set[str] = set()
+        self.removed_reasons: dict[str, int] = {}
         self.digest = OutcomeDigest()  # the report page's, chunk by chunk
         self.rejects = pd.DataFrame()
 
@@ -43,6 +44,9 @@ class DrySink:
             for name, count in plan.outcome_counts().items():
                 self.outcomes[name] = self.outcomes.get(name, 0) + count
             self.multi_match |= plan.multi_match_emails
+            removed = plan.outcomes.loc[plan.outcomes["outcome"] == "removed", "reason"]
+            for reason, count in removed.fillna("").value_counts().items():
+                self.removed_reasons[reason] = self.removed_reasons.get(reason, 0) + int(count)
             if self.keep_page:
                 self.digest.add(plan.outcomes)
         with self.store.engine.connect() as conn:
@@ -60,5 +64,6 @@ class DrySink:
     def abort(self) -> None:
         return None
 
-    def outcome_summary(self) -> tuple[dict[str, int], int]:
-        return {name: self.outcomes.get(name, 0) for name in OUTCOMES}, len(self.multi_match)
+    def outcome_summary(self) -> tuple[dict[str, int], int, dict[str, int]]:
+        counts = {name: self.outcomes.get(name, 0) for name in OUTCOMES}
+        return counts, len(self.multi_match), dict(self.removed_reasons)

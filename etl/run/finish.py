@@ -26,11 +26,11 @@ log = logging.getLogger("chatsell.pipeline")
 def finish(state: RunState, sink: Sink, chat_todo: Todo) -> dict[str, Any]:
     """The report; the run marked succeeded, with its counters and (a sync's) chat files."""
     finished = datetime.now(UTC)
-    outcomes, multi = sink.outcome_summary()
+    outcomes, multi, removed = sink.outcome_summary()
     report = build_report(
         run_id=state.run_id, mode=state.mode, status="succeeded", started_at=state.now,
         finished_at=finished, counters=state.counters, outcomes=outcomes,
-        multi_match_emails=multi,
+        multi_match_emails=multi, removed_reasons=removed,
     )  # fmt: skip
     # (a dry run tallies one outcome per chat it plans: its accounting is not checked)
     if state.run_id is not None and not report["accounting"]["balanced"]:

@@ -44,7 +44,9 @@ from etl.vocab import (
     NOTIFY_KIND,
     OUTCOME_COLUMNS,
     PHONE_CANDIDATE_COLUMNS,
+    REMOVED_REASON,
     ChunkPlan,
+    without_content,
 )
 
 _HASHED = ACTIVITY_COLUMNS[3:16]
@@ -162,8 +164,11 @@ def prepare(
 
     With ``record_outcomes`` False (rematching chats already accounted for) no chat may create a
     lead, but a chat still attaches to a lead the run created for its email.
+
+    A chat deleted at source is planned without its content (SPEC 10): no email, so it matches
+    nothing, creates no lead and gives no phone; ``build_plan`` gives it the outcome ``removed``.
     """
-    chats = normalize_chats(chats, ctx).reset_index(drop=True)
+    chats = normalize_chats(without_content(chats), ctx).reset_index(drop=True)
     chats = chats.assign(department=_department(chats, ctx), agent=_first_agent_name(chats))
     pairs = match(chats, index, ctx.attach_to_deals)
     origin = index.origin_chats()
@@ -483,6 +488,9 @@ def build_plan(prepared: Prepared, decisions: Decisions, ctx: PlanContext) -> Ch
     skipped = chats["lead_candidate"] & ~matched
     outcome[skipped] = "lead_skipped"
     reason[skipped] = chats.loc[skipped, "skip_reason"]
+    removed = chats["deleted"]  # (blanked by prepare: no email, so no record, no row from it)
+    outcome[removed] = "removed"
+    reason[removed] = REMOVED_REASON
 
     labels = records_label(pairs)
     match_count = chats["chat_id"].map(counts).fillna(0).astype("int64")
@@ -523,6 +531,7 @@ def build_plan(prepared: Prepared, decisions: Decisions, ctx: PlanContext) -> Ch
         assignments=decisions.assignments,
         multi_match_emails=set(chats.loc[match_count > 1, "email_normalized"].dropna()),
         warnings=decisions.warnings,
+        removed_chats=chats.loc[removed, "chat_id"].astype(object).reset_index(drop=True),
     )
 
 

@@ -27,7 +27,9 @@ def test_every_chat_read_has_one_outcome(store_url, tmp_path):
         "no_email": 1,
         "invalid_email": 1,
         "rejected": 1,
+        "removed": 0,
     }
+    assert report["removed_reasons"] == {}
     assert report["multi_match_emails"] == 1
     assert report["rejects"] == 1
     assert report["inputs"]["sell_records"] == {"leads": 3, "contacts": 3, "deals": 2, "users": 2}

@@ -182,3 +182,27 @@ def test_not_gzip_despite_name_and_garbage(tmp_path):
     (tmp_path / "chats.json.gz").write_bytes(b"\x1f\x8bgarbage")
     _, _, _, rejects = _read(tmp_path)
     assert len(rejects) == 1 and rejects[0].position == "file"
+
+
+def test_a_chat_deleted_at_source_is_read_without_its_content(tmp_path):
+    """SPEC 10: what is staged of a deleted chat is its id, times, version and the fact of
+    deletion; nothing the visitor or an agent wrote, no name, no contact detail."""
+    kept = chat("c1", "a@example.com", name="Ann Archer", phone="+1 555 0100", notes="vip",
+                tags=["sales"], rating="good", updated="2026-11-02T09:20:00Z")  # fmt: skip
+    gone = dict(kept, id="c2", deleted=True, comment="thanks")
+    write_json(tmp_path / "chats.json", page([kept, gone]))
+    chats, _, _, rejects = _read(tmp_path)
+    assert rejects == []
+    one, two = (row for _, row in chats.set_index("chat_id").iterrows())
+    assert chats["deleted"].tolist() == [False, True]
+    assert one["visitor_name"] == "Ann Archer" and "Hello!" in one["transcript"]
+    for column in ("visitor_id", "visitor_name", "visitor_email", "visitor_phone",
+                   "visitor_notes", "rating", "comment", "country_code", "transcript"):  # fmt: skip
+        assert two[column] == "", column
+    assert (two["tags"], two["agent_ids"], two["agent_names"]) == ("[]", "[]", "[]")
+    assert pd.isna(two["content_hash"])
+    # the version still tells the versions apart (update time, then the record's hash)
+    assert two["version"].startswith("2026-11-02T09:20:00") and two["version"] != one["version"]
+    assert (two["started_at"], two["kind"], two["message_count"]) == (
+        one["started_at"], one["kind"], one["message_count"],
+    )  # fmt: skip

@@ -28,10 +28,10 @@ from etl.transform.plan import (
 from etl.vocab import CHAT_COLUMNS  # (may move to etl.vocab)
 
 NOW = pd.Timestamp("2026-11-10T12:00:00Z")
-# the outcomes of SPEC 3.8 a plan counts (``removed`` is decided before planning)
+# the outcomes of SPEC 3.8 (``rejected`` is decided before planning, by the reader)
 OUTCOMES = (
     "matched", "lead_created", "matched_new_lead", "lead_skipped", "no_email", "invalid_email",
-    "rejected",
+    "rejected", "removed",
 )  # fmt: skip
 USERS = pd.DataFrame(
     {
@@ -569,6 +569,52 @@ def test_the_creating_chat_gives_its_phone_to_the_lead_not_a_change():
 # -- outcomes (SPEC 3.8) ------------------------------------------------------------------------
 
 
+def test_a_chat_deleted_at_source_is_removed_and_plans_nothing_but_its_empty_row():
+    """SPEC 10: no match, no lead, no phone, no activity, note or notification; the outcome
+    ``removed`` without email or name; the chat's row kept without content. A row as the store
+    gives it back (None where the reader gives "") is planned the same."""
+    frames = crm(leads=[(1, "lead@shop.example", 101, None)])
+    secret = dict(visitor_name="Dora Deleted", visitor_phone="+1 415 555 0100",
+                  visitor_notes="call back", tags='["notify_sales"]', rating="good",
+                  comment="thanks", transcript="09:00:10 Dora: my secret")  # fmt: skip
+    frame = chats(
+        chat("gone", "lead@shop.example", "2026-11-02T09:00:00Z", deleted=True, **secret),
+        chat("gone-new", "fresh@shop.example", "2026-11-02T09:01:00Z", deleted=True, **secret),
+        chat("stored", "fresh@shop.example", "2026-11-02T09:02:00Z", deleted=True,
+             visitor_name=None, visitor_email=None, visitor_phone=None, visitor_notes=None,
+             tags=None, agent_ids=None, agent_names=None, transcript=None, content_hash=None),
+        chat("kept", "lead@shop.example", "2026-11-02T09:03:00Z", visitor_notes="note",
+             tags='["notify_sales"]', visitor_phone="+1 415 555 0101"),
+    )  # fmt: skip
+    frame["deleted"] = frame["deleted"].astype(object)
+    frame.loc[frame["chat_id"] == "kept", "deleted"] = None  # (a store's NULL: not deleted)
+    plan = planner(frames).plan(frame)
+    assert outcomes_of(plan) == {
+        "gone": "removed", "gone-new": "removed", "stored": "removed", "kept": "matched",
+    }  # fmt: skip
+    removed = plan.outcomes.set_index("chat_id").loc[["gone", "gone-new", "stored"]]
+    assert removed["reason"].tolist() == ["deleted at source"] * 3
+    assert removed[["email_normalized", "records", "agent"]].isna().all().all()
+    assert removed["match_count"].tolist() == [0, 0, 0]
+    assert plan.removed_chats.tolist() == ["gone", "gone-new", "stored"]
+    assert plan.leads.empty  # fresh@shop.example: no lead from a deleted chat
+    # the lead's empty phone is filled by the chat that stays, not by the earlier deleted one
+    assert changes_of(plan) == [("lead", 1, "kept", None, "+1 415 555 0101")]
+    for rows in (plan.activities, plan.notes, plan.notifications):
+        assert rows["chat_id"].tolist() == ["kept"]
+    stored = plan.chats.set_index("chat_id")
+    assert stored["deleted"].tolist() == [True, True, True, False]
+    assert stored.loc["gone", "version"] == "v/gone" and stored.loc["stored", "kind"] == "chat"
+    for chat_id in ("gone", "gone-new", "stored"):
+        row = stored.loc[chat_id]
+        for column in ("visitor_id", "visitor_name", "visitor_email", "visitor_phone",
+                       "visitor_notes", "rating", "comment", "country_code", "transcript",
+                       "content_hash", "email_normalized"):  # fmt: skip
+            assert not isinstance(row[column], str) or row[column] == "", (chat_id, column)
+        assert (row["tags"], row["agent_ids"], row["agent_names"]) == ("[]", "[]", "[]")
+    assert stored.loc["kept", "visitor_notes"] == "note"
+
+
 def test_every_chat_has_exactly_one_outcome_and_the_right_one():
     frames = crm(
         leads=[(1, "lead@shop.example", 101, None)],
@@ -623,7 +669,7 @@ def test_every_chat_has_exactly_one_outcome_and_the_right_one():
     assert plan.outcomes["outcome"].isin(OUTCOMES).all()
     assert counts == {
         "matched": 3, "lead_created": 1, "matched_new_lead": 1, "lead_skipped": 1,
-        "no_email": 1, "invalid_email": 1, "rejected": 0,
+        "no_email": 1, "invalid_email": 1, "rejected": 0, "removed": 0,
     }  # fmt: skip
     assert sum(counts.values()) == len(frame)
     # one activity per (chat, record) the chat attaches to

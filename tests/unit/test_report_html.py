@@ -156,7 +156,8 @@ def test_page_has_every_chart_and_exception_list():
     for key in CHARTS:
         svg = re.search(rf'<svg[^>]*data-chart="{key}".*?</svg>', page, re.S).group(0)
         assert "<title" in svg and "<rect" in svg, key
-    for anchor in ("rejects", "invalid-emails", "multi-match-emails", "skipped-leads"):
+    for anchor in ("rejects", "invalid-emails", "multi-match-emails", "skipped-leads",
+                   "removed-chats"):  # fmt: skip
         assert f'id="{anchor}"' in page
     assert "line 10" in page and "chats.jsonl" in page  # the reject's file and position
     assert "not an email address: a@@b" in page
@@ -249,7 +250,7 @@ def test_empty_run_renders_placeholders():
     charts = {a["data-chart"] for a in Tags(page).named("svg")}
     assert set(CHARTS) <= charts
     assert page.count(">no data<") >= len(CHARTS)
-    assert page.count('<p class="muted">none</p>') == 4  # the four exception lists
+    assert page.count('<p class="muted">none</p>') == 5  # the five exception lists
     assert page.rstrip().endswith("</html>")
 
 
@@ -417,6 +418,36 @@ def test_a_page_drawn_chunk_by_chunk_equals_the_page_of_all_rows(rows, chunk, sp
     assert int(digest.by_department.loc["(no department)"].sum()) == sum(
         1 for d in frame["department"] if not isinstance(d, str) or not d.strip()
     )
+
+
+@pytest.mark.parametrize("chunk", [1, 7, 10_000])
+def test_removed_chats_are_listed_with_their_reasons(chunk):
+    """Chats removed (deleted at source, SPEC 10): counted by reason, the first LIST_LIMIT
+    listed by start time and chat id, whatever the chunks a store sends them in."""
+    removed = [
+        outcome(f"d{(i * 7) % (LIST_LIMIT + 20):04d}", "removed", agent=None, department=None,
+                reason="deleted at source" if i % 4 else "erasure request",
+                started=f"2026-11-{1 + i % 28:02d}T09:00:00Z")
+        for i in range(LIST_LIMIT + 20)
+    ]  # fmt: skip
+    frame = outcomes(outcome("c1", "matched", email="a@x.example", records="lead:1"), *removed)
+    counts = {"matched": 1, "removed": len(removed)}
+    whole = render_html(report(outcomes=counts), frame, rejects())
+    digest = OutcomeDigest()
+    for start in range(0, len(frame), chunk):
+        digest.add(frame.iloc[start : start + chunk])
+    assert render_html(report(outcomes=counts), digest, rejects()) == whole
+    assert digest.removed_count == len(removed)
+    assert dict(digest.removed_reasons) == {"deleted at source": 390, "erasure request": 130}
+    block = whole[whole.index('id="removed-chats"') :]
+    block = block[: block.index("</table>")]
+    assert f'Removed chats <span class="count">{len(removed):,}</span>' in block
+    assert "deleted at source <span" in block and "erasure request <span" in block
+    listed = re.findall(r"<code>(d\d+)</code>", block)
+    ordered = frame[frame["outcome"] == "removed"].sort_values(["chat_started_at", "chat_id"])
+    assert listed == list(ordered["chat_id"][:LIST_LIMIT])
+    assert "20 more not shown." in whole
+    assert 'background:#000000"></span>removed</th>' in whole  # in the outcome table
 
 
 def test_skip_reasons_tie_by_reason_and_none_given_comes_last():

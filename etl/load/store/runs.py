@@ -152,8 +152,9 @@ class RunBook(StoreBase):
             rows = conn.execute(select(outcomes.c.chat_id).where(outcomes.c.run_id == run_id))
             return {r[0] for r in rows}
 
-    def outcome_summary(self, run_id: int) -> tuple[dict[str, int], int]:
-        """(count per outcome, distinct emails that matched more than one record)."""
+    def outcome_summary(self, run_id: int) -> tuple[dict[str, int], int, dict[str, int]]:
+        """(count per outcome, distinct emails that matched more than one record, removed
+        chats per reason)."""
         outcomes = schema.run_outcomes
         with self.engine.connect() as conn:
             rows = conn.execute(
@@ -166,7 +167,13 @@ class RunBook(StoreBase):
                     outcomes.c.run_id == run_id, outcomes.c.match_count > 1
                 )
             ).scalar()
-        return {outcome: int(n) for outcome, n in rows}, int(multi or 0)
+            reasons = conn.execute(
+                select(outcomes.c.reason, func.count())
+                .where(outcomes.c.run_id == run_id, outcomes.c.outcome == "removed")
+                .group_by(outcomes.c.reason)
+            ).all()
+        removed = {str(reason or ""): int(n) for reason, n in reasons}
+        return {outcome: int(n) for outcome, n in rows}, int(multi or 0), removed
 
     def outcome_rows(self, run_id: int) -> pd.DataFrame:
         outcomes = schema.run_outcomes
@@ -187,9 +194,10 @@ class RunBook(StoreBase):
         ``last`` (the earliest and latest chat start, as stored) and ``groups``: for each of
         "day" (the UTC day started, as text, or missing), "department" and "agent", a frame of
         that value as stored, the outcome and ``n``. ``listed``, read as it is consumed: the
-        exception lists' rows only (invalid emails, skipped leads, multi-matches), ``size`` at
-        a time in chat id order, as ``outcome_rows`` gives them. ``etl.report.digest`` folds
-        both into the page's ``OutcomeDigest`` (``OutcomeDigest.from_store``).
+        exception lists' rows only (invalid emails, skipped leads, removed chats,
+        multi-matches), ``size`` at a time in chat id order, as ``outcome_rows`` gives them.
+        ``etl.report.digest`` folds both into the page's ``OutcomeDigest``
+        (``OutcomeDigest.from_store``).
         """
         o = schema.run_outcomes
         mine = o.c.run_id == run_id
@@ -197,7 +205,9 @@ class RunBook(StoreBase):
             day = func.substr(o.c.chat_started_at, 1, 10)
         else:
             day = func.to_char(func.timezone("UTC", o.c.chat_started_at), "YYYY-MM-DD")
-        listed = or_(o.c.outcome.in_(["invalid_email", "lead_skipped"]), o.c.match_count > 1)
+        listed = or_(
+            o.c.outcome.in_(["invalid_email", "lead_skipped", "removed"]), o.c.match_count > 1
+        )
         with self.engine.connect() as conn:  # counts: a few rows each
             rows, first, last = conn.execute(
                 select(
