@@ -53,6 +53,8 @@ class Watch:
             ping.ping(url, "fail", f"run {run_id} failed: {type(error).__name__}")
             if run_id is None:  # it failed before it had a row: the store does not say so
                 failure = f"the {self.mode} failed before it started: {_first_line(error)}"
+        if not self.settings.alerts.url_values() and self.settings.metrics.textfile is None:
+            return  # nothing to alert or to write: the store is not read
         try:
             runs = [RunRecord.of(row) for row in self.store.recent_runs(HISTORY)]
         except Exception as exc:  # noqa: BLE001 - the store that failed the run may fail here
