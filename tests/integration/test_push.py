@@ -317,7 +317,9 @@ def test_sync_push_on_the_command_line(store_url, tmp_path, sell):
     env.update(CHATSELL_DATABASE_URL=store_url, CHATSELL_SELL_TOKEN=sell.token,
                CHATSELL_SELL__BASE_URL=sell.base_url)  # fmt: skip
     probe = f"sqlite:///{tmp_path / 'probe.db'}"  # Sell holds what the export holds
-    Store(probe).upgrade()
+    upgraded = Store(probe)
+    upgraded.upgrade()
+    upgraded.dispose()  # no SQLite connection of ours open across the run's fork (see the note)
     _synced(probe, sell)
     command = [sys.executable, "-m", "etl", "--config", str(ROOT / "config" / "chatsell.example.toml"),
                "sync", "--chats", str(ROOT / "examples" / "chat"), "--sell",
