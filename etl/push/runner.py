@@ -261,14 +261,14 @@ class _Push:
                 self.emit(entry)
 
     def _progress(self) -> None:
-        requests = self.destination.http.tally.requests if hasattr(self.destination, "http") else 0
+        requests = self.destination.counts()["requests"]
         if requests - self._logged >= LOG_EVERY:
             self._logged = requests
             log.info("push: %d requests", requests,
                      extra={"event": "push_progress", "requests": requests})  # fmt: skip
 
     def _report(self, status: str) -> dict[str, Any]:
-        tally = getattr(getattr(self.destination, "http", None), "tally", None)
+        sent = self.destination.counts()
         counts = self.store.outbox_counts()
         return {
             "run_id": self.run_id,
@@ -283,9 +283,9 @@ class _Push:
                 "skipped": dict(self.counts["skipped"]),
                 "pending": counts["pending"] + counts["sending"],
                 "waiting": self.waiting,
-                "requests": tally.requests if tally else 0,
-                "retries": tally.retries if tally else 0,
-                "rate_limited": tally.rate_limited if tally else 0,
+                "requests": sent["requests"],
+                "retries": sent["retries"],
+                "rate_limited": sent["rate_limited"],
             },
             "warnings": [],
         }

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 from typing import Any
+from urllib.parse import urlencode
 
 from etl.config import PushSettings
 from etl.push.http import HttpOptions, PacedHttp, Refused
@@ -47,6 +48,11 @@ class SellDestination:
     def close(self) -> None:
         self.http.close()
 
+    def counts(self) -> dict[str, int]:
+        tally = self.http.tally
+        return {"requests": tally.requests, "retries": tally.retries,
+                "rate_limited": tally.rate_limited}  # fmt: skip
+
     # -- the contract ------------------------------------------------------------------------------
 
     def requests(self, item: OutboxItem) -> list[dict[str, Any]]:
@@ -60,7 +66,7 @@ class SellDestination:
             ]
         method, path, params, body = self._create(item)
         if params:
-            path = f"{path}?" + "&".join(f"{k}={v}" for k, v in params.items())
+            path = f"{path}?{urlencode(params)}"
         return [{"method": method, "path": path, "body": body}]
 
     def deliver(self, item: OutboxItem) -> Delivered:
