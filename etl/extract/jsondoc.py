@@ -40,12 +40,17 @@ def open_binary(source: SourceFile) -> Iterator[IO[bytes]]:
             yield raw
 
 
+_BOM = b"\xef\xbb\xbf"
+
+
 def iter_values(source: SourceFile, kind: str) -> Iterator[Located | Reject]:
     """Top-level JSON values of a file: one per NDJSON line, or the one document."""
     try:
         with open_binary(source) as stream:
             skipped = 0
-            first = stream.readline()
+            # a byte order mark, as Windows tools write one before UTF-8 text, is no JSON: it
+            # would cost the first record
+            first = stream.readline().removeprefix(_BOM)
             while first and not first.strip():
                 skipped += 1
                 first = stream.readline()

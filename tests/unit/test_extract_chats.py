@@ -206,3 +206,18 @@ def test_a_chat_deleted_at_source_is_read_without_its_content(tmp_path):
     assert (two["started_at"], two["kind"], two["message_count"]) == (
         one["started_at"], one["kind"], one["message_count"],
     )  # fmt: skip
+
+
+def test_a_byte_order_mark_costs_no_record(tmp_path):
+    """Windows tools write UTF-8 with a BOM before the first line or document."""
+    bom = b"\xef\xbb\xbf"
+    lines = "\n".join(json.dumps(chat(f"n{i}", f"p{i}@example.com")) for i in range(3))
+    (tmp_path / "chats.ndjson").write_bytes(bom + lines.encode() + b"\n")
+    (tmp_path / "unnamed.txt.json").write_bytes(bom + lines.encode())  # NDJSON by content
+    (tmp_path / "page.json").write_bytes(bom + json.dumps(page([chat("j1")])).encode())
+    (tmp_path / "page2.json.gz").write_bytes(
+        gzip.compress(bom + json.dumps(page([chat("j2")])).encode())
+    )
+    chats, _, _, rejects = _read(tmp_path)
+    assert rejects == []
+    assert sorted(chats["chat_id"]) == ["j1", "j2", "n0", "n0", "n1", "n1", "n2", "n2"]

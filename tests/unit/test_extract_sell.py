@@ -1,3 +1,5 @@
+import json
+
 import pytest
 
 from etl.extract.files import discover
@@ -139,3 +141,11 @@ def test_csv_of_unknown_resource_is_a_file_reject(tmp_path):
     (tmp_path / "export.csv").write_text("Id,Name\n1,Acme\n")
     result = read_sell(discover(tmp_path))
     assert [r.position for r in result.rejects] == ["line 1"]
+
+
+def test_a_json_page_with_a_byte_order_mark(tmp_path):
+    data = json.dumps(envelope("lead", [lead(1, "a@example.com")])).encode()
+    (tmp_path / "leads.json").write_bytes(b"\xef\xbb\xbf" + data)
+    result = read_sell(discover(tmp_path))
+    assert result.rejects == []
+    assert result.frames["leads"]["id"].tolist() == [1]
