@@ -550,6 +550,67 @@ def health(app: AppContext, as_json: bool) -> None:
 
 
 @cli.command()
+@click.argument("emails", nargs=-1, required=True, metavar="EMAIL...")
+@click.option("--dry-run", is_flag=True, help="Count what would be erased; change nothing.")
+@click.option("--json", "as_json", is_flag=True, help="Print what was erased as JSON.")
+@click.pass_obj
+def forget(app: AppContext, emails: tuple[str, ...], dry_run: bool, as_json: bool) -> None:
+    """Erase every stored trace of these people's chats (an erasure request).
+
+    Their chats, activities, notes, notifications and phone changes go, their email leaves the
+    run outcomes and the rejects, the leads chatsell made for them and never pushed go; the
+    ones in Sell are listed, to erase there. The email is remembered only as a salted hash, so
+    a sync of an old export brings none of it back. Exit 75 when a run holds the store.
+    """
+    from etl.run.privacy import forget as erase  # noqa: PLC0415
+
+    settings = _run(lambda: app.settings)
+    erased = _run(erase, settings, _run(app.store), list(emails), dry_run=dry_run)
+    if as_json:
+        click.echo(json.dumps(erased.as_dict(), indent=2, default=str))
+        return
+    verb = "would erase" if dry_run else "erased"
+    click.echo(f"{verb} {len(erased.emails)} email(s):")
+    for table, count in sorted(erased.tables.items()):
+        click.echo(f"  {table:<16} {count:>8}")
+    for lead in erased.pushed_leads:
+        sell_id = lead["sell_id"] or "not known yet: a push is in flight"
+        click.echo(
+            f"kept lead {lead['id']} (sell_id {sell_id}, {lead['email']}): it is in Sell; "
+            "erase it there"
+        )
+
+
+@cli.command()
+@click.option("--dry-run", is_flag=True, help="Count what would be blanked or deleted.")
+@click.option("--json", "as_json", is_flag=True, help="Print what was pruned as JSON.")
+@click.pass_obj
+def prune(app: AppContext, dry_run: bool, as_json: bool) -> None:
+    """Apply [retention] now: blank old transcripts and note texts, delete old run details.
+
+    Each sync applies it after it commits; this is for a store no sync runs on, or a policy
+    just shortened. Exit 75 when a run holds the store.
+    """
+    from etl.run.privacy import prune as apply_retention  # noqa: PLC0415
+
+    settings = _run(lambda: app.settings)
+    retention = settings.retention
+    if retention.transcripts_days is None and retention.run_details_days is None:
+        click.echo(
+            "nothing to prune: [retention] sets neither transcripts_days nor run_details_days"
+        )
+        return
+    pruned = _run(apply_retention, settings, _run(app.store), dry_run=dry_run)
+    if as_json:
+        click.echo(json.dumps(pruned.as_dict(), indent=2))
+        return
+    verb = "would blank or delete" if dry_run else "blanked or deleted"
+    click.echo(f"{verb}:")
+    for name, count in sorted(pruned.tables.items()):
+        click.echo(f"  {name:<22} {count:>8}")
+
+
+@cli.command()
 @click.argument("record")
 @click.option(
     "--type",

@@ -155,6 +155,16 @@ class MetricsSettings(_Section):
     textfile: str | None = None
 
 
+class RetentionSettings(_Section):
+    """How long the store keeps what visitors typed (SPEC 10); None: for ever. Applied by each
+    sync after it commits, and by ``chatsell prune``."""
+
+    # transcripts and note texts of chats that ended longer ago are blanked (metadata kept)
+    transcripts_days: int | None = Field(default=None, ge=1)
+    # run_outcomes and rejects of runs that started longer ago are deleted (runs stay)
+    run_details_days: int | None = Field(default=None, ge=1)
+
+
 class HealthcheckSettings(_Section):
     # a dead man's switch: <url>/start when a run starts, <url> on success, <url>/fail on failure
     url: SecretStr | None = None
@@ -266,6 +276,7 @@ class Settings(BaseSettings):
     alerts: AlertSettings = Field(default_factory=AlertSettings)
     metrics: MetricsSettings = Field(default_factory=MetricsSettings)
     healthcheck: HealthcheckSettings = Field(default_factory=HealthcheckSettings)
+    retention: RetentionSettings = Field(default_factory=RetentionSettings)
 
     @field_validator("database_url", mode="before")
     @classmethod

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import hashlib
+import hmac
+
 import numpy as np
 import pandas as pd
 
@@ -21,3 +24,10 @@ def content_hash(frame: pd.DataFrame) -> pd.Series:
             values = pd.util.hash_array(column.to_numpy(dtype=object, na_value=None))
         combined = (combined * np.uint64(1_000_003)) ^ values
     return pd.Series(combined.astype(">u8").view("S8"), index=frame.index).map(bytes.hex)
+
+
+def email_hash(salt: str, email: str) -> str:
+    """The keyed hash an erased email is remembered by (SPEC 10): HMAC-SHA256 of the normalized
+    email under the store's random salt, so the store holds no list of who asked to be erased
+    and a hash taken from it matches nothing in another store."""
+    return hmac.new(salt.encode(), email.encode(), hashlib.sha256).hexdigest()

@@ -63,6 +63,9 @@ CHAT_KINDS = ("chat", "offline_msg")
 # -- a chat deleted at source (SPEC 10) ------------------------------------------------------------
 
 REMOVED_REASON = "deleted at source"  # the reason of its outcome ``removed``
+# a chat of an email erased on request (``chatsell forget``): outcome ``removed`` too, and the
+# store keeps not even its row
+ERASED_REASON = "erasure request"
 # What such a chat keeps of its content: nothing the visitor or an agent wrote, no name, no
 # contact detail, no identifier of the visitor or the agents. Its id, kind, times, version,
 # department, missed flag, message count, where it was read and the fact of deletion stay. The
@@ -205,6 +208,8 @@ class ChunkPlan:
     # chats deleted at source (outcome ``removed``): everything derived from them goes with the
     # plan (their rows in ``chats`` hold no content)
     removed_chats: pd.Series = field(default_factory=lambda: pd.Series([], dtype=object))
+    # of those, the chats of an erased email: not in ``chats`` (their stored rows go too)
+    erased_chats: pd.Series = field(default_factory=lambda: pd.Series([], dtype=object))
 
     def outcome_counts(self) -> dict[str, int]:
         counts = self.outcomes["outcome"].value_counts()

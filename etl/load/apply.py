@@ -21,7 +21,8 @@ def apply_plan(conn: Connection, run_id: int, job: PlanWrite) -> WriteCounts:
     A plan without chats (the leads, pools and phones a Dask window decided) writes only those.
     A chat deleted at source (``plan.removed_chats``) loses its activities (a newer version
     that attaches to nothing), notes, notifications and unsent outbox rows here, and its row
-    keeps no content: all in this transaction, with its outcome.
+    keeps no content: all in this transaction, with its outcome. A chat an erasure covers
+    (``plan.erased_chats``) loses its row too.
     """
     plan = job.plan
     activities = writers.ActivityWrites()
@@ -43,6 +44,8 @@ def apply_plan(conn: Connection, run_id: int, job: PlanWrite) -> WriteCounts:
     notifications = writers.write_notifications(conn, run_id, plan.notifications)
     if not plan.removed_chats.empty:  # deleted at source: nothing derived from them stays
         activities.removed += writers.remove_chat_content(conn, plan.removed_chats)
+    if not plan.erased_chats.empty:  # an erased person's: not even their rows stay
+        writers.delete_chats(conn, plan.erased_chats)
     phones = writers.apply_phone_changes(conn, run_id, plan.phone_changes)
     if job.record_outcomes:
         writers.write_outcomes(conn, run_id, plan.outcomes[list(OUTCOME_COLUMNS)])

@@ -447,3 +447,21 @@ sell_outbox = Table(
     CheckConstraint("status IN ('pending', 'sending', 'sent', 'failed', 'skipped')", name="status"),
     Index("ix_sell_outbox_status_id", "status", "id"),
 )
+
+# an erasure request (SPEC 10, `chatsell forget`): the normalized email only as a keyed hash
+# (HMAC-SHA256 with the store's ``erasure_salt``), so a later sync knows its chats and keeps
+# nothing of them, and the store keeps no list of the people who asked
+erasures = Table(
+    "erasures",
+    metadata,
+    Column("email_hash", Text, primary_key=True),
+    _ts("erased_at", nullable=False),  # chats started before it are the erased person's
+)
+
+# the store's own values (``erasure_salt``: random, made by the first erasure)
+store_settings = Table(
+    "store_settings",
+    metadata,
+    Column("name", Text, primary_key=True),
+    Column("value", Text, nullable=False),
+)

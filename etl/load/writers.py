@@ -286,6 +286,15 @@ def remove_chat_content(conn: Connection, chat_ids: Iterable[str]) -> int:
     return removed
 
 
+def delete_chats(conn: Connection, chat_ids: Iterable[str]) -> None:
+    """These chats' rows (an erased person's, SPEC 10: the store keeps not even their id)."""
+    ids = sorted(set(chat_ids))
+    for start in range(0, len(ids), 5000):
+        conn.execute(
+            delete(schema.chats).where(schema.chats.c.chat_id.in_(ids[start : start + 5000]))
+        )
+
+
 def write_outcomes(conn: Connection, run_id: int, outcomes: pd.DataFrame) -> None:
     """One row per chat per run; a resumed run never rewrites an outcome already recorded."""
     upsert(conn, schema.run_outcomes, outcomes.assign(run_id=run_id), key=["run_id", "chat_id"])

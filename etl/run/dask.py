@@ -345,7 +345,7 @@ class PartitionSink:
             # the window's leads, pools and phones are decided and written once, by the run
             raise ValueError("a partition's plan holds decisions of the whole window")
         with self.store.transaction() as conn:
-            chats = job.plan.chats["chat_id"]
+            chats = job.plan.outcomes["chat_id"]  # (an erased chat has no row in plan.chats)
             if writers.recorded_outcomes(conn, self.run_id, chats.iloc[:1]):
                 return  # this partition committed before (the task runs again)
             counts = apply_plan(conn, self.run_id, job)

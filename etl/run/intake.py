@@ -14,6 +14,7 @@ from etl.extract.rejects import Reject
 from etl.run.files import Todo
 from etl.run.state import RunState
 from etl.stage.chats import fill
+from etl.transform.erasure import Erasures
 from etl.vocab import REJECT_COLUMNS, RunInputs
 
 log = logging.getLogger("chatsell.pipeline")
@@ -71,6 +72,12 @@ def record_inputs(
           "raw": r.raw, "chat_id": r.chat_id} for r in rejects],
         columns=list(REJECT_COLUMNS),
     ).drop_duplicates(["source_file", "position"])  # fmt: skip
+    erased = Erasures(*state.store.erasures()).mentioned_in(
+        reject_frame["raw"],
+        state.settings.match.provider_rules,
+        state.settings.match.strip_plus_tags,
+    )
+    reject_frame.loc[erased, "raw"] = None  # an erased person's line: where and why, not what
     chat_rejects = reject_frame[reject_frame["kind"] == "chat"]
     reject_outcomes = pd.DataFrame(
         {

@@ -12,6 +12,7 @@ from etl.errors import ConfigError
 from etl.load.store import Store
 from etl.run.state import RunState
 from etl.transform.assign import Assigner, PoolState, build_assigner, resolve_user
+from etl.transform.erasure import Erasures
 from etl.transform.match import build_index
 from etl.transform.plan import LeadPolicy, PhonePolicy, PlanContext, Planner, agent_user_map
 
@@ -96,6 +97,8 @@ def build_planner(
         ),
         notify_tags=frozenset(settings.notify.tags) if options.notify else frozenset(),
         integration_user_id=assignment.integration_user_id,
+        erasures=Erasures(*state.store.erasures()),
+        transcripts_before=_days_before(state.now, settings.retention.transcripts_days),
     )
     if "{subdomain}" in ctx.transcript_url_template and not ctx.subdomain:
         state.warn("transcript links are empty: set [chat] subdomain (or transcript_url_template)")
@@ -104,6 +107,10 @@ def build_planner(
     return Planner(
         index=index, ctx=ctx, assigner=assignment.assigner, next_lead_id=min(lowest, 0) - 1
     )
+
+
+def _days_before(now, days: int | None) -> pd.Timestamp | None:
+    return pd.Timestamp(now) - pd.Timedelta(days=days) if days else None
 
 
 class LazyPlanner:

@@ -40,6 +40,7 @@ from etl.run.dry import DrySink
 from etl.run.files import changed, discover_files
 from etl.run.options import Progress, RunResult, SyncOptions, _no_progress
 from etl.run.planning import LazyPlanner, build_planner, configure
+from etl.run.privacy import retain
 from etl.run.sell import read_sell, send_sell, users_of
 from etl.run.state import RunState
 from etl.stage.chats import ChatStage
@@ -81,6 +82,8 @@ def run_sync(
             watch.started()
             try:
                 result = _execute(state, holder, chat_files, sell_files)
+                # [retention] once the run's writes are in (what it just wrote included)
+                retain(settings, store, state.now, keep_run=result.run_id)
             except BaseException as exc:
                 watch.ended(state.run_id, exc)
                 raise

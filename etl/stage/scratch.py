@@ -28,19 +28,25 @@ def remove_orphans(directory: str | Path | None = None) -> list[Path]:
     """Remove the scratch directories of runs of this host whose process is gone (killed: a
     run removes its own when it ends, even when it fails). At a million chats one holds
     gigabytes. Another host's (or container's) are left alone."""
+    removed = orphans(directory)
+    for path in removed:
+        shutil.rmtree(path, ignore_errors=True)
+    return removed
+
+
+def orphans(directory: str | Path | None = None) -> list[Path]:
+    """The scratch directories ``remove_orphans`` removes."""
     root = Path(directory) if directory is not None else Path(tempfile.gettempdir())
     host = _owner().split(".")[0]
-    removed = []
+    found = []
     for path in root.glob("chatsell-*-*.*-*"):
         _, kind, owner, *_rest = path.name.split("-")
         their_host, _, pid = owner.partition(".")
         if kind not in _SCRATCH_KINDS or their_host != host or not pid.isdigit():
             continue
-        if not path.is_dir() or _running(int(pid)):
-            continue
-        shutil.rmtree(path, ignore_errors=True)
-        removed.append(path)
-    return removed
+        if path.is_dir() and not _running(int(pid)):
+            found.append(path)
+    return found
 
 
 def _running(pid: int) -> bool:

@@ -17,6 +17,7 @@ import pandas as pd
 from etl.hashing import content_hash
 from etl.text import person_name
 from etl.transform.assign import Assigner, PoolState
+from etl.transform.erasure import Erasures
 from etl.transform.match import (
     PAIR_COLUMNS,
     CreatedLeads,
@@ -37,6 +38,7 @@ from etl.transform.normalize import (
 from etl.vocab import (
     ACTIVITY_COLUMNS,
     CHANGE_COLUMNS,
+    ERASED_REASON,
     LEAD_COLUMNS,
     NOTE_COLUMNS,
     NOTE_KIND,
@@ -99,6 +101,9 @@ class PlanContext:
     phone: PhonePolicy = field(default_factory=PhonePolicy)
     notify_tags: frozenset[str] = frozenset({"notify_sales"})
     integration_user_id: int | None = None
+    erasures: Erasures = field(default_factory=Erasures)  # the emails erased on request
+    # [retention] transcripts_days: chats that ended before it keep no transcript, no note text
+    transcripts_before: pd.Timestamp | None = None
 
 
 def assignment_counts(frame: pd.DataFrame) -> dict[str, dict[str, int]]:
@@ -167,8 +172,15 @@ def prepare(
 
     A chat deleted at source is planned without its content (SPEC 10): no email, so it matches
     nothing, creates no lead and gives no phone; ``build_plan`` gives it the outcome ``removed``.
+    So is a chat an erasure request covers (``erased``), once its email was matched to it.
     """
     chats = normalize_chats(without_content(chats), ctx).reset_index(drop=True)
+    erased = ctx.erasures.covers(chats)
+    if erased.any():
+        chats = normalize_chats(
+            without_content(chats.assign(deleted=chats["deleted"] | erased)), ctx
+        )
+    chats = chats.assign(erased=erased.to_numpy())
     chats = chats.assign(department=_department(chats, ctx), agent=_first_agent_name(chats))
     pairs = match(chats, index, ctx.attach_to_deals)
     origin = index.origin_chats()
@@ -491,6 +503,8 @@ def build_plan(prepared: Prepared, decisions: Decisions, ctx: PlanContext) -> Ch
     removed = chats["deleted"]  # (blanked by prepare: no email, so no record, no row from it)
     outcome[removed] = "removed"
     reason[removed] = REMOVED_REASON
+    erased = chats["erased"]
+    reason[erased] = ERASED_REASON
 
     labels = records_label(pairs)
     match_count = chats["chat_id"].map(counts).fillna(0).astype("int64")
@@ -510,8 +524,9 @@ def build_plan(prepared: Prepared, decisions: Decisions, ctx: PlanContext) -> Ch
     )
     outcomes["records"] = outcomes["records"].where(outcomes["records"].notna(), None)
     pairs = pairs.drop(columns=["own_lead"])
+    expired = _past_retention(chats, ctx)
     return ChunkPlan(
-        chats=chats.drop(
+        chats=_without_transcripts(chats, expired)[~erased].drop(
             columns=[
                 "email_status",
                 "department",
@@ -519,12 +534,13 @@ def build_plan(prepared: Prepared, decisions: Decisions, ctx: PlanContext) -> Ch
                 "lead_candidate",
                 "skip_reason",
                 "phone_ok",
+                "erased",
             ]
         ),  # fmt: skip
         outcomes=outcomes,
-        activities=build_activities(chats, pairs, ctx),
+        activities=build_activities(chats, pairs, ctx, expired),
         leads=decisions.leads,
-        notes=build_notes(chats, pairs, ctx),
+        notes=build_notes(chats[~expired], pairs, ctx),
         notifications=build_notifications(chats, pairs, ctx, ctx.notify_tags),
         phone_changes=decisions.phone_changes,
         pool_states=decisions.pool_states,
@@ -532,6 +548,24 @@ def build_plan(prepared: Prepared, decisions: Decisions, ctx: PlanContext) -> Ch
         multi_match_emails=set(chats.loc[match_count > 1, "email_normalized"].dropna()),
         warnings=decisions.warnings,
         removed_chats=chats.loc[removed, "chat_id"].astype(object).reset_index(drop=True),
+        erased_chats=chats.loc[erased, "chat_id"].astype(object).reset_index(drop=True),
+    )
+
+
+def _past_retention(chats: pd.DataFrame, ctx: PlanContext) -> pd.Series:
+    """Chats that ended before ``[retention] transcripts_days``: planned without their
+    transcript and note text, so a re-read of an old export does not bring them back."""
+    if ctx.transcripts_before is None:
+        return pd.Series(False, index=chats.index)
+    return (chats["ended_at"] < ctx.transcripts_before).fillna(False).astype(bool)
+
+
+def _without_transcripts(chats: pd.DataFrame, expired: pd.Series) -> pd.DataFrame:
+    if not expired.any():
+        return chats
+    return chats.assign(
+        transcript=chats["transcript"].where(~expired, ""),
+        visitor_notes=chats["visitor_notes"].where(~expired, ""),
     )
 
 
@@ -545,8 +579,14 @@ def _same_phone(a: str, b: str, region: str) -> bool:
 # -- rows for activities, notes and notifications ------------------------------------------------
 
 
-def build_activities(chats: pd.DataFrame, pairs: pd.DataFrame, ctx: PlanContext) -> pd.DataFrame:
-    """One activity per (chat, record), carrying what the activity feed shows (seed S3, S4)."""
+def build_activities(
+    chats: pd.DataFrame, pairs: pd.DataFrame, ctx: PlanContext, expired: pd.Series | None = None
+) -> pd.DataFrame:
+    """One activity per (chat, record), carrying what the activity feed shows (seed S3, S4).
+
+    The activity of a chat past retention (``expired``) keeps no transcript, but its hash is
+    the one of the whole activity: the row ``prune`` blanked is then unchanged, not rewritten
+    (nor sent to Sell again)."""
     if pairs.empty:
         return pd.DataFrame(columns=list(ACTIVITY_COLUMNS))
     per_chat = chats.set_index("chat_id")
@@ -575,6 +615,9 @@ def build_activities(chats: pd.DataFrame, pairs: pd.DataFrame, ctx: PlanContext)
         }
     )
     frame["content_hash"] = activity_hash(frame)
+    if expired is not None and expired.any():
+        old = frame["chat_id"].isin(set(chats.loc[expired, "chat_id"]))
+        frame["transcript"] = frame["transcript"].where(~old, "")
     return frame[list(ACTIVITY_COLUMNS)].reset_index(drop=True)
 
 

@@ -9,6 +9,7 @@ class made of a class per concern, each a ``StoreBase`` (engine, transactions, m
 - ``cursors``: the pull cursors
 - ``alerts``: the alert conditions' state, the outbox counts monitoring shows
 - ``outbox``: the Sell outbox as ``push`` reads and moves it
+- ``privacy``: erasure requests and retention
 
 Nothing here imports ``etl.report``: the report page's outcomes leave as rows and counts
 (``Store.outcome_digest_rows``), which ``etl.report.digest`` folds.
@@ -32,14 +33,17 @@ from etl.load.store.base import (
 from etl.load.store.crm import CRM_COLUMNS, CrmReads
 from etl.load.store.cursors import PullCursors
 from etl.load.store.outbox import OutboxBook
+from etl.load.store.privacy import Erasure, PrivacyBook, Pruned
 from etl.load.store.reads import ReadSide
 from etl.load.store.runs import INTERRUPTED, RunBook
 
 __all__ = [
     "CRM_COLUMNS",
+    "Erasure",
     "FETCH_ROWS",
     "INTERRUPTED",
     "MIGRATIONS",
+    "Pruned",
     "READ_CACHE_KIB",
     "SCHEMA_HEAD",
     "SQLITE_PAGE_SIZE",
@@ -52,5 +56,7 @@ __all__ = [
 ]
 
 
-class Store(RunBook, CrmReads, ReadSide, PullCursors, AlertBook, OutboxBook, StoreBase):
+class Store(
+    RunBook, CrmReads, ReadSide, PullCursors, AlertBook, OutboxBook, PrivacyBook, StoreBase
+):
     """One CRM store (SQLite file or PostgreSQL database)."""
