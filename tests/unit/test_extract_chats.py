@@ -221,3 +221,32 @@ def test_a_byte_order_mark_costs_no_record(tmp_path):
     chats, _, _, rejects = _read(tmp_path)
     assert rejects == []
     assert sorted(chats["chat_id"]) == ["j1", "j2", "n0", "n0", "n1", "n1", "n2", "n2"]
+
+
+def test_types_that_drift_between_files_and_records_all_load(tmp_path):
+    """What real exports do from file to file, and a reader must take as it comes: a rating
+    as a number here and text there, a list where a string was, new nested fields, history
+    entry types it has never seen, nulls for every absent value."""
+    a = chat("a1", "a@example.com", rating="good", messages=[("V", "hi")])
+    b = chat("b1", "b@example.com", messages=[("V", "hello")])
+    b["rating"] = 5
+    b["tags"] = "vip"  # a string, not a list
+    b["session"]["new_nested"] = {"deep": [1, {"x": None}]}
+    b["visitor"]["phone"] = 4155550100  # a number
+    b["history"].append({"type": "chat.rating", "new_rating": "good", "timestamp": 1})
+    b["history"].append({"type": "chat.some_new_kind", "payload": {"any": ["thing"]}})
+    b["history"].append({"type": "chat.msg", "name": "V", "msg": 42, "timestamp": None})
+    c = chat("c1")
+    c["visitor"] = {"id": None, "name": None, "email": None, "phone": None, "notes": None}
+    c["agent_names"] = None
+    c["department_id"] = 17  # a number where chats elsewhere have text
+    write_ndjson(tmp_path / "one.ndjson", [a])
+    write_ndjson(tmp_path / "two.ndjson", [b, c])
+    chats, _, _, rejects = _read(tmp_path)
+    assert rejects == []
+    by_id = chats.set_index("chat_id")
+    assert by_id.at["a1", "rating"] == "good" and by_id.at["b1", "rating"] == "5"
+    assert by_id.at["b1", "visitor_phone"] == "4155550100"
+    assert by_id.at["b1", "message_count"] == 2  # the two messages; a rating is no message
+    assert by_id.at["b1", "transcript"].endswith("V: 42")
+    assert by_id.at["c1", "visitor_email"] == "" and by_id.at["c1", "department_id"] == "17"
