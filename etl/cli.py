@@ -572,7 +572,7 @@ def forget(app: AppContext, emails: tuple[str, ...], dry_run: bool, as_json: boo
     verb = "would erase" if dry_run else "erased"
     click.echo(f"{verb} {len(erased.emails)} email(s):")
     for table, count in sorted(erased.tables.items()):
-        click.echo(f"  {table:<16} {count:>8}")
+        click.echo(f"  {table:<16} {count:>8}  {_ERASED_HOW.get(table, 'rows deleted')}")
     for lead in erased.pushed_leads:
         sell_id = lead["sell_id"] or "not known yet: a push is in flight"
         click.echo(
@@ -604,10 +604,23 @@ def prune(app: AppContext, dry_run: bool, as_json: bool) -> None:
     if as_json:
         click.echo(json.dumps(pruned.as_dict(), indent=2))
         return
-    verb = "would blank or delete" if dry_run else "blanked or deleted"
-    click.echo(f"{verb}:")
+    click.echo("would prune:" if dry_run else "pruned:")
     for name, count in sorted(pruned.tables.items()):
-        click.echo(f"  {name:<22} {count:>8}")
+        click.echo(f"  {name:<16} {count:>8}  {_PRUNED_HOW.get(name, '')}".rstrip())
+
+
+# what a count of `forget` and `prune` means, per table (the rest: rows deleted)
+_ERASED_HOW = {
+    "run_outcomes": "rows or reasons blanked",
+    "rejects": "raw texts blanked",
+    "sell_outbox": "unsent rows deleted, sent ones blanked",
+    "erasures": "hashes remembered",
+    "scratch_dirs": "killed runs' scratch removed",
+}  # fmt: skip
+_PRUNED_HOW = {
+    "chats": "transcripts and agent notes blanked", "activities": "transcripts blanked",
+    "notes": "texts blanked", "run_outcomes": "rows deleted", "rejects": "rows deleted",
+}  # fmt: skip
 
 
 @cli.command()

@@ -113,7 +113,9 @@ def test_forget_erases_every_trace_and_an_old_export_brings_none_back(store_url,
 
     code, out = _forget(store_url, "ERIN.ERASED@example.com ")
     assert code == 0, out
-    lines = dict(line.split() for line in out.splitlines()[1:])
+    lines = dict(line.split()[:2] for line in out.splitlines()[1:])
+    assert "  chats                   2  rows deleted" in out
+    assert "  rejects                 1  raw texts blanked" in out
     assert out.splitlines()[0] == "erased 1 email(s):"
     assert lines["chats"] == "2" and lines["leads"] == "1" and lines["activities"] == "2"
     assert lines["notes"] == "1" and lines["notifications"] == "1"
