@@ -177,3 +177,36 @@ def test_dask_needs_a_postgresql_store_and_writes(tmp_path, generated):
     url = f"sqlite:///{tmp_path / 's.db'}"
     with pytest.raises(ConfigError, match="PostgreSQL"):
         dask_backfill(url, chats, sell)
+
+
+def test_an_erasure_holds_on_dask_workers_as_in_one_process(pg_store_url, tmp_path):
+    """The workers plan with the run's erasures: an erased person's chats are removed there
+    too, with no lead, and the result equals a single-process backfill's."""
+    from etl.load.store import Store
+    from etl.run.privacy import forget
+
+    from integration.scenario import settings_for
+    from integration.test_erasure import EMAIL, _exports
+
+    chats, sell = _exports(tmp_path)
+    local = f"sqlite:///{tmp_path / 'local.db'}"
+    with Store(local) as store:
+        store.upgrade()
+    for url in (pg_store_url, local):
+        store = Store(url)
+        try:
+            forget(settings_for(url), store, [EMAIL])
+        finally:
+            store.dispose()
+    report = dask_backfill(pg_store_url, chats, sell).report
+    one = sync(local, chats, sell, settings=batched_settings(local, 60), mode="backfill",
+               window=WINDOW).report  # fmt: skip
+    assert report["removed_reasons"] == {"erasure request": 2} == one["removed_reasons"]
+    assert report["outcomes"] == one["outcomes"] and report["writes"] == one["writes"]
+    assert report["outcomes"]["lead_created"] == 0
+    assert outcomes(pg_store_url) == outcomes(local)
+    salted = frozenset({"erasures", "store_settings"})  # each store has its own salt
+    mine = {k: v for k, v in dump(pg_store_url, drop_run_columns=True).items() if k not in salted}
+    theirs = {k: v for k, v in dump(local, drop_run_columns=True).items() if k not in salted}
+    assert mine == theirs
+    assert rows(pg_store_url, "SELECT chat_id FROM chats") == [("k1",)]
