@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import gzip
 import hashlib
 import os
 import re
@@ -64,17 +63,6 @@ def _is_data_name(lower: str) -> bool:
     return lower.endswith(DATA_SUFFIXES)
 
 
-def read_bytes(path: Path) -> bytes:
-    """The file's content, gunzipped when it is gzip (by magic number, not by name)."""
-    with open(path, "rb") as handle:
-        head = handle.read(2)
-        handle.seek(0)
-        if head == b"\x1f\x8b":
-            with gzip.GzipFile(fileobj=handle) as unzipped:
-                return unzipped.read()
-        return handle.read()
-
-
 def fingerprint(path: Path) -> str:
     """sha256 of the bytes on disk, read in blocks."""
     digest = hashlib.sha256()
@@ -129,17 +117,3 @@ def chat_kind_from_name(source: SourceFile) -> str | None:
 def sell_kind_from_name(source: SourceFile) -> str | None:
     """leads | contacts | deals | users | notes | lead_conversions from the name, else None."""
     return _kind_from_words(source.stem, _SELL_WORDS)
-
-
-def decode_text(data: bytes, encoding: str | None = None) -> tuple[str, str]:
-    """Decode CSV bytes: the given encoding, else UTF-8 (BOM or not), else cp932 (Japanese Excel)."""
-    if encoding:
-        return data.decode(encoding), encoding
-    try:
-        return data.decode("utf-8-sig"), "utf-8"
-    except UnicodeDecodeError:
-        pass
-    try:
-        return data.decode("cp932"), "cp932"
-    except UnicodeDecodeError:
-        return data.decode("utf-8", errors="replace"), "utf-8 (with replacements)"

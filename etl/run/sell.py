@@ -226,9 +226,9 @@ def _spill_sell_file(
     number, source = item
     rejects: list[Reject] = []
     parts = []
-    for resource, frame in iter_sell_frames([source], rejects, labels, encoding):
+    for part, (resource, frame) in enumerate(iter_sell_frames([source], rejects, labels, encoding)):
         keyed = with_email_keys({resource: frame}, *rules)[resource]
-        path = directory / f"{number:05d}_{resource}.pickle"
+        path = directory / f"{number:05d}_{part:04d}_{resource}.pickle"
         parts.append((resource, path, spill(keyed, path, _SELL_INDEX.get(resource))))
     return parts, rejects
 

@@ -1,0 +1,113 @@
+"""What a Sell record is once typed, whatever file it came from: each resource's columns, the
+integer and time columns, and how a frame of typed values is finished (``finish_frame``). The
+JSON reader (``etl.extract.sell``) types record by record, the CSV reader
+(``etl.extract.sellcsv``) column by column; both end here, so a record reads the same from
+either."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+import pandas as pd
+
+from etl.extract.timestamps import parse_utc
+from etl.hashing import content_hash
+
+RESOURCES = ("leads", "contacts", "deals", "users", "notes", "lead_conversions")
+# rows typed into one frame: a file's rows are held as dicts only this many at a time
+FRAME_ROWS = 50_000
+TAIL = ("extra", "sell_hash", "source_file", "position")
+PARTY = (
+    "email",
+    "phone",
+    "mobile",
+    "title",
+    "tags",
+    "custom_fields",
+    "address",
+    "created_at",
+    "updated_at",
+)
+COLUMNS: dict[str, tuple[str, ...]] = {
+    "leads": (
+        "id", "owner_id", "owner_ref", "creator_id", "first_name", "last_name", "name",
+        "organization_name", "status", "source", *PARTY, *TAIL,
+    ),
+    "contacts": (
+        "id", "owner_id", "owner_ref", "creator_id", "is_organization", "contact_id", "name",
+        "first_name", "last_name", "organization_name", "customer_status", "prospect_status",
+        *PARTY, *TAIL,
+    ),
+    "deals": (
+        "id", "owner_id", "owner_ref", "creator_id", "name", "value", "currency", "stage_id",
+        "contact_id", "organization_id", "hot", "tags", "custom_fields", "created_at",
+        "updated_at", *TAIL,
+    ),
+    "users": (
+        "id", "name", "email", "status", "role", "team_name", "group_id", "group_name",
+        "created_at", "updated_at", *TAIL,
+    ),
+    "notes": (
+        "id", "resource_type", "resource_id", "creator_id", "content", "created_at", "updated_at",
+        *TAIL,
+    ),
+    "lead_conversions": (
+        "id", "lead_id", "individual_id", "organization_id", "deal_id", "created_at", *TAIL,
+    ),
+}  # fmt: skip
+INT_COLUMNS = {
+    "id", "owner_id", "creator_id", "contact_id", "organization_id", "stage_id", "group_id",
+    "resource_id", "lead_id", "individual_id", "deal_id",
+}  # fmt: skip
+JSON_COLUMNS = {"tags", "custom_fields", "address", "extra"}
+TIME_COLUMNS = {"created_at", "updated_at"}
+
+
+def finish_frame(resource: str, frame: pd.DataFrame) -> pd.DataFrame:
+    """A resource's typed values (``COLUMNS``) as its frame: times parsed, integer columns
+    nullable, each row's ``sell_hash``, one row per id (its newest version)."""
+    columns = COLUMNS[resource]
+    int_columns = [c for c in columns if c in INT_COLUMNS]
+    for name in TIME_COLUMNS & set(columns):
+        frame[name] = parse_utc(frame[name])
+    for name in int_columns:
+        frame[name] = frame[name].astype("Int64")
+    frame["sell_hash"] = content_hash(frame[[c for c in columns if c not in TAIL]])
+    if not frame.empty:
+        frame = frame.sort_values(
+            ["id", "updated_at", "sell_hash"], na_position="first", kind="stable"
+        )
+        frame = frame.drop_duplicates("id", keep="last").reset_index(drop=True)
+    return frame
+
+
+def value_of(value: Any) -> Any:
+    """Nested values (tags, custom fields, address) as canonical JSON text; "" as None."""
+    if isinstance(value, dict | list):
+        return dump(value) if value else None
+    if value == "":
+        return None
+    return value
+
+
+def as_int(value: Any) -> int | None:
+    if value is None or isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        return value
+    if isinstance(value, float):
+        return int(value) if value.is_integer() else None
+    text = str(value).strip()
+    if text.endswith(".0"):
+        text = text[:-2]
+    if text.lstrip("-").isdecimal():  # (isdigit takes "²", which int() refuses)
+        return int(text)
+    return None
+
+
+def dump(value: Any) -> str:
+    try:
+        return orjson.dumps(value, option=orjson.OPT_SORT_KEYS | orjson.OPT_NON_STR_KEYS).decode()
+    except TypeError:
+        return repr(value)
