@@ -5,7 +5,7 @@ never interleaves with a run; what they change is ``etl.load.store.privacy``'s d
 from __future__ import annotations
 
 import logging
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import pandas as pd
 
@@ -62,11 +62,13 @@ def retain(
     dry_run: bool = False,
     keep_run: int | None = None,
 ) -> Pruned:
-    """``[retention]`` applied by a holder of the store lock (a sync after it commits)."""
+    """``[retention]`` applied by a holder of the store lock: now (``prune``), or by a sync
+    after it commits (``keep_run``, its run), once a day."""
     retention = settings.retention
     pruned = store.prune(
-        now, retention.transcripts_days, retention.run_details_days, dry_run, keep_run
-    )
+        now, retention.transcripts_days, retention.run_details_days, dry_run, keep_run,
+        every=None if keep_run is None else timedelta(days=1),
+    )  # fmt: skip
     if any(pruned.tables.values()):
         log.info(
             "retention: %s", ", ".join(f"{k} {v}" for k, v in sorted(pruned.tables.items()) if v),

@@ -15,7 +15,7 @@ import sqlite3
 import subprocess
 import sys
 import tempfile
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -387,3 +387,31 @@ def test_prune_command(store_url, tmp_path, dry):
     assert pruned["tables"] == {"activities": 3, "chats": 1, "notes": 1}
     blank = rows(store_url, "SELECT count(*) FROM activities WHERE transcript = ''")
     assert blank == [(0,)] if dry else [(3,)]
+
+
+def test_a_sync_applies_retention_once_a_day_and_prune_at_once(store_url, tmp_path):
+    chats, sell = _exports(tmp_path)
+    settings = _retention(store_url, transcripts=30)
+    first = datetime(2026, 12, 20, tzinfo=UTC)
+    _sync_at(store_url, settings, chats, sell, first)
+    assert [t for _c, t, _n, _a in _texts(store_url)] == ["", "", ""]
+
+    def put_back() -> None:  # as if a transcript had been written since
+        engine = sa.create_engine(store_url)
+        with engine.begin() as conn:
+            conn.execute(sa.text("UPDATE activities SET transcript = 'again' WHERE chat_id = 'k1'"))
+        engine.dispose()
+
+    put_back()
+    _sync_at(store_url, settings, chats, sell, first + timedelta(hours=20))
+    assert rows(store_url, "SELECT transcript FROM activities WHERE chat_id = 'k1'") == [("again",)]
+    _sync_at(store_url, settings, chats, sell, first + timedelta(hours=25))
+    assert rows(store_url, "SELECT transcript FROM activities WHERE chat_id = 'k1'") == [("",)]
+    put_back()
+    store = Store(store_url)
+    try:
+        pruned = prune(settings, store, now=first + timedelta(hours=26))  # a command: now
+    finally:
+        store.dispose()
+    assert pruned.tables["activities"] == 1
+    assert rows(store_url, "SELECT transcript FROM activities WHERE chat_id = 'k1'") == [("",)]

@@ -14,6 +14,7 @@ stays, nor of what earlier versions of those rows held.
 
 from __future__ import annotations
 
+import json
 import secrets
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
@@ -29,6 +30,7 @@ from etl.load import schema
 from etl.load.store.base import StoreBase
 
 _SALT = "erasure_salt"
+_APPLIED = "retention_applied"  # when retention last ran, and with which days
 _PART = 5000  # values in one IN (...)
 # the outbox rows that may be in Sell already: their record stays, without its content
 _MAYBE_IN_SELL = ("sent", "sending")
@@ -67,6 +69,7 @@ class Pruned:
     details_before: datetime | None
     tables: dict[str, int] = field(default_factory=dict)
     dry_run: bool = False
+    skipped: bool = False  # applied less than ``every`` ago: nothing done
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -119,10 +122,15 @@ class PrivacyBook(StoreBase):
         run_details_days: int | None,
         dry_run: bool = False,
         keep_run: int | None = None,
+        every: timedelta | None = None,
     ) -> Pruned:
         """Blank the transcripts and note texts of chats that ended more than
         ``transcripts_days`` ago, and delete the outcomes and rejects of runs that started more
-        than ``run_details_days`` ago (never of ``keep_run``, the run pruning)."""
+        than ``run_details_days`` ago (never of ``keep_run``, the run pruning).
+
+        ``every``: do nothing when the same retention was applied less than that long ago (a
+        sync's: the blanking scans every activity, and a day is retention's unit; what a sync
+        writes in between is planned without what retention drops already)."""
         result = Pruned(
             transcripts_before=now - timedelta(days=transcripts_days) if transcripts_days else None,
             details_before=now - timedelta(days=run_details_days) if run_details_days else None,
@@ -130,7 +138,13 @@ class PrivacyBook(StoreBase):
         )
         if result.transcripts_before is None and result.details_before is None:
             return result
+        policy = json.dumps([transcripts_days, run_details_days])
+        if every is not None and not dry_run and not self._due(now, policy, every):
+            result.skipped = True
+            return result
         with self._maybe_dry(dry_run) as conn:
+            if not dry_run:
+                _set(conn, _APPLIED, json.dumps({"at": now.isoformat(), "policy": policy}))
             if result.transcripts_before is not None:
                 _blank_transcripts(conn, result.tables, result.transcripts_before)
             if result.details_before is not None:
@@ -138,6 +152,14 @@ class PrivacyBook(StoreBase):
             if dry_run:
                 raise _DryRun
         return result
+
+    def _due(self, now: datetime, policy: str, every: timedelta) -> bool:
+        with self.engine.connect() as conn:
+            applied = _get(conn, _APPLIED)
+        if applied is None:
+            return True
+        last = json.loads(applied)
+        return last["policy"] != policy or now - datetime.fromisoformat(last["at"]) >= every
 
     # -- the transaction and the file ------------------------------------------------------------
 
@@ -281,12 +303,23 @@ def _chat_leads(conn: Connection, keys: list[str]) -> tuple[list[int], list[dict
 
 
 def _salt(conn: Connection) -> str:
-    s = schema.store_settings
-    salt = conn.execute(select(s.c.value).where(s.c.name == _SALT)).scalar()
+    salt = _get(conn, _SALT)
     if salt is None:
         salt = secrets.token_hex(32)
-        conn.execute(s.insert().values(name=_SALT, value=salt))
-    return str(salt)
+        _set(conn, _SALT, salt)
+    return salt
+
+
+def _get(conn: Connection, name: str) -> str | None:
+    s = schema.store_settings
+    value = conn.execute(select(s.c.value).where(s.c.name == name)).scalar()
+    return None if value is None else str(value)
+
+
+def _set(conn: Connection, name: str, value: str) -> None:
+    s = schema.store_settings
+    conn.execute(delete(s).where(s.c.name == name))
+    conn.execute(s.insert().values(name=name, value=value))
 
 
 # -- retention ---------------------------------------------------------------------------------------
