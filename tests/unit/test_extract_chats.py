@@ -250,3 +250,26 @@ def test_types_that_drift_between_files_and_records_all_load(tmp_path):
     assert by_id.at["b1", "message_count"] == 2  # the two messages; a rating is no message
     assert by_id.at["b1", "transcript"].endswith("V: 42")
     assert by_id.at["c1", "visitor_email"] == "" and by_id.at["c1", "department_id"] == "17"
+
+
+@pytest.mark.parametrize("shape", ["page", "array", "docs"])
+def test_a_large_document_is_read_chat_by_chat_as_a_small_one(tmp_path, monkeypatch, shape):
+    from etl.extract import jsondoc
+
+    chats = [chat(f"c{i}", f"p{i}@example.com") for i in range(40)]
+    document = {
+        "page": page(chats),
+        "array": chats,
+        "docs": {"docs": {c["id"]: {k: v for k, v in c.items() if k != "id"} for c in chats}},
+    }[shape]
+    small, large = tmp_path / "small", tmp_path / "large"
+    write_json(small / "export.json", document)
+    write_json(large / "export.json", document)
+    expected, _, _, expected_rejects = _read(small)
+    monkeypatch.setattr(jsondoc, "STREAM_BYTES", 2048)
+    got, _, _, rejects = _read(large)
+    assert rejects == expected_rejects == []
+    pd.testing.assert_frame_equal(
+        got.drop(columns=["source_file"]), expected.drop(columns=["source_file"])
+    )
+    assert got["position"].tolist() == [f"record {i}" for i in range(1, 41)]

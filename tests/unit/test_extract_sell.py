@@ -1,5 +1,7 @@
+import gzip
 import json
 
+import pandas as pd
 import pytest
 
 from etl.extract.files import discover
@@ -149,3 +151,49 @@ def test_a_json_page_with_a_byte_order_mark(tmp_path):
     result = read_sell(discover(tmp_path))
     assert result.rejects == []
     assert result.frames["leads"]["id"].tolist() == [1]
+
+
+@pytest.mark.parametrize("gzipped", [False, True])
+@pytest.mark.parametrize("pretty", [False, True])
+def test_a_large_envelope_is_read_record_by_record_as_a_small_one(
+    tmp_path, monkeypatch, gzipped, pretty
+):
+    """Over STREAM_BYTES a document is streamed, never held whole; what it gives is the same."""
+    from etl.extract import jsondoc
+
+    records = [contact(i, f"c{i}@example.com", name=f"C {i}") for i in range(1, 301)]
+    records[5]["custom_fields"] = {"score": 1.5, "tier": None}
+    document = envelope("contact", records)
+    text = json.dumps(document, indent=1 if pretty else None).encode()
+    small, large = tmp_path / "small", tmp_path / "large"
+    small.mkdir()
+    large.mkdir()
+    (small / "contacts.json").write_bytes(text)
+    data = b"\xef\xbb\xbf" + text  # with a BOM too
+    (large / "contacts.json").write_bytes(gzip.compress(data) if gzipped else data)
+    expected = read_sell(discover(small))
+    monkeypatch.setattr(jsondoc, "STREAM_BYTES", 1024)
+    real, sizes = jsondoc.orjson.loads, []
+    monkeypatch.setattr(jsondoc.orjson, "loads", lambda data: sizes.append(len(data)) or real(data))
+    got = read_sell(discover(large))
+    assert max(sizes, default=0) < 1024  # never parsed whole (a first line, at most)
+    assert got.rejects == expected.rejects == []
+    pd.testing.assert_frame_equal(
+        got.frames["contacts"].drop(columns=["source_file"]),
+        expected.frames["contacts"].drop(columns=["source_file"]),
+    )
+
+
+def test_a_large_document_cut_short_keeps_the_records_before_the_cut(tmp_path, monkeypatch):
+    from etl.extract import jsondoc
+
+    records = [lead(i, f"l{i}@example.com") for i in range(1, 51)]
+    text = json.dumps(envelope("lead", records)).encode()
+    (tmp_path / "leads.json").write_bytes(text[: len(text) // 2])
+    monkeypatch.setattr(jsondoc, "STREAM_BYTES", 1024)
+    got = read_sell(discover(tmp_path))
+    kept = len(got.frames["leads"])
+    assert 10 < kept < 50
+    [reject] = got.rejects
+    assert reject.position == f"record {kept + 1}"
+    assert reject.reason.startswith(f"invalid JSON after record {kept} (file cut short?)")
