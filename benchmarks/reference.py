@@ -33,6 +33,7 @@ import io
 import json
 import os
 import re
+import resource
 import sys
 import time
 import unicodedata
@@ -82,23 +83,23 @@ def main(argv: list[str] | None = None) -> int:
     lap = Lap(summary)
     by_email, deals = read_sell(files(args.sell), summary)
     lap("sell_s")
-    chats = read_chats(files(args.chats), summary)
+    chats = read_chats(files(args.chats), by_email, summary)
     lap("chats_s")
-    activities, leads = join(chats, by_email, deals, summary)
-    del chats, by_email, deals
+    leads, lead_ids = join(chats, by_email, summary)
     lap("join_s")
+    rows = activities(chats, by_email, deals, lead_ids, summary)
     if args.db:
-        write_sqlite(Path(args.db), activities, leads)
+        write_sqlite(Path(args.db), rows, leads)
     else:
-        write_postgresql(pg_url, args.schema, activities, leads)
-    lap("write_s")
-    summary["activities"], summary["leads_created"] = len(activities), len(leads)
+        write_postgresql(pg_url, args.schema, rows, leads)
+    lap("write_s")  # the activity rows are made as they are written: their time is in here
+    summary["leads_created"] = len(leads)
     print(json.dumps(summary))
     return 0
 
 
 class Lap:
-    """Seconds since the previous lap, into the summary."""
+    """Seconds since the previous lap, and the peak RSS so far, into the summary."""
 
     def __init__(self, summary: dict) -> None:
         self.summary, self.last = summary, time.perf_counter()
@@ -106,6 +107,9 @@ class Lap:
     def __call__(self, key: str) -> None:
         now = time.perf_counter()
         self.summary[key], self.last = round(now - self.last, 3), now
+        # the peak RSS so far (Linux: KiB), to see which step holds the memory
+        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+        self.summary[key.replace("_s", "_peak_mib")] = round(peak)
 
 
 # -- reading ---------------------------------------------------------------------------------------
@@ -146,7 +150,8 @@ def read_sell(paths: list[Path], summary: dict) -> tuple[dict, dict]:
         if ".csv" in path.name.lower():
             if kind in ("lead", "contact"):
                 for row in _csv_rows(path):
-                    records[(kind, int(row["id"]))] = (email_key(row.get("email")), _name(row))
+                    key = (kind, int(row["id"]))  # a record read twice: its first reading
+                    records.setdefault(key, (email_key(row.get("email")), _name(row)))
             continue
         if not path.name.lower().endswith((".json", ".json.gz", ".jsonl", ".ndjson")):
             continue
@@ -160,7 +165,8 @@ def read_sell(paths: list[Path], summary: dict) -> tuple[dict, dict]:
                 deal_rows[data["id"]] = (data.get("contact_id"), data.get("organization_id"),
                                          data.get("name") or "")  # fmt: skip
             elif record_kind in ("lead", "contact"):
-                records[(record_kind, data["id"])] = (email_key(data.get("email")), _name(data))
+                key = (record_kind, data["id"])
+                records.setdefault(key, (email_key(data.get("email")), _name(data)))
     by_email: dict[str, list[tuple[str, int, str]]] = {}
     for (kind, record_id), (email, name) in records.items():
         if email is not None:
@@ -176,10 +182,11 @@ def read_sell(paths: list[Path], summary: dict) -> tuple[dict, dict]:
 
 def _csv_rows(path: Path):
     reader = csv.reader(io.StringIO(read(path).decode("utf-8-sig"), newline=""))
-    header = [CSV_FIELDS.get(label.strip().lower()) for label in next(reader, [])]
+    header = [label.strip().lower() for label in next(reader, [])]
+    wanted = [(CSV_FIELDS[label], at) for at, label in enumerate(header) if label in CSV_FIELDS]
     for values in reader:
         if len(values) == len(header):
-            yield {k: v.strip() for k, v in zip(header, values, strict=True) if k}
+            yield {name: values[at].strip() for name, at in wanted}
 
 
 def _name(record: dict) -> str:
@@ -195,9 +202,10 @@ UPDATED, STARTED, ENDED, KIND, NAME, EMAIL, RAW_EMAIL, PHONE = range(8)
 AGENTS, DEPARTMENT, TAGS, RATING, COUNT, TRANSCRIPT = range(8, 14)
 
 
-def read_chats(paths: list[Path], summary: dict) -> dict[str, tuple]:
+def read_chats(paths: list[Path], by_email: dict, summary: dict) -> dict[str, tuple]:
     """chat id -> its newest version, reduced to what the join writes."""
     chats: dict[str, tuple] = {}
+    reduce = Reducer(by_email)
     counts = {"versions": 0, "bad_lines": 0}
     for path in paths:
         if path.name.lower().startswith(("agents", "departments")):
@@ -210,7 +218,7 @@ def read_chats(paths: list[Path], summary: dict) -> dict[str, tuple]:
             updated = chat.get("update_timestamp") or chat.get("end_timestamp") or ""
             known = chats.get(chat_id)
             if known is None or updated > known[UPDATED]:
-                chats[chat_id] = _reduce(chat, updated)
+                chats[chat_id] = reduce(chat, updated)
     summary["chat_versions_read"] = counts["versions"]
     summary["chats"] = len(chats)
     summary["lines_rejected"] = counts["bad_lines"]
@@ -241,47 +249,59 @@ def _chat_values(path: Path, counts: dict):
             yield value
 
 
-def _reduce(chat: dict, updated: str) -> tuple:
-    visitor = chat.get("visitor") or {}
-    name = visitor.get("name") or ""
-    lines = []
-    for event in chat.get("history") or ():
-        if event.get("type") == "chat.msg":
-            text = str(event.get("msg", "")).replace("\n", " ")
-            lines.append(f"{event.get('timestamp', '')[:19].replace('T', ' ')} "
-                         f"{event.get('name', '')}: {text}")  # fmt: skip
-    started = chat.get("timestamp")
-    message = chat.get("message")
-    if message and not lines:
-        lines.append(f"{started[:19].replace('T', ' ')} {name or 'visitor'}: {message}")
-    raw_email = visitor.get("email") or ""
-    return (
-        updated,
-        started,
-        chat.get("end_timestamp") or started,
-        chat.get("type") or "chat",
-        name,
-        email_key(raw_email),
-        raw_email,
-        visitor.get("phone") or None,
-        orjson.dumps(chat.get("agent_names") or []).decode(),
-        chat.get("department_name"),
-        orjson.dumps(chat.get("tags") or []).decode(),
-        chat.get("rating"),
-        len(lines),
-        "\n".join(lines),
-    )
+class Reducer:
+    """A chat as the join needs it: one tuple, the small repeated strings shared."""
+
+    def __init__(self, by_email: dict) -> None:
+        self.by_email = by_email
+        self.shared: dict = {}
+
+    def share(self, value):
+        return self.shared.setdefault(value, value)
+
+    def __call__(self, chat: dict, updated: str) -> tuple:
+        share = self.share
+        visitor = chat.get("visitor") or {}
+        name = visitor.get("name") or ""
+        lines = []
+        for event in chat.get("history") or ():
+            if event.get("type") == "chat.msg":
+                text = str(event.get("msg", "")).replace("\n", " ")
+                lines.append(f"{event.get('timestamp', '')[:19].replace('T', ' ')} "
+                             f"{event.get('name', '')}: {text}")  # fmt: skip
+        started = chat.get("timestamp")
+        message = chat.get("message")
+        if message and not lines:
+            lines.append(f"{started[:19].replace('T', ' ')} {name or 'visitor'}: {message}")
+        raw_email = visitor.get("email") or ""
+        email = email_key(raw_email)
+        return (
+            updated,
+            started,
+            chat.get("end_timestamp") or started,
+            share(chat.get("type") or "chat"),
+            name,
+            email,
+            # the address as typed: for a new lead, and to tell an invalid one from none
+            None if email in self.by_email else raw_email,
+            visitor.get("phone") or None,
+            share(orjson.dumps(chat.get("agent_names") or []).decode()),
+            share(chat.get("department_name")),
+            share(orjson.dumps(chat.get("tags") or []).decode()),
+            share(chat.get("rating")),
+            len(lines),
+            "\n".join(lines),
+        )
 
 
 # -- the join --------------------------------------------------------------------------------------
 
 
-def join(chats: dict, by_email: dict, deals: dict, summary: dict) -> tuple[list, list]:
-    activities = []
-    add = activities.append
+def join(chats: dict, by_email: dict, summary: dict) -> tuple[list, dict]:
+    """The new leads (one per unmatched usable email, created by its earliest chat) and, per
+    such email, its lead's (id, name)."""
     first_chat: dict[str, tuple[str, str]] = {}  # new email -> (start, chat id) of its earliest
-    waiting: list[tuple[str, tuple]] = []  # chats of a new email, until its lead has an id
-    matched = no_email = invalid = 0
+    matched = new = no_email = invalid = 0
     for chat_id, c in chats.items():
         email = c[EMAIL]
         if email is None:
@@ -289,24 +309,15 @@ def join(chats: dict, by_email: dict, deals: dict, summary: dict) -> tuple[list,
                 invalid += 1
             else:
                 no_email += 1
-            continue
-        targets = by_email.get(email)
-        if targets is None:
+        elif email in by_email:
+            matched += 1
+        else:
+            new += 1
             known = first_chat.get(email)
             if known is None or (c[STARTED], chat_id) < known:
                 first_chat[email] = (c[STARTED], chat_id)
-            waiting.append((chat_id, c))
-            continue
-        matched += 1
-        common = (c[KIND], c[STARTED], c[ENDED], c[AGENTS], c[NAME])
-        rest = (c[DEPARTMENT], c[TAGS], c[RATING], c[COUNT], c[TRANSCRIPT])
-        for kind, record_id, record_name in targets:
-            add((chat_id, kind, record_id, *common, record_name, *rest))
-            if kind == "contact" and record_id in deals:
-                for deal_id, deal_name in deals[record_id]:
-                    add((chat_id, "deal", deal_id, *common, deal_name, *rest))
-    lead_ids: dict[str, tuple[int, str]] = {}
     leads = []
+    lead_ids: dict[str, tuple[int, str]] = {}
     creators = sorted((start, chat_id, email) for email, (start, chat_id) in first_chat.items())
     for number, (_start, chat_id, email) in enumerate(creators):
         c = chats[chat_id]
@@ -316,15 +327,34 @@ def join(chats: dict, by_email: dict, deals: dict, summary: dict) -> tuple[list,
         raw = c[RAW_EMAIL].strip()
         raw = raw[7:] if raw.lower().startswith("mailto:") else raw
         leads.append((lead_id, raw, email, name, c[PHONE], chat_id, c[ENDED]))
-    for chat_id, c in waiting:
-        lead_id, lead_name = lead_ids[c[EMAIL]]
-        add((chat_id, "lead", lead_id, c[KIND], c[STARTED], c[ENDED], c[AGENTS], c[NAME],
-             lead_name, c[DEPARTMENT], c[TAGS], c[RATING], c[COUNT], c[TRANSCRIPT]))  # fmt: skip
-    if deals:  # a deal that names two contacts of one email: once per chat
-        activities = list({(a[0], a[1], a[2]): a for a in activities}.values())
-    summary.update(matched_chats=matched, new_lead_chats=len(waiting), no_email=no_email,
+    summary.update(matched_chats=matched, new_lead_chats=new, no_email=no_email,
                    invalid_email=invalid)  # fmt: skip
-    return activities, leads
+    return leads, lead_ids
+
+
+def activities(chats: dict, by_email: dict, deals: dict, lead_ids: dict, summary: dict):
+    """One row per (chat, record it attaches to), made as the store takes them (not held)."""
+    written = 0
+    for chat_id, c in chats.items():
+        email = c[EMAIL]
+        if email is None:
+            continue
+        targets = by_email.get(email)
+        if targets is None:
+            lead_id, lead_name = lead_ids[email]
+            targets = (("lead", lead_id, lead_name),)
+        head = (c[KIND], c[STARTED], c[ENDED], c[AGENTS], c[NAME])
+        tail = (c[DEPARTMENT], c[TAGS], c[RATING], c[COUNT], c[TRANSCRIPT])
+        seen_deals = set()  # a deal that names two contacts of one email: once per chat
+        for kind, record_id, record_name in targets:
+            written += 1
+            yield (chat_id, kind, record_id, *head, record_name, *tail)
+            for deal_id, deal_name in deals.get(record_id, ()) if kind == "contact" else ():
+                if deal_id not in seen_deals:
+                    seen_deals.add(deal_id)
+                    written += 1
+                    yield (chat_id, "deal", deal_id, *head, deal_name, *tail)
+    summary["activities"] = written
 
 
 # -- writing ---------------------------------------------------------------------------------------
