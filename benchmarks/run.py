@@ -735,11 +735,17 @@ def _markdown(machine: dict[str, Any], results: list[dict[str, Any]]) -> str:
             return "-"
         return f"{run['wall_s'] / reference['wall_s']:.1f}x"
 
+    def cpu_ratio(run: dict | None, reference: dict | None) -> str:
+        if ratio(run, reference) == "-":
+            return "-"
+        cpu = run["cpu_user_s"] + run["cpu_sys_s"]
+        return f"{cpu / (reference['cpu_user_s'] + reference['cpu_sys_s'] or 1):.1f}x"
+
     rows = [
         "| shape | store | chats | records | reference s | reference peak MiB | first sync s "
-        "| x ref | chats/s | peak RSS MiB | all processes MiB (RSS / PSS) | unchanged sync s "
-        "| --full s | --full x ref |",
-        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "| x ref | x ref CPU | chats/s | peak RSS MiB | all processes MiB (RSS / PSS) "
+        "| unchanged sync s | --full s | --full x ref |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for r in sorted(results, key=_order):
         first, reference = r.get("first"), r.get("reference")
@@ -758,7 +764,8 @@ def _markdown(machine: dict[str, Any], results: list[dict[str, Any]]) -> str:
         rows.append(
             f"| {r.get('shape', 'realistic')} | {r['store']} | {r['chats']:,} | {r['records']:,} "
             f"| {seconds(reference)} | {reference['peak_rss_mib'] if reference else '-'} "
-            f"| {seconds(first)} | {ratio(first, reference)} | {rate} | "
+            f"| {seconds(first)} | {ratio(first, reference)} | {cpu_ratio(first, reference)} "
+            f"| {rate} | "
             f"{peak if peak is not None else '-'} | {tree} | "
             f"{seconds(r.get('unchanged'))} | "
             f"{seconds(r.get('full'))} | {ratio(r.get('full'), reference)} |"
@@ -833,7 +840,9 @@ def _markdown(machine: dict[str, Any], results: list[dict[str, Any]]) -> str:
         "reference s is `benchmarks/reference.py` on the same exports into a fresh store of the "
         "same kind, timed the same way just before the syncs: one process, orjson, a dict join, "
         "one executemany (SQLite) or COPY (PostgreSQL) per table, no outcomes, reports or Sell "
-        "snapshot. x ref = first sync s / reference s; --full x ref = --full s / reference s. "
+        "snapshot. x ref = first sync s / reference s; x ref CPU = the same for user + system CPU "
+        "seconds (chatsell's with its parsing workers and writer; steadier than wall time on a "
+        "shared machine); --full x ref = --full s / reference s. "
         "The realistic shape is `etl.generate`'s (gzipped pages of 1,000 heavy chats, Sell in "
         "pages); the light one `benchmarks/light_shape.py`'s (16 NDJSON files of ~1.3 KB chats "
         "at 1M, the leads as one CSV, the contacts as one envelope).",
