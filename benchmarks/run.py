@@ -6,9 +6,17 @@ For each size and store it times, as separate `chatsell` processes:
   3. `sync --full` (re-reads everything, should write nothing new),
 recording wall time, the child's own CPU time and peak RSS (from wait4 on that one child), and
 the run report the child prints; each run also writes its HTML and JSON report files
-(`--report-dir`), as a scheduled run does. Results go to benchmarks/out/results.json and results.md.
+(`--report-dir`), as a scheduled run does. Before them it times, the same way, the hand-rolled
+reference script (benchmarks/reference.py) on the same exports into the same kind of store, so
+each row gives chatsell's time as a ratio of it. Results go to benchmarks/out/results.json and
+results.md.
+
+Two export shapes (`--shape`): `realistic` (etl.generate: many gzipped pages of heavy chats,
+Sell in pages) and `light` (benchmarks/light_shape.py: 16 large NDJSON files of light chats,
+the leads as one Smart List CSV, the contacts as one API envelope).
 
     python benchmarks/run.py --sizes 10000,100000 --stores sqlite,postgresql
+    python benchmarks/run.py --shape light --sizes 1M --stores sqlite
 
 Nothing here asserts a timing; checks (outcomes as the generator intended, an unchanged sync
 reading nothing, --full writing nothing) are recorded next to the numbers.
@@ -40,6 +48,8 @@ sys.path.insert(0, str(ROOT))
 
 DEFAULT_PG_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
 DEFAULT_OUT = ROOT / "benchmarks" / "out"
+REFERENCE = ROOT / "benchmarks" / "reference.py"
+SHAPES = ("realistic", "light")
 MIB = 1024 * 1024
 
 
@@ -71,12 +81,20 @@ def main(argv: list[str] | None = None) -> int:
     results: list[dict[str, Any]] = []
     for chats in sizes:
         records = _count(args.records) if args.records else chats
-        data = _exports(work, chats, records, args.seed, args.regenerate)
+        data = _exports(work, chats, records, args.seed, args.regenerate, args.shape)
         config = Path(args.config).resolve() if args.config else _write_config(data["dir"])
         for store in stores:
-            _say(f"== {store}: {chats:,} chats, {records:,} Sell records")
+            _say(f"== {store}: {chats:,} chats, {records:,} Sell records, {args.shape} shape")
             result = _bench_store(
-                store, command, data, config, work, args.pg_url, args.timeout, args.keep
+                store,
+                command,
+                data,
+                config,
+                work,
+                args.pg_url,
+                args.timeout,
+                args.keep,
+                reference=not args.no_reference,
             )
             results.append(result)
             _write(results_path, out / "results.md", machine, _merge(previous, results), args)
@@ -85,7 +103,9 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     _say(f"wrote {results_path} and {out / 'results.md'}")
     print((out / "results.md").read_text(encoding="utf-8"))
-    failed = [r for r in results if any(r[k].get("exit_code") for k in _PHASES if k in r)]
+    failed = [
+        r for r in results if any(r[k].get("exit_code") for k in (*_PHASES, "reference") if k in r)
+    ]
     return 1 if failed else 0
 
 
@@ -101,6 +121,16 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
         "--records", help="Sell records (leads+contacts+deals); default: as many as chats"
     )
     parser.add_argument("--stores", default="sqlite,postgresql", help="sqlite and/or postgresql")
+    parser.add_argument(
+        "--shape",
+        choices=SHAPES,
+        default="realistic",
+        help="realistic: etl.generate's pages; light: benchmarks/light_shape.py (few large "
+        "NDJSON files, one large leads CSV)",
+    )
+    parser.add_argument(
+        "--no-reference", action="store_true", help="do not time benchmarks/reference.py"
+    )
     parser.add_argument("--pg-url", default=DEFAULT_PG_URL, help="PostgreSQL server to use")
     parser.add_argument("--seed", type=int, default=1, help="generator seed")
     parser.add_argument("--out", default=str(DEFAULT_OUT), help="where results.json/.md go")
@@ -133,11 +163,20 @@ def _say(message: str) -> None:
 # -- inputs --------------------------------------------------------------------------------------
 
 
-def _exports(work: Path, chats: int, records: int, seed: int, regenerate: bool) -> dict[str, Any]:
-    """Generated exports for this size, reused when a manifest says they are the same."""
-    from etl.generate import GENERATOR, generate
+def _exports(
+    work: Path, chats: int, records: int, seed: int, regenerate: bool, shape: str = "realistic"
+) -> dict[str, Any]:
+    """Generated exports for this size and shape, reused when a manifest says they are the
+    same."""
+    if shape == "light":
+        sys.path.insert(0, str(ROOT / "benchmarks"))
+        from light_shape import GENERATOR, generate
 
-    target = work / f"exports_c{chats}_r{records}_s{seed}"
+        target = work / f"light_c{chats}_r{records}_s{seed}"
+    else:
+        from etl.generate import GENERATOR, generate
+
+        target = work / f"exports_c{chats}_r{records}_s{seed}"
     manifest_path = target / "manifest.json"
     if manifest_path.is_file() and not regenerate:
         manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
@@ -145,13 +184,16 @@ def _exports(work: Path, chats: int, records: int, seed: int, regenerate: bool) 
         if (manifest.get("generator"), params.get("chats"), params.get("records"),
             manifest.get("seed")) == (GENERATOR, chats, records, seed):  # fmt: skip
             _say(f"reusing {target}")
-            return {"dir": target, "manifest": manifest, "generate_s": None}
-    _say(f"generating {chats:,} chats and {records:,} records into {target}")
+            return {"dir": target, "manifest": manifest, "generate_s": None, "shape": shape}
+    _say(f"generating {chats:,} chats and {records:,} records ({shape}) into {target}")
     started = time.perf_counter()
-    manifest = generate(target, chats, records, seed, overwrite=True)
+    if shape == "light":
+        manifest = generate(target, chats, records, seed)
+    else:
+        manifest = generate(target, chats, records, seed, overwrite=True)
     seconds = round(time.perf_counter() - started, 2)
     _say(f"generated in {seconds} s")
-    return {"dir": target, "manifest": manifest, "generate_s": seconds}
+    return {"dir": target, "manifest": manifest, "generate_s": seconds, "shape": shape}
 
 
 def _write_config(data_dir: Path) -> Path:
@@ -364,13 +406,17 @@ def _bench_store(
     pg_url: str,
     timeout: float,
     keep: bool,
+    reference: bool = True,
 ) -> dict[str, Any]:
     manifest = data["manifest"]
     chats, records = manifest["params"]["chats"], manifest["params"]["records"]
-    run_dir = work / f"run_{store}_c{chats}_r{records}"
+    shape = data.get("shape", "realistic")
+    prefix = "run" if shape == "realistic" else f"run_{shape}"
+    run_dir = work / f"{prefix}_{store}_c{chats}_r{records}"
     shutil.rmtree(run_dir, ignore_errors=True)
     run_dir.mkdir(parents=True)
     result: dict[str, Any] = {
+        "shape": shape,
         "store": store,
         "chats": chats,
         "records": records,
@@ -392,6 +438,17 @@ def _bench_store(
     sync = ["sync", "--chats", str(data["dir"] / "chat"), "--sell", str(data["dir"] / "sell"),
             "--report-dir", str(run_dir / "reports")]  # fmt: skip
     try:
+        # the exports in the page cache for every timed run alike (the first one would pay it)
+        result["warm_s"] = _warm(data["dir"])
+        if reference:
+            run = _run_reference(store, data["dir"], run_dir, pg_url, timeout, keep)
+            result["reference"] = run
+            _say(
+                f"reference exit {run['exit_code']}  {run['wall_s']:8.1f} s  "
+                f"peak {run['peak_rss_mib']:7.1f} MiB  (load before {run['loadavg_before']})"
+            )
+            if run["exit_code"]:
+                _say("   " + " | ".join(run["stderr_tail"][-3:]))
         upgrade = _run_child([*base, "db", "upgrade"], run_dir, timeout, env)
         result["upgrade_s"] = upgrade["wall_s"]
         if upgrade["exit_code"]:
@@ -418,6 +475,44 @@ def _bench_store(
                 path.unlink()
 
 
+def _warm(directory: Path) -> float:
+    """Read every file under ``directory`` once (into the page cache); seconds it took."""
+    started = time.perf_counter()
+    for path in sorted(directory.rglob("*")):
+        if path.is_file():
+            with open(path, "rb") as handle:
+                while handle.read(1 << 24):
+                    pass
+    return round(time.perf_counter() - started, 2)
+
+
+def _run_reference(
+    store: str, data_dir: Path, run_dir: Path, pg_url: str, timeout: float, keep: bool
+) -> dict[str, Any]:
+    """Time benchmarks/reference.py on these exports into a fresh store of this kind."""
+    argv = [sys.executable, str(REFERENCE), "--chats", str(data_dir / "chat"),
+            "--sell", str(data_dir / "sell")]  # fmt: skip
+    env: dict[str, str] = {}
+    schema = None
+    if store == "sqlite":
+        argv += ["--db", str(run_dir / "reference.db")]
+    else:
+        schema = f"ref_{uuid.uuid4().hex[:12]}"
+        argv += ["--schema", schema]
+        # as for chatsell: the URL in the environment, not on the command line
+        env["REFERENCE_PG_URL"] = pg_url.replace("postgresql+psycopg://", "postgresql://", 1)
+    ref_dir = run_dir / "reference"
+    ref_dir.mkdir(exist_ok=True)
+    try:
+        return _run_child(argv, ref_dir, timeout, env)
+    finally:
+        if schema and not keep:
+            _pg_drop_schema(pg_url, schema)
+        if store == "sqlite" and not keep:
+            for path in run_dir.glob("reference.db*"):
+                path.unlink()
+
+
 def _checks(result: dict[str, Any], manifest: dict[str, Any]) -> dict[str, Any]:
     """What the reports say about correctness, next to the timings (never asserted)."""
     checks: dict[str, Any] = {}
@@ -430,6 +525,14 @@ def _checks(result: dict[str, Any], manifest: dict[str, Any]) -> dict[str, Any]:
             checks["first_outcomes"], checks["expected_outcomes"] = outcomes, expected
         checks["first_balanced"] = first.get("accounting", {}).get("balanced")
         checks["first_chats_read"] = first.get("inputs", {}).get("chats_read")
+        reference = (result.get("reference") or {}).get("report") or {}
+        if reference:
+            # the reference did the same work: as many activities and new leads as the sync
+            writes = first.get("writes", {})
+            ours = (writes.get("activities_inserted"), writes.get("leads_created"))
+            theirs = (reference.get("activities"), reference.get("leads_created"))
+            checks["reference_rows_as_sync"] = ours == theirs
+            checks["reference_rows"] = {"activities": theirs[0], "leads": theirs[1]}
     unchanged = (result.get("unchanged") or {}).get("report") or {}
     if unchanged:
         inputs = unchanged.get("inputs", {})
@@ -595,7 +698,7 @@ def _git(*args: str) -> str | None:
 
 
 def _merge(previous: list[dict], current: list[dict]) -> list[dict]:
-    key = lambda r: (r["store"], r["chats"], r["records"])  # noqa: E731
+    key = lambda r: (r.get("shape", "realistic"), r["store"], r["chats"], r["records"])  # noqa: E731
     fresh = {key(r) for r in current}
     return [r for r in previous if key(r) not in fresh] + current
 
@@ -610,6 +713,7 @@ def _write(
             "sizes": args.sizes,
             "records": args.records,
             "stores": args.stores,
+            "shape": args.shape,
         },  # fmt: skip
         "results": results,
     }
@@ -624,13 +728,27 @@ def _markdown(machine: dict[str, Any], results: list[dict[str, Any]]) -> str:
         flag = "" if run.get("exit_code") in (0, 3) else f" (exit {run['exit_code']})"
         return f"{run['wall_s']:.1f}{flag}"
 
+    def ratio(run: dict | None, reference: dict | None) -> str:
+        if not run or not reference or run.get("exit_code") not in (0, 3):
+            return "-"
+        if reference.get("exit_code") or not reference.get("wall_s"):
+            return "-"
+        return f"{run['wall_s'] / reference['wall_s']:.1f}x"
+
+    def cpu_ratio(run: dict | None, reference: dict | None) -> str:
+        if ratio(run, reference) == "-":
+            return "-"
+        cpu = run["cpu_user_s"] + run["cpu_sys_s"]
+        return f"{cpu / (reference['cpu_user_s'] + reference['cpu_sys_s'] or 1):.1f}x"
+
     rows = [
-        "| store | chats | records | first sync s | chats/s | peak RSS MiB "
-        "| all processes MiB (RSS / PSS) | unchanged sync s | --full s |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "| shape | store | chats | records | reference s | reference peak MiB | first sync s "
+        "| x ref | x ref CPU | chats/s | peak RSS MiB | all processes MiB (RSS / PSS) "
+        "| unchanged sync s | --full s | --full x ref |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
-    for r in sorted(results, key=lambda r: (r["chats"], r["records"], r["store"])):
-        first = r.get("first")
+    for r in sorted(results, key=_order):
+        first, reference = r.get("first"), r.get("reference")
         rate = "-"
         if first and first.get("exit_code") in (0, 3) and first["wall_s"]:
             read = ((first.get("report") or {}).get("inputs") or {}).get("chats_read", r["chats"])
@@ -644,33 +762,42 @@ def _markdown(machine: dict[str, Any], results: list[dict[str, Any]]) -> str:
             )
         )
         rows.append(
-            f"| {r['store']} | {r['chats']:,} | {r['records']:,} | {seconds(first)} | {rate} | "
+            f"| {r.get('shape', 'realistic')} | {r['store']} | {r['chats']:,} | {r['records']:,} "
+            f"| {seconds(reference)} | {reference['peak_rss_mib'] if reference else '-'} "
+            f"| {seconds(first)} | {ratio(first, reference)} | {cpu_ratio(first, reference)} "
+            f"| {rate} | "
             f"{peak if peak is not None else '-'} | {tree} | "
             f"{seconds(r.get('unchanged'))} | "
-            f"{seconds(r.get('full'))} |"
+            f"{seconds(r.get('full'))} | {ratio(r.get('full'), reference)} |"
         )
     checks = [
-        "| store | chats | outcomes as generated | unchanged sync: files / chats read, writes "
+        "| shape | store | chats | outcomes as generated | reference wrote as the sync "
+        "(activities / leads) | unchanged sync: files / chats read, writes "
         "| --full: chats read, new writes | peak RSS MiB (first / unchanged / full) |",
-        "|---|---:|---|---|---|---|",
+        "|---|---|---:|---|---|---|---|---|",
     ]
-    for r in sorted(results, key=lambda r: (r["chats"], r["records"], r["store"])):
+    for r in sorted(results, key=_order):
         c = r.get("checks", {})
         peaks = " / ".join(f"{r[p]['peak_rss_mib']:.0f}" if r.get(p) else "-" for p in _PHASES)
+        rows_ref = c.get("reference_rows")
+        same = _yes(c.get("reference_rows_as_sync"))
+        if rows_ref:
+            same += f" ({rows_ref['activities']:,} / {rows_ref['leads']:,})"
         checks.append(
-            f"| {r['store']} | {r['chats']:,} | {_yes(c.get('first_outcomes_as_generated'))} | "
+            f"| {r.get('shape', 'realistic')} | {r['store']} | {r['chats']:,} | "
+            f"{_yes(c.get('first_outcomes_as_generated'))} | {same} | "
             f"{c.get('unchanged_chat_files_read', '-')} / {c.get('unchanged_chats_read', '-')}, "
             f"{_writes(c.get('unchanged_wrote'))} | {c.get('full_chats_read', '-')}, "
             f"{_writes(c.get('full_wrote'))} | {peaks} |"
         )
     versions: dict[str, list[str]] = {}  # etl/*.py hash -> runs
     commits: dict[str, set[str]] = {}
-    for r in sorted(results, key=lambda r: (r["chats"], r["records"], r["store"])):
+    for r in sorted(results, key=_order):
         for phase in _PHASES:
             code = (r.get(phase) or {}).get("code")
             if code:
                 versions.setdefault(code["etl_sha"], []).append(
-                    f"{r['store']} {r['chats']:,} {phase}"
+                    f"{r.get('shape', 'realistic')} {r['store']} {r['chats']:,} {phase}"
                 )
                 commits.setdefault(code["etl_sha"], set()).add(str(code["commit"]))
     code_note = []
@@ -710,6 +837,16 @@ def _markdown(machine: dict[str, Any], results: list[dict[str, Any]]) -> str:
         "every 0.5 s: of RSS (a page shared by fork counted in every process) and of PSS (split "
         "between them).",
         "",
+        "reference s is `benchmarks/reference.py` on the same exports into a fresh store of the "
+        "same kind, timed the same way just before the syncs: one process, orjson, a dict join, "
+        "one executemany (SQLite) or COPY (PostgreSQL) per table, no outcomes, reports or Sell "
+        "snapshot. x ref = first sync s / reference s; x ref CPU = the same for user + system CPU "
+        "seconds (chatsell's with its parsing workers and writer; steadier than wall time on a "
+        "shared machine); --full x ref = --full s / reference s. "
+        "The realistic shape is `etl.generate`'s (gzipped pages of 1,000 heavy chats, Sell in "
+        "pages); the light one `benchmarks/light_shape.py`'s (16 NDJSON files of ~1.3 KB chats "
+        "at 1M, the leads as one CSV, the contacts as one envelope).",
+        "",
         *rows,
         "",
         "Checks (from the run reports):",
@@ -722,6 +859,10 @@ def _markdown(machine: dict[str, Any], results: list[dict[str, Any]]) -> str:
         "",
     ]
     return "\n".join(lines)
+
+
+def _order(r: dict[str, Any]) -> tuple:
+    return (r.get("shape", "realistic") != "realistic", r["chats"], r["records"], r["store"])
 
 
 def _yes(value: Any) -> str:
