@@ -244,9 +244,10 @@ class _Sync:
     # -- the run's processes ---------------------------------------------------------------------
 
     def _writer_process(self, work: bool) -> ProcessSink | None:
-        """The writer, forked now while this process is small; None where the run writes here:
-        nothing to read (an unchanged sync), a dry run (nothing is written), Dask (its workers
-        write), an in-memory store (another process cannot see it), ``write_process = false``."""
+        """The writer, started now (its start-up overlaps the reading); None where the run
+        writes here: nothing to read (an unchanged sync), a dry run (nothing is written), Dask
+        (its workers write), an in-memory store (another process cannot see it),
+        ``write_process = false``."""
         state, store = self.state, self.state.store
         in_memory = store.dialect == "sqlite" and store.url.database in (None, "", ":memory:")
         if (
@@ -257,10 +258,8 @@ class _Sync:
             or not state.settings.run.write_process
         ):
             return None
-        # no SQLite connection crosses the fork: its locks and WAL index are not the child's
-        # (a child that inherits them can be told, by this process closing its last
-        # connection, that the WAL is gone while it writes). A server connection is left: the
-        # run's lock is held on one, and the child never touches what it inherits (gc.freeze)
+        # the run's SQLite connections are opened again with a reader's page cache (a server
+        # connection is left: the run's lock is held on one)
         if store.dialect == "sqlite":
             store.dispose()
         writer = ProcessSink(store).start()
