@@ -155,8 +155,8 @@ class _Sync:
         chat_todo = changed(chat_files, known, "chat", reread=options.full or options.backfill)
         force_sell = options.full or state.settings.sell.snapshot_is_complete
         sell_todo = changed(sell_files, known, "sell", reread=force_sell)
-        # the writer and then the parsing workers fork while this process is small: the
-        # workers on their first file (Sell's), and they stay for the chat files
+        # the writer starts (its imports overlap the reading), then the parsing workers fork
+        # while this process is small: on their first file (Sell's), and they stay for the chats
         writer = self._writer_process(bool(chat_todo or sell_todo))
         pool = self._worker_pool()
         started = time.perf_counter()
