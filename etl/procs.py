@@ -1,5 +1,5 @@
-"""The run's helper processes (parsing workers, the writer): forked from the run, and never
-outliving it."""
+"""The run's helper processes (the parsing workers, forked from the run; the writer, started by
+it): never outliving it."""
 
 from __future__ import annotations
 

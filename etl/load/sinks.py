@@ -3,8 +3,8 @@ the planner (``ProcessSink``). Both implement ``etl.contracts.Sink`` and apply p
 one write path, ``etl.load.apply.apply_plan``.
 
 Planning a chunk (pandas) and writing it (the driver building rows, the database's B-trees) each
-take about half of a sync, and both hold the GIL: a thread cannot overlap them. A forked writer
-process can: it writes chunk N while this process plans chunk N+1, so a sync uses both CPUs of a
+take about half of a sync, and both hold the GIL: a thread cannot overlap them. A writer process
+can: it writes chunk N while this process plans chunk N+1, so a sync uses both CPUs of a
 small machine. The writer changes nothing about what is written or when it commits:
 
 - it writes what it is sent in the order it was sent: plans in the transaction of their batch
@@ -14,8 +14,11 @@ small machine. The writer changes nothing about what is written or when it commi
   the Sell records are written;
 - a plan's rows, its outcomes and the counters that cover them still commit together, so a
   kill at any instant loses at most the open batch, which the next run redoes;
-- it is forked at the start of a run, while the process is small (as the parsing workers are),
-  and holds nothing of the planner's memory but what it writes;
+- it is a fresh interpreter, started at the start of a run (its imports overlap the run's
+  reading), not a fork: it holds nothing of the planner's memory but what it writes, and none of
+  the state SQLite keeps per process for a caller's connections to the store (a writer forked
+  with one open believed it held locks it did not, and its commits were lost when the caller's
+  connection closed);
 - it never outlives the run: it stops on the planner's word, on a closed pipe, or within
   50 ms of the planner's death (a ``kill -9`` of the run), and a transaction it had open is
   then rolled back by the database, never committed.
@@ -31,9 +34,8 @@ import gc
 import logging
 import multiprocessing
 import os
-import signal
+import subprocess
 import sys
-import threading
 import traceback
 from collections.abc import Callable
 from typing import Any
@@ -43,7 +45,8 @@ from sqlalchemy.engine import Connection
 from etl.errors import RunFailed
 from etl.load import faults, writers
 from etl.load.apply import apply_plan, record_inputs
-from etl.procs import release_memory, watch_parent
+from etl.load.store import Store
+from etl.procs import release_memory
 from etl.vocab import PlanWrite, RunCounters, RunInputs
 
 log = logging.getLogger("chatsell.writer")
@@ -115,9 +118,9 @@ class WriterDied(RunFailed):
 
 
 class ProcessSink:
-    """A forked process that writes what it is sent; see the module's docstring.
+    """A process that writes what it is sent; see the module's docstring.
 
-    Fork it with ``start`` before the run grows, and ``bind`` it to the run once the run has its
+    Start it with ``start`` early in the run, and ``bind`` it to the run once the run has its
     row. Plans go out with ``apply`` while the previous one is being written (one plan in
     flight, so memory stays bounded); ``applied`` commits every ``size`` chats and ``commit``
     commits now and waits for it. ``counters.writes`` is brought up to date at every commit the
@@ -131,7 +134,7 @@ class ProcessSink:
     def __init__(self, store) -> None:
         self.store = store  # the run's: it reads here; the writer opens its own
         self.store_url = store.url.render_as_string(hide_password=False)
-        self.process: multiprocessing.process.BaseProcess | None = None
+        self.process: subprocess.Popen | None = None
         self._pipe = None
         self._in_flight = 0
         self._begun = False
@@ -142,16 +145,20 @@ class ProcessSink:
         self._counting = False  # whether the writer holds the fault points' counts
 
     def start(self) -> ProcessSink:
-        context = multiprocessing.get_context("fork")
-        ours, theirs = context.Pipe(duplex=True)
-        parent = os.getpid()
-        self.process = context.Process(
-            target=_serve, args=(theirs, ours, self.store_url, parent), name="chatsell-writer",
-            daemon=True,
-        )  # fmt: skip
-        self.process.start()
-        theirs.close()
+        """A new interpreter, not a fork: nothing of this process crosses but its pipe's end
+        (no file descriptor, no SQLite state of a connection the caller holds to the store)."""
+        ours, theirs = multiprocessing.Pipe(duplex=True)
+        try:
+            self.process = subprocess.Popen(
+                [sys.executable, "-P", "-c", _BOOT, str(theirs.fileno())],
+                stdin=subprocess.DEVNULL, pass_fds=(theirs.fileno(),),
+            )  # fmt: skip
+        finally:
+            theirs.close()
         self._pipe = ours
+        # through the pipe, not the command line, which every user of the machine can read:
+        # the store URL may hold its password
+        self._send((sys.path, self.store_url, os.getpid(), self.POLL_PARENT_S))
         return self
 
     def bind(self, run_id: int, counters: RunCounters, size: int) -> ProcessSink:
@@ -216,10 +223,7 @@ class ProcessSink:
             return
         with contextlib.suppress(OSError, EOFError):
             self._pipe.send((word,))
-        self.process.join(timeout=30)
-        if self.process.is_alive():
-            self.process.kill()
-            self.process.join()
+        _reap(self.process, 30)
         self._pipe.close()
         self.process = None
 
@@ -242,7 +246,7 @@ class ProcessSink:
         if message[0] == "error":
             self._in_flight = 0
             _, error, detail = message
-            self.process.join(timeout=30)
+            _reap(self.process, 30)
             self.process = None
             log.debug("writer process failed:\n%s", detail)
             raise error
@@ -255,32 +259,58 @@ class ProcessSink:
             while self._pipe.poll():
                 message = self._pipe.recv()
                 if message[0] == "error":
-                    self.process.join(timeout=30)
+                    _reap(self.process, 30)
                     self.process = None
                     raise message[1]
         process, self.process = self.process, None
         code = None
         if process is not None:
-            process.join(timeout=5)
-            code = process.exitcode
+            code = _reap(process, 5)
         raise WriterDied(
             f"the writer process ended unexpectedly (exit code {code}); nothing it had not "
             "committed is kept, and the next run starts again from the last commit"
         )
 
 
-def _serve(pipe, parents_end, store_url: str, parent: int) -> None:
-    """The writer process: take messages until told to stop; never commit on its own."""
-    parents_end.close()
-    gc.freeze()  # what the fork copied is the planner's: never collected (or closed) here
-    for number in (signal.SIGINT, signal.SIGTERM):  # the planner decides when a run stops
-        signal.signal(number, signal.SIG_IGN)
-    faults.die_with(parent)
-    threading.Thread(
-        target=watch_parent, args=(parent, ProcessSink.POLL_PARENT_S), daemon=True
-    ).start()
-    from etl.load.store import Store  # noqa: PLC0415 - a fresh engine: none of the planner's
+def _reap(process: subprocess.Popen, timeout: float) -> int:
+    """``process``'s exit code, once it has ended: by itself within ``timeout``, else killed."""
+    try:
+        return process.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        return process.wait()
 
+
+# The writer's lines (``python -c``, the pipe's end as argument), in the order that keeps the
+# guarantees from its first instant: the signals the planner decides on are ignored; the
+# planner's sys.path replaces this interpreter's (``-P``: nor is the working directory searched
+# before it); the planner is watched before the writer's half second of imports. Once served, it
+# exits without the interpreter's teardown (a fifth of a second of pandas and SQLAlchemy, which
+# the run would wait for): what it wrote is committed or rolled back, and its store disposed.
+_BOOT = """\
+import os, signal, sys, threading
+for number in (signal.SIGINT, signal.SIGTERM):
+    signal.signal(number, signal.SIG_IGN)
+from multiprocessing.connection import Connection
+pipe = Connection(int(sys.argv[1]))
+path, store_url, parent, poll_s = pipe.recv()
+sys.path[:] = path
+from etl.procs import watch_parent
+threading.Thread(target=watch_parent, args=(parent, poll_s), daemon=True).start()
+from etl.load.sinks import _serve
+_serve(pipe, store_url, parent)
+os._exit(0)
+"""
+
+
+def _serve(pipe, store_url: str, parent: int) -> None:
+    """The writer process, once ``_BOOT`` has set it up: take messages until told to stop;
+    never commit on its own."""
+    # what is imported by now (~100k objects of pandas and SQLAlchemy) lives as long as the
+    # process: left out of every collection (a 100k sync's writer spent 0.6 to 0.95 s
+    # collecting, 0.55 s so)
+    gc.freeze()
+    faults.die_with(parent)
     store: Store | None = None
     tx: contextlib.AbstractContextManager[Connection] | None = None
     conn: Connection | None = None

@@ -158,8 +158,8 @@ class _Sync:
         chat_todo = changed(chat_files, known, "chat", reread=options.full or options.backfill)
         force_sell = options.full or state.settings.sell.snapshot_is_complete
         sell_todo = changed(sell_files, known, "sell", reread=force_sell)
-        # the writer and then the parsing workers fork while this process is small: the
-        # workers on their first file (Sell's), and they stay for the chat files
+        # the writer starts (its imports overlap the reading), then the parsing workers fork
+        # while this process is small: on their first file (Sell's), and they stay for the chats
         writer = self._writer_process(bool(chat_todo or sell_todo))
         pool = self._worker_pool()
         started = time.perf_counter()
@@ -247,9 +247,10 @@ class _Sync:
     # -- the run's processes ---------------------------------------------------------------------
 
     def _writer_process(self, work: bool) -> ProcessSink | None:
-        """The writer, forked now while this process is small; None where the run writes here:
-        nothing to read (an unchanged sync), a dry run (nothing is written), Dask (its workers
-        write), an in-memory store (another process cannot see it), ``write_process = false``."""
+        """The writer, started now (its start-up overlaps the reading); None where the run
+        writes here: nothing to read (an unchanged sync), a dry run (nothing is written), Dask
+        (its workers write), an in-memory store (another process cannot see it),
+        ``write_process = false``."""
         state, store = self.state, self.state.store
         in_memory = store.dialect == "sqlite" and store.url.database in (None, "", ":memory:")
         if (
@@ -260,10 +261,8 @@ class _Sync:
             or not state.settings.run.write_process
         ):
             return None
-        # no SQLite connection crosses the fork: its locks and WAL index are not the child's
-        # (a child that inherits them can be told, by this process closing its last
-        # connection, that the WAL is gone while it writes). A server connection is left: the
-        # run's lock is held on one, and the child never touches what it inherits (gc.freeze)
+        # the run's SQLite connections are opened again with a reader's page cache (a server
+        # connection is left: the run's lock is held on one)
         if store.dialect == "sqlite":
             store.dispose()
         writer = ProcessSink(store).start()

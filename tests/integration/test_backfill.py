@@ -6,9 +6,8 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from etl.load import writers
-
 from builders import chat, page, write_json
+from integration.failing import fail_write
 from integration.scenario import make_exports, settings_for, sync
 from storecheck import dump, rows
 
@@ -71,19 +70,10 @@ def test_backfill_does_not_mark_chat_files_loaded(store_url, tmp_path):
 def test_resume_continues_after_the_last_finished_window(store_url, tmp_path, monkeypatch):
     chats, sell = exports(tmp_path)
     settings = with_pool(store_url)
-    original = writers.finish_window
-    calls = {"n": 0}
-
-    def dies_in_third_window(conn, run_id, start, end, chats_done):
-        calls["n"] += 1
-        if calls["n"] == 3:
-            raise RuntimeError("store went away")
-        return original(conn, run_id, start, end, chats_done)
-
-    monkeypatch.setattr(writers, "finish_window", dies_in_third_window)
+    undo = fail_write(monkeypatch, "finish_window", 3, RuntimeError("store went away"))
     with pytest.raises(RuntimeError):
         backfill(store_url, chats, sell, settings)
-    monkeypatch.setattr(writers, "finish_window", original)
+    undo()
     assert rows(store_url, "SELECT status FROM runs") == [("failed",)]
     windows_before = rows(store_url, "SELECT window_start FROM backfill_windows ORDER BY 1")
     assert len(windows_before) == 2

@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 
 from etl.errors import ConfigError
-from etl.load import writers
 
 from builders import chat, lead, page, sell_dir, user, write_json
+from integration.failing import fail_write
 from integration.scenario import settings_for, sync
 from storecheck import dump, rows
 
@@ -170,19 +170,10 @@ def test_interrupted_run_never_moves_the_pointer_twice(store_url, tmp_path, monk
     chats, sell = exports(tmp_path, [visitor(i) for i in range(1, 11)])
     reference_url = f"sqlite:///{tmp_path / 'ref.db'}"
     sync(reference_url, chats, sell, settings=inbound(reference_url, run={"chunk_size": 3}))
-    original = writers.save_pool_states
-    calls = {"n": 0}
-
-    def dies(conn, run_id, states):
-        calls["n"] += 1
-        if calls["n"] == 3:
-            raise KeyboardInterrupt
-        return original(conn, run_id, states)
-
-    monkeypatch.setattr(writers, "save_pool_states", dies)
+    undo = fail_write(monkeypatch, "save_pool_states", 3, KeyboardInterrupt())
     with pytest.raises(KeyboardInterrupt):
         sync(store_url, chats, sell, settings=inbound(store_url, run={"chunk_size": 3}))
-    monkeypatch.setattr(writers, "save_pool_states", original)
+    undo()
     sync(store_url, chats, sell, settings=inbound(store_url, run={"chunk_size": 3}))
     assert dump(store_url, drop_run_columns=True) == dump(reference_url, drop_run_columns=True)
 

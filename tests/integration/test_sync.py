@@ -11,6 +11,7 @@ from etl.load import writers
 from etl.load.store import Store
 
 from builders import chat, contact, envelope, lead, page, write_json, write_ndjson
+from integration.failing import fail_write
 from integration.scenario import make_exports, settings_for, sync
 from storecheck import dump, rows
 
@@ -310,19 +311,11 @@ def test_interrupted_run_resumes_to_the_same_state(store_url, tmp_path, monkeypa
         reference_url, chats, sell, settings=settings_for(reference_url, run=settings.run)
     ).report
 
-    original = writers.write_outcomes
-    calls = {"n": 0}
-
-    def dies_on_third_chunk(conn, run_id, outcomes):
-        calls["n"] += 1
-        if calls["n"] == 3:
-            raise KeyboardInterrupt  # like SIGINT mid-run: no failure is recorded, the run stays open
-        return original(conn, run_id, outcomes)
-
-    monkeypatch.setattr(writers, "write_outcomes", dies_on_third_chunk)
+    # like SIGINT mid-run, on the third chunk: no failure is recorded, the run stays open
+    undo = fail_write(monkeypatch, "write_outcomes", 3, KeyboardInterrupt())
     with pytest.raises(KeyboardInterrupt):
         sync(store_url, chats, sell, settings=settings)
-    monkeypatch.setattr(writers, "write_outcomes", original)
+    undo()
     assert rows(store_url, "SELECT run_id, status FROM runs") == [(1, "running")]
     resumed = sync(store_url, chats, sell, settings=settings).report
     assert resumed["run_id"] == 1
@@ -334,10 +327,7 @@ def test_interrupted_run_resumes_to_the_same_state(store_url, tmp_path, monkeypa
 def test_failed_run_is_recorded_and_next_run_starts_fresh(store_url, tmp_path, monkeypatch):
     chats, sell = make_exports(tmp_path)
 
-    def broken(*_args, **_kwargs):
-        raise RuntimeError("disk on fire")
-
-    monkeypatch.setattr(writers, "write_outcomes", broken)
+    fail_write(monkeypatch, "write_outcomes", 1, RuntimeError("disk on fire"))
     with pytest.raises(RuntimeError):
         sync(store_url, chats, sell)
     monkeypatch.undo()

@@ -171,6 +171,39 @@ def test_the_writer_inherits_no_sqlite_connection_of_the_run(tmp_path, generated
     assert dump(store_url, drop_run_columns=True) == dump(reference, drop_run_columns=True)
 
 
+def test_a_connection_the_caller_holds_to_the_store_costs_no_write(
+    tmp_path, generated, monkeypatch
+):
+    """A library caller may hold an engine of its own on the SQLite file while it syncs, and
+    close it whenever it likes: here right after the writer started, as the garbage collector
+    did, at random, to a ``Store(url).upgrade()`` never disposed. A writer forked with that
+    connection open inherited SQLite's record of its locks and WAL index without the locks, and
+    its commits were lost when it closed: the run reported its writes, the store held none."""
+    chats, sell, _manifest = generated
+    store_url = f"sqlite:///{tmp_path / 'store.db'}"
+    callers = Store(store_url)
+    callers.upgrade()  # its connection stays open, in its pool
+    real_start = ProcessSink.start
+
+    def start_then_close_the_callers_connection(self):
+        started = real_start(self)
+        callers.dispose()
+        return started
+
+    monkeypatch.setattr(ProcessSink, "start", start_then_close_the_callers_connection)
+    settings = batched_settings(store_url, 40, 120, write_process=True)
+    try:
+        report = sync(store_url, chats, sell, settings=settings).report
+    finally:
+        callers.dispose()
+    assert report["status"] == "succeeded" and report["accounting"]["balanced"]
+    written = report["writes"]["activities_inserted"]
+    assert written > 0 and rows(store_url, "SELECT count(*) FROM activities") == [(written,)]
+    reference = f"sqlite:///{tmp_path / 'reference.db'}"
+    sync(reference, chats, sell, settings=batched_settings(reference, 40, 120, False))
+    assert dump(store_url, drop_run_columns=True) == dump(reference, drop_run_columns=True)
+
+
 @pytest.mark.parametrize("write_process", [True, False])
 def test_beside_a_writer_the_run_reads_with_a_smaller_page_cache(
     tmp_path, generated, monkeypatch, write_process
