@@ -38,7 +38,7 @@ VOLATILE = {  # table -> columns bound to differ between two equal runs
     "scratch_dirs": None,
 }
 _TIME = re.compile(r"\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}:\d{2}(\.\d+)?(\+00:00|Z)?")
-_SECONDS = re.compile(r"\b\d+(\.\d+)?\s?(s|ms|seconds)\b")
+_SECONDS = re.compile(r"\b(\d+h )?(\d+m )?\d+(\.\d+)?\s?(s|ms|seconds)\b")
 
 
 def main() -> None:
@@ -72,7 +72,12 @@ def _run(args: argparse.Namespace) -> int:
             stale.unlink()
         url = f"sqlite:///{db}"
     env = {**os.environ, "CHATSELL_DATABASE_URL": url}
-    base = [*shlex.split(args.chatsell), "--config", str(args.exports / "chatsell.bench.toml"), "-q"]
+    base = [
+        *shlex.split(args.chatsell),
+        "--config",
+        str(args.exports / "chatsell.bench.toml"),
+        "-q",
+    ]
     try:
         subprocess.run([*base, "db", "upgrade"], env=env, check=True, stdout=subprocess.DEVNULL)
         for number, extra in enumerate(([], [], ["--full"]), start=1):
@@ -114,10 +119,10 @@ def _dump(url: str, into: Path) -> None:
             if skip is None or name == "alembic_version":
                 continue
             columns = [c["name"] for c in inspect(conn).get_columns(name) if c["name"] not in skip]
-            rows = conn.execute(select(*[text(f'"{c}"') for c in columns]).select_from(text(f'"{name}"')))
-            values = sorted(
-                tuple("" if v is None else str(v) for v in row) for row in rows
+            rows = conn.execute(
+                select(*[text(f'"{c}"') for c in columns]).select_from(text(f'"{name}"'))
             )
+            values = sorted(tuple("" if v is None else str(v) for v in row) for row in rows)
             with open(into / f"{name}.csv", "w", newline="", encoding="utf-8") as sink:
                 writer = csv.writer(sink)
                 writer.writerow(columns)
@@ -134,8 +139,16 @@ def _masked(path: Path) -> list[str]:
 
 def _compare(a: Path, b: Path) -> int:
     names = sorted(
-        {p.relative_to(a) for p in a.rglob("*") if p.is_file() and not p.name.startswith("store.db")}
-        | {p.relative_to(b) for p in b.rglob("*") if p.is_file() and not p.name.startswith("store.db")}
+        {
+            p.relative_to(a)
+            for p in a.rglob("*")
+            if p.is_file() and not p.name.startswith("store.db")
+        }
+        | {
+            p.relative_to(b)
+            for p in b.rglob("*")
+            if p.is_file() and not p.name.startswith("store.db")
+        }
     )
     differ = 0
     for name in names:
