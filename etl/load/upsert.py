@@ -159,7 +159,11 @@ def _copy_upsert(
             copy.write_row(row)
     staged = Table(temp, MetaData(), *[Column(c, table.c[c].type) for c in columns])
     stmt = dialect_insert(conn, table).from_select(columns, select(*[staged.c[c] for c in columns]))
-    return max(conn.execute(_on_conflict(stmt, key, update, where, set_, index_where)).rowcount, 0)
+    result = conn.execute(  # (an INSERT's rowcount is kept only when asked for)
+        _on_conflict(stmt, key, update, where, set_, index_where),
+        execution_options={"preserve_rowcount": True},
+    )
+    return max(result.rowcount, 0)
 
 
 def _db_values(series: pd.Series, dialect: str) -> list[Any]:
