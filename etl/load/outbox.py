@@ -66,11 +66,11 @@ def add_to_outbox(conn: Connection, run_id: int, rows: pd.DataFrame) -> None:
     """
     if rows.empty:
         return
-    rows = rows.assign(status="pending", attempts=0, created_run_id=run_id,
-                       created_at=datetime.now(UTC))  # fmt: skip
-    leads = rows["kind"] == "lead"
-    for part in (rows[leads], rows[~leads]):
-        upsert(conn, schema.sell_outbox, part, key=["dedupe_key"])
+    constants = {"status": "pending", "attempts": 0, "created_run_id": run_id,
+                 "created_at": datetime.now(UTC)}  # fmt: skip
+    leads = (rows["kind"] == "lead").to_numpy()
+    for part in (rows[leads], rows[~leads]) if leads.any() else (rows,):
+        upsert(conn, schema.sell_outbox, part, key=["dedupe_key"], constants=constants)
 
 
 def _by_chat_record(frame: pd.DataFrame, kind: str, suffix: pd.Series | None) -> pd.DataFrame:

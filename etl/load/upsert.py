@@ -48,11 +48,6 @@ def _column_values(series: pd.Series) -> list[Any]:
     return out.where(series.notna(), None).tolist()
 
 
-def _first_value(series: pd.Series) -> Any:
-    present = series.dropna()
-    return present.iloc[0] if len(present) else None
-
-
 def dedupe(frame: pd.DataFrame, key: Sequence[str]) -> pd.DataFrame:
     """One row per key (the last), so PostgreSQL accepts the batch."""
     return frame.drop_duplicates(list(key), keep="last")
@@ -67,37 +62,60 @@ def upsert(
     where: ColumnElement[bool] | None = None,
     set_: dict[str, Any] | None = None,
     index_where: ColumnElement[bool] | None = None,
-) -> None:
+    constants: Mapping[str, Any] | None = None,
+) -> int:
     """Insert rows; on a key conflict update ``update`` columns (or do nothing when empty).
 
     ``where`` guards the update (e.g. only a newer version may overwrite); ``set_`` overrides
-    how individual columns are set. Rows go in key order (faster B-tree inserts). PostgreSQL
-    batches are COPYed into a temporary table and upserted in one ``INSERT ... SELECT``; SQLite
-    batches go through one prepared statement (``executemany``).
+    how individual columns are set; ``constants``: columns with one value for every row (a run
+    id), added without copying the frame. Rows go in key order (faster B-tree inserts).
+    PostgreSQL batches are COPYed into a temporary table and upserted in one ``INSERT ...
+    SELECT``; SQLite batches go through one prepared statement (``executemany``). Returns the
+    rows the database inserted or updated (its own count: a guarded or ``DO NOTHING`` conflict
+    counts none).
     """
     if frame.empty:
-        return
-    frame = dedupe(frame, key)
-    frame = frame.sort_values(list(key), kind="stable") if len(frame) > 1 else frame
-    columns = [c for c in frame.columns if c in table.c]
-    frame = frame[columns]
-    if conn.dialect.name == "postgresql" and len(frame) >= COPY_MIN_ROWS:
-        _copy_upsert(conn, table, frame, key, update, where, set_, index_where)
-        return
+        return 0
+    dialect = conn.dialect.name
+    given = dict(constants or {})
+    columns = [c for c in frame.columns if c in table.c and c not in given]
+    # the column lists, each in the driver's form, in key order, one row per key (the last):
+    # what deduplicating and sorting the frame gave, without copying the frame twice
+    order = _key_order(frame, [k for k in key if k not in given])  # (a constant orders nothing)
+    values = {c: _db_array(frame[c], dialect)[order] for c in columns}
+    for name, value in given.items():
+        columns.append(name)
+        values[name] = _db_array(pd.Series([value]), dialect).repeat(len(order))
+    if dialect == "postgresql" and len(order) >= COPY_MIN_ROWS:
+        return _copy_upsert(conn, table, columns, values, key, update, where, set_, index_where)
     stmt = dialect_insert(conn, table).values({c: bindparam(c) for c in columns})
     stmt = _on_conflict(stmt, key, update, where, set_, index_where)
     compiled = stmt.compile(dialect=conn.dialect)
     sql = str(compiled)
-    order = list(compiled.positiontup) if compiled.positional else None
-    for start in range(0, len(frame), BATCH):
-        part = frame.iloc[start : start + BATCH]
-        values = [_db_values(part[c], conn.dialect.name) for c in columns]
-        if order is not None:
-            by_name = dict(zip(columns, values, strict=True))
-            rows = list(zip(*[by_name[name] for name in order], strict=True))
+    positional = compiled.positional
+    names = list(compiled.positiontup) if positional else columns
+    written = 0
+    for start in range(0, len(order), BATCH):
+        lists = [values[name][start : start + BATCH].tolist() for name in names]
+        if positional:
+            rows = list(zip(*lists, strict=True))
         else:
-            rows = [dict(zip(columns, row, strict=True)) for row in zip(*values, strict=True)]
-        conn.exec_driver_sql(sql, rows)
+            rows = [dict(zip(names, row, strict=True)) for row in zip(*lists, strict=True)]
+        written += max(conn.exec_driver_sql(sql, rows).rowcount, 0)
+    return written
+
+
+def _key_order(frame: pd.DataFrame, key: Sequence[str]) -> np.ndarray:
+    """Positions of the rows ``dedupe`` keeps, in the order a stable sort by ``key`` puts them."""
+    if not key:  # every row has the one key: the last wins
+        return np.array([len(frame) - 1])
+    keys = frame[list(key)].reset_index(drop=True)
+    duplicated = keys.duplicated(list(key), keep="last")
+    if duplicated.any():
+        keys = keys[~duplicated.to_numpy()]
+    if len(keys) > 1:
+        keys = keys.sort_values(list(key), kind="stable")
+    return keys.index.to_numpy()
 
 
 COPY_MIN_ROWS = 200
@@ -115,10 +133,17 @@ def _on_conflict(stmt, key, update, where, set_, index_where=None):
 
 
 def _copy_upsert(
-    conn: Connection, table: Table, frame: pd.DataFrame, key, update, where, set_, index_where
-) -> None:
+    conn: Connection,
+    table: Table,
+    columns: list[str],
+    values: dict[str, np.ndarray],
+    key,
+    update,
+    where,
+    set_,
+    index_where,
+) -> int:
     """COPY into a session temp table shaped like ``table``, then one set-based upsert."""
-    columns = list(frame.columns)
     temp = f"_load_{table.name}"
     raw = conn.connection.dbapi_connection
     if (id(raw), temp) not in _temp_tables:
@@ -128,26 +153,44 @@ def _copy_upsert(
         _temp_tables.add((id(raw), temp))
     conn.exec_driver_sql(f'TRUNCATE "{temp}"')
     names = ", ".join(f'"{c}"' for c in columns)
-    values = [_db_values(frame[c], "postgresql") for c in columns]
+    lists = [values[c].tolist() for c in columns]
     with raw.cursor() as cursor, cursor.copy(f'COPY "{temp}" ({names}) FROM STDIN') as copy:
-        for row in zip(*values, strict=True):
+        for row in zip(*lists, strict=True):
             copy.write_row(row)
     staged = Table(temp, MetaData(), *[Column(c, table.c[c].type) for c in columns])
     stmt = dialect_insert(conn, table).from_select(columns, select(*[staged.c[c] for c in columns]))
-    conn.execute(_on_conflict(stmt, key, update, where, set_, index_where))
+    result = conn.execute(  # (an INSERT's rowcount is kept only when asked for)
+        _on_conflict(stmt, key, update, where, set_, index_where),
+        execution_options={"preserve_rowcount": True},
+    )
+    return max(result.rowcount, 0)
 
 
 def _db_values(series: pd.Series, dialect: str) -> list[Any]:
     """A column as the driver takes it: None for missing, text for timestamps (SQLite keeps
     SQLAlchemy's own format, naive UTC; PostgreSQL parses ISO-8601 with the offset)."""
+    return _db_array(series, dialect).tolist()
+
+
+def _db_array(series: pd.Series, dialect: str) -> np.ndarray:
+    """``_db_values`` as an object array (taken in key order before it becomes a list)."""
     if pd.api.types.is_datetime64_any_dtype(series.dtype):
         return _stamps_text(series, dialect)
-    if series.dtype == object and isinstance(_first_value(series), datetime):
-        return _db_values(pd.to_datetime(series, utc=True), dialect)
-    return series.to_numpy(dtype=object, na_value=None).tolist()
+    out = series.to_numpy(dtype=object, na_value=None)
+    if series.dtype == object and isinstance(_first_present(out), datetime):
+        return _db_array(pd.to_datetime(series, utc=True), dialect)
+    return out
 
 
-def _stamps_text(series: pd.Series, dialect: str) -> list[Any]:
+def _first_present(values: np.ndarray) -> Any:
+    """The first value that is not None (what ``dropna().iloc[0]`` gives, without a copy)."""
+    for value in values:
+        if value is not None:
+            return value
+    return None
+
+
+def _stamps_text(series: pd.Series, dialect: str) -> np.ndarray:
     """Timestamps as ``2026-11-02 09:00:00.000000`` (SQLite) or ``2026-11-02T09:00:00.000000+00:00``
     (PostgreSQL), formatted by numpy in one pass (``strftime`` formats value by value)."""
     stamps = series.dt.tz_convert("UTC") if series.dt.tz is not None else series
@@ -158,7 +201,8 @@ def _stamps_text(series: pd.Series, dialect: str) -> list[Any]:
     text = np.datetime_as_string(micros, unit="us")
     if not len(text) or np.strings.str_len(text).max() != 26:  # a year past 9999: value by value
         fmt = "%Y-%m-%d %H:%M:%S.%f" if dialect == "sqlite" else "%Y-%m-%dT%H:%M:%S.%f+00:00"
-        return stamps.dt.strftime(fmt).astype(object).where(series.notna(), None).tolist()
+        formatted = stamps.dt.strftime(fmt).astype(object).where(series.notna(), None)
+        return formatted.to_numpy(dtype=object)
     suffix = "" if dialect == "sqlite" else "+00:00"
     chars = np.zeros((len(text), 26 + len(suffix)), dtype=np.uint32)
     chars[:, :26] = text.astype("<U26").view(np.uint32).reshape(len(text), 26)
@@ -167,7 +211,7 @@ def _stamps_text(series: pd.Series, dialect: str) -> list[Any]:
     chars[:, 26:] = [ord(c) for c in suffix]
     out = chars.view(f"<U{26 + len(suffix)}").ravel().astype(object)
     out[missing] = None
-    return out.tolist()
+    return out
 
 
 def select_in(
@@ -193,6 +237,8 @@ def select_in(
     )
     frames = []
     for start in range(0, len(keys), BATCH):
-        result = conn.execute(stmt, {"keys": keys[start : start + BATCH]})
-        frames.append(pd.DataFrame(result.fetchall(), columns=list(columns)))
+        rows = conn.execute(stmt, {"keys": keys[start : start + BATCH]}).fetchall()
+        # as tuples: a frame of Row objects asks each row for ``dtype`` (a failed key lookup,
+        # an exception each) before it converts them to tuples itself
+        frames.append(pd.DataFrame([tuple(row) for row in rows], columns=list(columns)))
     return pd.concat(frames, ignore_index=True) if len(frames) > 1 else frames[0]

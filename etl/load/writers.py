@@ -96,12 +96,23 @@ def queue_rematch(conn: Connection, run_id: int, emails: Iterable[str]) -> None:
     candidates = sorted(set(emails))
     if not candidates:
         return
-    with_chats = select_in(
-        conn, schema.chats, ["email_normalized"], candidates, ["email_normalized", "run_id"]
+    chats = schema.chats
+    # this run's chats are matched already: only the emails of other runs' chats come back
+    stmt = (
+        select(chats.c.email_normalized)
+        .where(
+            chats.c.email_normalized.in_(bindparam("emails", expanding=True)),
+            chats.c.run_id.is_distinct_from(run_id),
+        )
+        .distinct()
     )
-    with_chats = with_chats[with_chats["run_id"].ne(run_id)]  # this run's chats are matched already
-    frame = pd.DataFrame({"email_normalized": sorted(set(with_chats["email_normalized"]))})
-    upsert(conn, schema.rematch_queue, frame.assign(queued_run_id=run_id), key=["email_normalized"])
+    found: set[str] = set()
+    for start in range(0, len(candidates), 5000):
+        part = candidates[start : start + 5000]
+        found.update(row[0] for row in conn.execute(stmt, {"emails": part}))
+    frame = pd.DataFrame({"email_normalized": sorted(found)})
+    upsert(conn, schema.rematch_queue, frame, key=["email_normalized"],
+           constants={"queued_run_id": run_id})  # fmt: skip
 
 
 def clear_rematch(conn: Connection, emails: Iterable[str]) -> None:
@@ -162,10 +173,12 @@ def upsert_chats(
     first load are transcripts; this writes each once.
     """
     table = schema.chats
+    columns = [c for c in (*CHAT_COLUMNS, "email_normalized") if c != "chat_id"]
+    chats = chats[["chat_id", *columns]]  # one copy, edited in place below
     if activities is not None and not activities.empty:
-        held = chats["chat_id"].isin(set(activities["chat_id"]))
+        held = chats["chat_id"].isin(set(activities["chat_id"])).to_numpy()
         if held.any():
-            chats = chats.assign(transcript=chats["transcript"].where(~held, None))
+            chats["transcript"] = chats["transcript"].where(~held, None)
     if stored is None:
         stored = select_in(
             conn, table, ["chat_id"], chats["chat_id"], ["chat_id", "version", "email_normalized"]
@@ -183,16 +196,16 @@ def upsert_chats(
             | (both["version"] > both["version_stored"])
             | (same & new_email)
         )
-        chats = chats[needed.to_numpy()]
-    chats = chats.assign(run_id=run_id)
+        if not needed.all():
+            chats = chats[needed.to_numpy()]
     excluded = dialect_insert(conn, table).excluded
-    columns = [c for c in (*CHAT_COLUMNS, "email_normalized", "run_id") if c != "chat_id"]
     upsert(
         conn,
         table,
-        chats[["chat_id", *columns]],
+        chats,
         key=["chat_id"],
-        update=columns,
+        update=[*columns, "run_id"],
+        constants={"run_id": run_id},
         where=or_(
             excluded.version > table.c.version,
             and_(
@@ -297,7 +310,8 @@ def delete_chats(conn: Connection, chat_ids: Iterable[str]) -> None:
 
 def write_outcomes(conn: Connection, run_id: int, outcomes: pd.DataFrame) -> None:
     """One row per chat per run; a resumed run never rewrites an outcome already recorded."""
-    upsert(conn, schema.run_outcomes, outcomes.assign(run_id=run_id), key=["run_id", "chat_id"])
+    upsert(conn, schema.run_outcomes, outcomes, key=["run_id", "chat_id"],
+           constants={"run_id": run_id})  # fmt: skip
 
 
 def recorded_outcomes(conn: Connection, run_id: int, chat_ids: Iterable[str]) -> set[str]:
@@ -390,8 +404,18 @@ def insert_leads(conn: Connection, run_id: int, leads: pd.DataFrame) -> int:
     stale view of the store, so the chunk fails rather than attach chats to a lead that is not there."""
     if leads.empty:
         return 0
-    frame = dedupe(leads.assign(created_run_id=run_id), ["email_normalized"])
-    upsert(conn, schema.leads, frame, key=["email_normalized"], index_where=text("origin = 'chat'"))
+    frame = dedupe(leads, ["email_normalized"])
+    inserted = upsert(
+        conn,
+        schema.leads,
+        frame,
+        key=["email_normalized"],
+        index_where=text("origin = 'chat'"),
+        constants={"created_run_id": run_id},
+    )
+    if inserted == len(frame):  # the database inserted every one: none was there already
+        return len(frame)
+    # some conflicted: fine only if they are these very leads (a plan applied again)
     stored = select_in(conn, schema.leads, ["id"], frame["id"].tolist(), ["id", "email_normalized"])
     if len(stored) != len(frame):
         raise RunFailed(
@@ -430,7 +454,8 @@ def write_notes(conn: Connection, run_id: int, notes: pd.DataFrame) -> int:
     upsert(
         conn,
         table,
-        notes.assign(created_run_id=run_id),
+        notes,
+        constants={"created_run_id": run_id},
         key=_CHAT_RECORD_KEY,
         update=["content", "creator_id"],
         where=excluded.content != table.c.content,
@@ -446,7 +471,8 @@ def write_notifications(conn: Connection, run_id: int, notifications: pd.DataFra
     upsert(
         conn,
         schema.notifications,
-        notifications.assign(created_run_id=run_id),
+        notifications,
+        constants={"created_run_id": run_id},
         key=_CHAT_RECORD_KEY,
     )
     return created
@@ -463,7 +489,8 @@ def apply_phone_changes(conn: Connection, run_id: int, changes: pd.DataFrame) ->
     upsert(
         conn,
         schema.field_changes,
-        changes.assign(run_id=run_id),
+        changes,
+        constants={"run_id": run_id},
         key=["record_type", "record_id", "field", "chat_id"],
     )
     for record_type, table in (("lead", schema.leads), ("contact", schema.contacts)):
