@@ -9,10 +9,9 @@ from __future__ import annotations
 import csv
 import io
 import json
+import math
 from collections.abc import Iterable, Sequence
 from typing import Any, TextIO
-
-import pandas as pd
 
 DETAIL_COLUMNS = ("chat_id", "outcome", "email_normalized", "records", "reason")
 _FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
@@ -20,7 +19,7 @@ _FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
 
 def safe_cell(value: Any) -> Any:
     """A CSV cell a spreadsheet shows as text, never runs."""
-    if value is None or (isinstance(value, float) and pd.isna(value)):
+    if value is None or (isinstance(value, float) and math.isnan(value)):
         return ""
     if isinstance(value, str) and value.startswith(_FORMULA_START):
         return "'" + value

@@ -5,11 +5,13 @@ from __future__ import annotations
 import logging
 import os
 from pathlib import Path
-
-import pandas as pd
+from typing import TYPE_CHECKING
 
 from etl.errors import ConfigError
 from etl.extract.files import SourceFile, discover, fingerprint
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 log = logging.getLogger("chatsell.pipeline")
 
@@ -44,6 +46,8 @@ def changed(
 
 def file_rows(todo: Todo, kind: str) -> pd.DataFrame:
     """The ``source_files`` rows of files a run loaded."""
+    import pandas as pd  # noqa: PLC0415 - an unchanged sync loads none
+
     dirs: dict[str, str] = {}
     return pd.DataFrame(
         [

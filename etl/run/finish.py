@@ -5,20 +5,19 @@ from __future__ import annotations
 
 import logging
 from datetime import UTC, datetime
-from typing import Any
-
-import pandas as pd
-from sqlalchemy.engine import Connection
+from typing import TYPE_CHECKING, Any
 
 from etl.contracts import Sink
 from etl.errors import ChatsellError
 from etl.load import writers
 from etl.report.build import build_report
-from etl.report.digest import LIST_LIMIT, OutcomeDigest
-from etl.report.files import write_report_files
 from etl.run.files import Todo, file_rows
 from etl.run.state import RunState
 from etl.vocab import RunCounters
+
+if TYPE_CHECKING:
+    import pandas as pd
+    from sqlalchemy.engine import Connection
 
 log = logging.getLogger("chatsell.pipeline")
 
@@ -44,9 +43,11 @@ def finish(state: RunState, sink: Sink, chat_todo: Todo) -> dict[str, Any]:
 
 
 def finish_run(
-    conn: Connection, run_id: int, files: pd.DataFrame, counters: RunCounters, report: dict
+    conn: Connection, run_id: int, files: pd.DataFrame | None, counters: RunCounters, report: dict
 ) -> None:
-    writers.mark_files(conn, run_id, files)
+    """The run's end: ``files`` it loaded (None: none), its counters, its report."""
+    if files is not None:
+        writers.mark_files(conn, run_id, files)
     writers.save_counters(conn, run_id, counters)
     writers.finish_run(conn, run_id, "succeeded", report)
 
@@ -64,12 +65,15 @@ def fail(state: RunState, error: str) -> None:
         log.error("could not record the failure of run %s", state.run_id)
 
 
-def write_files(state: RunState, report: dict[str, Any], sink: Sink) -> None:
+def write_files(state: RunState, report: dict[str, Any], sink: Sink | None) -> None:
     """``run-<id>.json`` and ``.html`` in ``--report-dir``: a dry run's page from what its sink
     recorded, a run's from the store (counts and the first rows, in bounded fetches)."""
     out = state.options.report_dir
     if out is None:
         return
+    from etl.report.digest import LIST_LIMIT, OutcomeDigest  # noqa: PLC0415 - frames
+    from etl.report.files import write_report_files  # noqa: PLC0415
+
     if state.run_id is None:
         outcomes, rejects, total = sink.digest, sink.rejects, None
     else:

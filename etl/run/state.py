@@ -7,14 +7,15 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
-
-import pandas as pd
+from typing import TYPE_CHECKING
 
 from etl.config import Settings
 from etl.load.store import Store
 from etl.run.options import Progress, SyncOptions
-from etl.transform.plan import assignment_counts
 from etl.vocab import RunCounters
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 log = logging.getLogger("chatsell.pipeline")
 
@@ -48,6 +49,8 @@ class RunState:
     def count_assignments(self, leads: pd.DataFrame, assignments: pd.DataFrame) -> None:
         """New leads' owners into the report's counters and the run's result (a dry run shows
         them)."""
+        from etl.transform.plan import assignment_counts  # noqa: PLC0415 - the planner's
+
         self.counters.add_assignments(assignment_counts(assignments))
         if not leads.empty and self.options.collect_leads:
             self.planned_leads.append(

@@ -9,15 +9,17 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Self
+from typing import TYPE_CHECKING, Any, Self
 
-import pandas as pd
 from sqlalchemy import create_engine, event, inspect, select, text
 from sqlalchemy.engine import URL, Connection, Engine, make_url
 from sqlalchemy.exc import ArgumentError, DBAPIError, OperationalError
 
 from etl.errors import ConfigError, StoreError
 from etl.load import faults
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 MIGRATIONS = Path(__file__).parent.parent / "migrations"
 # The newest migration; a test checks it against Alembic's own view, and knowing it here keeps
@@ -190,6 +192,8 @@ def columnar_frame(result, columns: Iterable[str], size: int = FETCH_ROWS) -> pd
     twice the memory, at a million CRM rows the run's peak); here only ``size`` rows are ever
     held as row objects, and each column becomes one typed array.
     """
+    import pandas as pd  # noqa: PLC0415 - a store opened for an unchanged sync builds no frame
+
     names = list(columns)
     values: list[list[Any]] = [[] for _ in names]
     while rows := result.fetchmany(size):
@@ -202,6 +206,8 @@ def columnar_frame(result, columns: Iterable[str], size: int = FETCH_ROWS) -> pd
 
 def _utc(frame: pd.DataFrame, columns: Iterable[str]) -> pd.DataFrame:
     """These timestamp columns as UTC (SQLite hands them back naive, PostgreSQL aware)."""
+    import pandas as pd  # noqa: PLC0415
+
     for column in columns:
         if column in frame:
             frame[column] = pd.to_datetime(frame[column], utc=True).astype("datetime64[us, UTC]")

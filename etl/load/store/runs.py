@@ -7,19 +7,24 @@ import logging
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import pandas as pd
-from sqlalchemy import func, or_, select, update
+from sqlalchemy import delete, func, or_, select, update
 
 from etl.load import schema
 from etl.load.lock import run_lock
 from etl.load.store.base import FETCH_ROWS, StoreBase, _utc
 
+if TYPE_CHECKING:
+    import pandas as pd
+
 # the logger's name as it was before the store was split (the JSON log lines carry it)
 log = logging.getLogger("etl.load.store")
 
 INTERRUPTED = "interrupted: the process stopped before the run finished"
+# the ``store_settings`` row that remembers which configuration last passed a run's checks
+# against which Sell users (``etl.run.unchanged``)
+CONFIG_CHECKED = "config_checked"
 
 
 class RunBook(StoreBase):
@@ -31,6 +36,18 @@ class RunBook(StoreBase):
             yield holder
 
     # -- runs ----------------------------------------------------------------------------------
+
+    def latest_run(self) -> dict[str, Any] | None:
+        """The newest run's id, mode, input key and status, whatever its status (what
+        ``begin_run`` looks at to resume)."""
+        runs = schema.runs
+        with self.engine.connect() as conn:
+            row = conn.execute(
+                select(runs.c.run_id, runs.c.mode, runs.c.input_key, runs.c.status)
+                .order_by(runs.c.run_id.desc())
+                .limit(1)
+            ).first()
+        return dict(row._mapping) if row else None
 
     def begin_run(
         self,
@@ -101,6 +118,8 @@ class RunBook(StoreBase):
             return int(result.inserted_primary_key[0]), False
 
     def finished_windows(self, run_id: int) -> set[datetime]:
+        import pandas as pd  # noqa: PLC0415 - frames only where a method builds one
+
         table = schema.backfill_windows
         with self.engine.connect() as conn:
             rows = conn.execute(select(table.c.window_start).where(table.c.run_id == run_id))
@@ -176,6 +195,8 @@ class RunBook(StoreBase):
         return {outcome: int(n) for outcome, n in rows}, int(multi or 0), removed
 
     def outcome_rows(self, run_id: int) -> pd.DataFrame:
+        import pandas as pd  # noqa: PLC0415
+
         outcomes = schema.run_outcomes
         with self.engine.connect() as conn:
             frame = pd.read_sql(
@@ -199,6 +220,8 @@ class RunBook(StoreBase):
         ``etl.report.digest`` folds both into the page's ``OutcomeDigest``
         (``OutcomeDigest.from_store``).
         """
+        import pandas as pd  # noqa: PLC0415
+
         o = schema.run_outcomes
         mine = o.c.run_id == run_id
         if self.dialect == "sqlite":  # stored as UTC text, 2026-11-02 09:00:00.000000
@@ -233,6 +256,8 @@ class RunBook(StoreBase):
         """A run's outcome rows (these columns; those ``where`` holds) in chat id order, as
         ``outcome_rows`` gives them, ``size`` at a time: a million-chat run's details in the
         memory of a fetch."""
+        import pandas as pd  # noqa: PLC0415
+
         o = schema.run_outcomes
         names = list(columns)
         stmt = select(*[o.c[n] for n in names]).where(o.c.run_id == run_id)
@@ -249,6 +274,8 @@ class RunBook(StoreBase):
 
     def reject_rows(self, run_id: int, limit: int | None = None) -> pd.DataFrame:
         """A run's rejects in file and position order (the first ``limit``, if given)."""
+        import pandas as pd  # noqa: PLC0415
+
         rejects = schema.rejects
         stmt = (
             select(rejects)
@@ -275,3 +302,26 @@ class RunBook(StoreBase):
                 select(files.c.path, files.c.size, files.c.mtime_ns, files.c.sha256)
             )
             return {path: (size, mtime, sha) for path, size, mtime, sha in rows}
+
+    # -- the configuration a run checked (``etl.run.unchanged``) --------------------------------
+
+    def sell_user_keys(self) -> list[tuple[Any, Any, Any]]:
+        """(id, email_normalized, status) of every Sell user, by id: what a configuration is
+        checked against (the assignment's owners and pools, the integration user)."""
+        u = schema.users
+        with self.engine.connect() as conn:
+            query = select(u.c.id, u.c.email_normalized, u.c.status).order_by(u.c.id)
+            return [tuple(row) for row in conn.execute(query)]
+
+    def config_checked(self) -> str | None:
+        """The fingerprint ``remember_config_checked`` stored last (None: none yet)."""
+        s = schema.store_settings
+        with self.engine.connect() as conn:
+            value = conn.execute(select(s.c.value).where(s.c.name == CONFIG_CHECKED)).scalar()
+        return None if value is None else str(value)
+
+    def remember_config_checked(self, fingerprint: str) -> None:
+        s = schema.store_settings
+        with self.transaction() as conn:
+            conn.execute(delete(s).where(s.c.name == CONFIG_CHECKED))
+            conn.execute(s.insert().values(name=CONFIG_CHECKED, value=fingerprint))
