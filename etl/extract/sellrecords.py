@@ -6,6 +6,7 @@ either."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import orjson
@@ -62,6 +63,12 @@ INT_COLUMNS = {
 }  # fmt: skip
 JSON_COLUMNS = {"tags", "custom_fields", "address", "extra"}
 TIME_COLUMNS = {"created_at", "updated_at"}
+# what a record may hold beyond its resource's columns without it going to ``extra``
+KNOWN: dict[str, frozenset[str]] = {
+    name: frozenset({*columns, "group", "source_id"}) for name, columns in COLUMNS.items()
+}
+ABSENT = object()  # a key a record does not have (as opposed to an empty value)
+_TEXT_TYPES = frozenset({str, type(None)})
 
 
 def finish_frame(resource: str, frame: pd.DataFrame) -> pd.DataFrame:
@@ -74,12 +81,41 @@ def finish_frame(resource: str, frame: pd.DataFrame) -> pd.DataFrame:
     for name in int_columns:
         frame[name] = frame[name].astype("Int64")
     frame["sell_hash"] = content_hash(frame[[c for c in columns if c not in TAIL]])
-    if not frame.empty:
-        frame = frame.sort_values(
-            ["id", "updated_at", "sell_hash"], na_position="first", kind="stable"
-        )
-        frame = frame.drop_duplicates("id", keep="last").reset_index(drop=True)
-    return frame
+    if frame.empty:
+        return frame
+    if not frame["id"].hasnans:  # (a row without an id is a reject)
+        ids = frame["id"].to_numpy(dtype="int64")
+        order = ids.argsort(kind="stable")
+        ordered = ids[order]
+        if (ordered[1:] != ordered[:-1]).all():  # each id once, the usual file: the order of
+            return frame.take(order).reset_index(drop=True)  # the sort below, by id alone
+    frame = frame.sort_values(["id", "updated_at", "sell_hash"], na_position="first", kind="stable")
+    return frame.drop_duplicates("id", keep="last").reset_index(drop=True)
+
+
+def plain_column(values: Sequence[Any]) -> list[Any]:
+    """``value_of`` over a column of values (``ABSENT`` as None), each shared list or dict
+    dumped once."""
+    if set(map(type, values)) <= _TEXT_TYPES:  # the usual column: text and nulls
+        return [value or None for value in values] if "" in values else list(values)
+    dumped: dict[int, str | None] = {}
+    return [
+        (value or None) if type(value) is str
+        else None if value is None or value is ABSENT
+        else _plain(value, dumped)
+        for value in values
+    ]  # fmt: skip
+
+
+def _plain(value: Any, dumped: dict[int, str | None]) -> Any:
+    if isinstance(value, dict | list):
+        if not value:
+            return None
+        key = id(value)
+        if key not in dumped:
+            dumped[key] = dump(value)
+        return dumped[key]
+    return value_of(value)
 
 
 def value_of(value: Any) -> Any:
