@@ -28,6 +28,7 @@ from etl.extract.sellrecords import (
     RESOURCES,
     as_int,
     dump,
+    fill_names,
     finish_frame,
     plain_column,
     value_of,
@@ -270,10 +271,7 @@ def records_frame(
     if resource == "users":
         out["group_name"] = _group_names(named.get("group_name"), groups, n)
     elif resource in ("leads", "contacts"):
-        names, first, last, org = (out[c] for c in ("name", "first_name", "last_name",
-                                                        "organization_name"))  # fmt: skip
-        for i in [i for i, value in enumerate(names) if not value and i not in bad]:
-            names[i] = person_name(first[i], last[i]) or org[i]
+        fill_names(out, bad)
     if resource == "contacts":
         flags = named.get("is_organization")
         out["is_organization"] = (

@@ -6,7 +6,7 @@ either."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Container, Sequence
 from typing import Any
 
 import orjson
@@ -14,6 +14,7 @@ import pandas as pd
 
 from etl.extract.timestamps import parse_utc
 from etl.hashing import content_hash
+from etl.text import CJK, person_name
 
 RESOURCES = ("leads", "contacts", "deals", "users", "notes", "lead_conversions")
 # rows typed into one frame: a file's rows are held as dicts only this many at a time
@@ -91,6 +92,26 @@ def finish_frame(resource: str, frame: pd.DataFrame) -> pd.DataFrame:
             return frame.take(order).reset_index(drop=True)  # the sort below, by id alone
     frame = frame.sort_values(["id", "updated_at", "sell_hash"], na_position="first", kind="stable")
     return frame.drop_duplicates("id", keep="last").reset_index(drop=True)
+
+
+def fill_names(out: dict[str, list[Any]], skip: Container[int] = ()) -> None:
+    """A lead's or contact's name where it has none (rows in ``skip`` left be): the person's
+    (``person_name``), else the organization's."""
+    names = out["name"]
+    todo = [i for i, name in enumerate(names) if not name and i not in skip]
+    if not todo:
+        return
+    firsts = [out["first_name"][i] for i in todo]
+    lasts = [out["last_name"][i] for i in todo]
+    orgs = [out["organization_name"][i] for i in todo]
+    text = set(map(type, firsts)) | set(map(type, lasts)) <= _TEXT_TYPES
+    if text and not CJK.search("".join(filter(None, firsts)) + "".join(filter(None, lasts))):
+        # no CJK name among them: "first last", as person_name joins it (the usual batch)
+        for i, first, last, org in zip(todo, firsts, lasts, orgs, strict=True):
+            names[i] = (f"{first} {last}" if first and last else first or last) or org
+        return
+    for i, first, last, org in zip(todo, firsts, lasts, orgs, strict=True):
+        names[i] = person_name(first, last) or org
 
 
 def plain_column(values: Sequence[Any]) -> list[Any]:
