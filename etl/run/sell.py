@@ -100,8 +100,10 @@ def read_sell(
     keys = store.crm_frames(only=("sell_hash", "email_normalized"))
     keys["users"] = store.crm_frames(["users"])["users"]
     users_after = crm_after(keys, diff(keys, {"users": exported["users"]}))["users"]
-    exported = resolve_owners(exported, users_after)
+    # hashes first: owners are resolved for the new and changed rows only (the hash is of the
+    # record as exported; a --full re-read of an unchanged snapshot resolves nothing)
     delta = diff(keys, exported, track_emails=store.has_chats())
+    delta.changes = resolve_owners(delta.changes, users_after)
     exported_ids = {name: frame["id"] for name, frame in exported.items()}
     del exported, keys
     return SellRead(
