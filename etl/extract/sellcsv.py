@@ -23,8 +23,15 @@ import pandas as pd
 from etl.extract.files import SourceFile, sell_kind_from_name
 from etl.extract.jsondoc import open_binary
 from etl.extract.rejects import Reject
-from etl.extract.sellrecords import COLUMNS, FRAME_ROWS, INT_COLUMNS, as_int, dump, finish_frame
-from etl.text import person_name
+from etl.extract.sellrecords import (
+    COLUMNS,
+    FRAME_ROWS,
+    INT_COLUMNS,
+    as_int,
+    dump,
+    fill_names,
+    finish_frame,
+)
 
 _ABSENT = object()  # a key the row's dict would not have (as opposed to an empty value)
 # the columns whose values are never text as read (a list, a flag, a dict, maybe absent)
@@ -61,26 +68,26 @@ def csv_frames(
         width = len(header)
         while True:
             try:
-                values = next(reader)
-            except StopIteration:
+                for values in reader:
+                    # the usual row: all its fields, an id (or other text) in the first
+                    if not (len(values) == width > 0 and values[0].strip()):
+                        if not "".join(values).strip():
+                            continue  # a blank row
+                        if len(values) != width:
+                            rejects.append(Reject.of(
+                                source.name, f"line {reader.line_num}",
+                                f"{len(values)} fields where the header has {width}",
+                                ",".join(values), resource[:-1],
+                            ))  # fmt: skip
+                            continue
+                    batch.rows.append(values)
+                    batch.lines.append(reader.line_num)
+                    if len(batch.rows) >= FRAME_ROWS:
+                        yield resource, batch.frame(rejects)
                 break
-            except csv.Error as exc:
+            except csv.Error as exc:  # the reader goes on at the next line
                 rejects.append(Reject.of(source.name, f"line {reader.line_num}",
                                          f"malformed CSV: {exc}", "", resource[:-1]))  # fmt: skip
-                continue
-            if not "".join(values).strip():
-                continue  # a blank row
-            if len(values) != width:
-                rejects.append(Reject.of(
-                    source.name, f"line {reader.line_num}",
-                    f"{len(values)} fields where the header has {width}",
-                    ",".join(values), resource[:-1],
-                ))  # fmt: skip
-                continue
-            batch.rows.append(values)
-            batch.lines.append(reader.line_num)
-            if len(batch.rows) >= FRAME_ROWS:
-                yield resource, batch.frame(rejects)
         if batch.rows:
             yield resource, batch.frame(rejects)
 
@@ -146,7 +153,7 @@ class _Batch:
         named: dict[str, list[Any]] = {}
         custom: list[tuple[str, list[str]]] = []
         for label, name, column in zip(self.header, self.fields, columns, strict=True):
-            values = [v.strip() for v in column]
+            values = list(map(str.strip, column))
             if name is None:
                 custom.append((label.strip(), values))
             elif name not in named:
@@ -212,13 +219,7 @@ def _typed(
         if value is None and i not in bad:
             bad[i] = "record has no id"
     if resource in ("leads", "contacts"):
-        names = out["name"]
-        for i, value in enumerate(names):
-            if not value:
-                names[i] = (
-                    person_name(out["first_name"][i], out["last_name"][i])
-                    or (out["organization_name"][i])
-                )
+        fill_names(out)
     if resource == "contacts":
         flags = named.get("is_organization")
         out["is_organization"] = [v is True for v in flags] if flags else [False] * n

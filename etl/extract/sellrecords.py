@@ -6,6 +6,7 @@ either."""
 
 from __future__ import annotations
 
+from collections.abc import Container, Sequence
 from typing import Any
 
 import orjson
@@ -13,6 +14,7 @@ import pandas as pd
 
 from etl.extract.timestamps import parse_utc
 from etl.hashing import content_hash
+from etl.text import CJK, person_name
 
 RESOURCES = ("leads", "contacts", "deals", "users", "notes", "lead_conversions")
 # rows typed into one frame: a file's rows are held as dicts only this many at a time
@@ -62,6 +64,12 @@ INT_COLUMNS = {
 }  # fmt: skip
 JSON_COLUMNS = {"tags", "custom_fields", "address", "extra"}
 TIME_COLUMNS = {"created_at", "updated_at"}
+# what a record may hold beyond its resource's columns without it going to ``extra``
+KNOWN: dict[str, frozenset[str]] = {
+    name: frozenset({*columns, "group", "source_id"}) for name, columns in COLUMNS.items()
+}
+ABSENT = object()  # a key a record does not have (as opposed to an empty value)
+_TEXT_TYPES = frozenset({str, type(None)})
 
 
 def finish_frame(resource: str, frame: pd.DataFrame) -> pd.DataFrame:
@@ -74,12 +82,61 @@ def finish_frame(resource: str, frame: pd.DataFrame) -> pd.DataFrame:
     for name in int_columns:
         frame[name] = frame[name].astype("Int64")
     frame["sell_hash"] = content_hash(frame[[c for c in columns if c not in TAIL]])
-    if not frame.empty:
-        frame = frame.sort_values(
-            ["id", "updated_at", "sell_hash"], na_position="first", kind="stable"
-        )
-        frame = frame.drop_duplicates("id", keep="last").reset_index(drop=True)
-    return frame
+    if frame.empty:
+        return frame
+    if not frame["id"].hasnans:  # (a row without an id is a reject)
+        ids = frame["id"].to_numpy(dtype="int64")
+        order = ids.argsort(kind="stable")
+        ordered = ids[order]
+        if (ordered[1:] != ordered[:-1]).all():  # each id once, the usual file: the order of
+            return frame.take(order).reset_index(drop=True)  # the sort below, by id alone
+    frame = frame.sort_values(["id", "updated_at", "sell_hash"], na_position="first", kind="stable")
+    return frame.drop_duplicates("id", keep="last").reset_index(drop=True)
+
+
+def fill_names(out: dict[str, list[Any]], skip: Container[int] = ()) -> None:
+    """A lead's or contact's name where it has none (rows in ``skip`` left be): the person's
+    (``person_name``), else the organization's."""
+    names = out["name"]
+    todo = [i for i, name in enumerate(names) if not name and i not in skip]
+    if not todo:
+        return
+    firsts = [out["first_name"][i] for i in todo]
+    lasts = [out["last_name"][i] for i in todo]
+    orgs = [out["organization_name"][i] for i in todo]
+    text = set(map(type, firsts)) | set(map(type, lasts)) <= _TEXT_TYPES
+    if text and not CJK.search("".join(filter(None, firsts)) + "".join(filter(None, lasts))):
+        # no CJK name among them: "first last", as person_name joins it (the usual batch)
+        for i, first, last, org in zip(todo, firsts, lasts, orgs, strict=True):
+            names[i] = (f"{first} {last}" if first and last else first or last) or org
+        return
+    for i, first, last, org in zip(todo, firsts, lasts, orgs, strict=True):
+        names[i] = person_name(first, last) or org
+
+
+def plain_column(values: Sequence[Any]) -> list[Any]:
+    """``value_of`` over a column of values (``ABSENT`` as None), each shared list or dict
+    dumped once."""
+    if set(map(type, values)) <= _TEXT_TYPES:  # the usual column: text and nulls
+        return [value or None for value in values] if "" in values else list(values)
+    dumped: dict[int, str | None] = {}
+    return [
+        (value or None) if type(value) is str
+        else None if value is None or value is ABSENT
+        else _plain(value, dumped)
+        for value in values
+    ]  # fmt: skip
+
+
+def _plain(value: Any, dumped: dict[int, str | None]) -> Any:
+    if isinstance(value, dict | list):
+        if not value:
+            return None
+        key = id(value)
+        if key not in dumped:
+            dumped[key] = dump(value)
+        return dumped[key]
+    return value_of(value)
 
 
 def value_of(value: Any) -> Any:
