@@ -168,8 +168,7 @@ def _facts(
 
 
 def _distinct(columns: pd.DataFrame) -> tuple[np.ndarray, list[tuple[Any, ...]]]:
-    """(a code per row, the distinct rows in code order); None and NaN stay apart, as
-    ``astype(str)`` keeps them apart."""
+    """(a code per row, the distinct rows in code order)."""
     rows = zip(*(columns[c].to_numpy(dtype=object) for c in columns.columns), strict=True)
     seen: dict[tuple[Any, ...], int] = {}
     codes = np.fromiter((seen.setdefault(row, len(seen)) for row in rows), dtype=np.intp)
@@ -194,7 +193,8 @@ _FACTS = {
     "tags_any": ("tags", lambda t: {x.lower() for x in orjson.loads(t)}),
     "country_code": ("country_code", lambda v: {_text_or_empty(v).lower()}),
     "email_domain": ("email_normalized", lambda v: {_domain(v)}),
-    "type": ("kind", lambda v: {str(v).lower()}),
+    # (``astype(str)`` keeps a missing value missing: it equals no condition value)
+    "type": ("kind", lambda v: set() if _missing(v) else {str(v).lower()}),
 }
 
 
