@@ -7,7 +7,12 @@ whole sync's plans are compared chunk by chunk with the references swapped in.
 
 from __future__ import annotations
 
+import copy
+import dataclasses
 from collections.abc import Iterable
+from contextlib import ExitStack
+from pathlib import Path
+from unittest import mock
 
 import numpy as np
 import orjson
@@ -17,8 +22,13 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from etl import hashing
+from etl.config import load_settings
+from etl.generate import generate
+from etl.load.store import Store
+from etl.run import SyncOptions, run_sync
 from etl.transform import assign as assign_module
 from etl.transform import normalize
+from etl.transform import plan as plan_module
 from etl.transform.assign import Assigner, Rule
 from etl.transform.normalize import (
     _ANGLE,
@@ -31,6 +41,8 @@ from etl.transform.normalize import (
     _email_key,
     email_domain,
 )
+from etl.transform.plan import Planner
+from etl.vocab import ChunkPlan
 
 # == reference =====================================================================================
 
@@ -301,3 +313,111 @@ def test_assign_gives_what_it_gave(rules):
             new.assign(leads, agent_emails), assign_reference(old, leads, agent_emails)
         )
         assert new.state == old.state and new.warnings == old.warnings
+
+
+# == whole plans: a sync's chunks planned by the new code and by the references ===================
+
+
+def _with_references() -> ExitStack:
+    """Swap the references in for the new paths (the planner calls them by these names)."""
+    stack = ExitStack()
+    stack.enter_context(mock.patch.object(plan_module, "email_key", email_key_reference))
+    stack.enter_context(mock.patch.object(plan_module, "content_hash", content_hash_reference))
+    stack.enter_context(mock.patch.object(Assigner, "assign", assign_reference))
+    return stack
+
+
+def _assert_same_plan(expected: ChunkPlan, got: ChunkPlan) -> None:
+    for item in dataclasses.fields(ChunkPlan):
+        want, have = getattr(expected, item.name), getattr(got, item.name)
+        if isinstance(want, pd.DataFrame):
+            pd.testing.assert_frame_equal(have, want, check_exact=True, obj=item.name)
+        elif isinstance(want, pd.Series):
+            pd.testing.assert_series_equal(have, want, check_exact=True, obj=item.name)
+        else:
+            assert have == want, item.name
+
+
+@pytest.fixture
+def plans_compared(monkeypatch):
+    """Every chunk the sync plans is planned twice, by a copy of the planner with the references
+    and by the planner itself with the new code; the two plans must be equal."""
+    planned = []
+    plan = Planner.plan
+
+    def both(self: Planner, chats: pd.DataFrame, **options) -> ChunkPlan:
+        reference = copy.deepcopy(self)
+        with _with_references():
+            expected = plan(reference, chats, **options)
+        got = plan(self, chats, **options)
+        _assert_same_plan(expected, got)
+        planned.append((len(chats), len(got.leads), len(got.activities)))
+        return got
+
+    monkeypatch.setattr(Planner, "plan", both)
+    return planned
+
+
+@pytest.fixture(scope="module")
+def generated_exports(tmp_path_factory):
+    out = tmp_path_factory.mktemp("fast_plan")
+    generate(out, chats=600, records=300, seed=11, pages_size=200, workers=1)
+    return out / "chat", out / "sell"
+
+
+def _members(sell: Path) -> list[str]:
+    users = orjson.loads((sell / "users.json").read_bytes())["items"]
+    return [u["data"]["email"] for u in users if u["data"]["status"] == "active"]
+
+
+VARIANTS = {
+    "small chunks, every condition": {
+        "run": {"chunk_size": 70},
+        "phone": {"policy": "fill_empty", "update_contacts": True},
+    },
+    "provider rules, overwrite, retention": {
+        "run": {"chunk_size": 250},
+        "match": {"provider_rules": ["gmail"], "strip_plus_tags": True},
+        "phone": {"policy": "overwrite", "update_contacts": True},
+        "retention": {"transcripts_days": 60},
+        "notify": {"tags": ["vip", "enterprise", "notify_sales"]},
+    },
+}
+
+
+@pytest.mark.parametrize("variant", list(VARIANTS))
+def test_a_sync_plans_what_the_references_plan(
+    variant, generated_exports, plans_compared, tmp_path
+):
+    chats, sell = generated_exports
+    url = f"sqlite:///{tmp_path / 'store.db'}"
+    members = _members(sell)
+    data = load_settings(None, database_url=url).model_dump()
+    data["assignment"] = {
+        "rules": [
+            {"name": "JP", "when": {"department": ["Sales JP"], "country_code": ["JP"]}, "pool": "a"},
+            {"name": "Tag", "when": {"tags_any": ["enterprise"]}, "pool": "b"},
+            {"name": "Agent", "when": {"agent": [members[0], "Aiko"]}, "pool": "b"},
+            {"name": "Domain", "when": {"email_domain": ["example.com"]}, "pool": "a"},
+            {"name": "Offline", "when": {"type": ["offline_msg"]}, "pool": "a"},
+        ],
+        "pools": {
+            "a": {"members": members[:3]},
+            "b": {"members": members[3:6], "strategy": "weighted", "weights": [3, 1, 2]},
+        },
+        "default_pool": "a",
+    }  # fmt: skip
+    data["lead_defaults"] = {"max_chat_age_days": None}
+    for section, values in VARIANTS[variant].items():
+        data[section] = {**data[section], **values}
+    settings = type(load_settings(None, database_url=url)).model_validate(data)
+    store = Store(url)
+    try:
+        first = run_sync(settings, SyncOptions(chats=chats, sell=sell), store=store)
+        full = run_sync(settings, SyncOptions(chats=chats, sell=sell, full=True), store=store)
+    finally:
+        store.dispose()
+    assert first.report["outcomes"]["lead_created"] > 0
+    assert full.report["accounting"]["balanced"]
+    assert sum(chats for chats, _leads, _activities in plans_compared) >= 600
+    assert sum(leads for _chats, leads, _activities in plans_compared) > 0
