@@ -8,9 +8,11 @@ what one chunk's decisions leave for the next: leads created, phones filled, poo
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from urllib.parse import quote
 
+import numpy as np
 import orjson
 import pandas as pd
 
@@ -52,6 +54,7 @@ from etl.vocab import (
 )
 
 _HASHED = ACTIVITY_COLUMNS[3:16]
+_MAILTO = re.compile(r"^mailto:", re.IGNORECASE)
 
 
 @dataclass(frozen=True)
@@ -403,22 +406,32 @@ class Planner:
     def _lead_rows(self, creators: pd.DataFrame, assignments: pd.DataFrame) -> pd.DataFrame:
         ids = list(range(self.next_lead_id, self.next_lead_id - len(creators), -1))
         self.next_lead_id -= len(creators)
-        names = creators["visitor_name"].map(split_name)
-        first = names.str[0]
-        local_part = creators["email_normalized"].str.split("@").str[0]
-        last = names.str[1].where(names.str[1] != "", local_part)
+        firsts, lasts, names = [], [], []
+        for visitor, email in zip(
+            creators["visitor_name"].to_numpy(dtype=object),
+            creators["email_normalized"].to_numpy(dtype=object),
+            strict=True,
+        ):  # (one pass a lead: each step as a column operation cost more than the whole)
+            first, last = split_name(visitor)
+            last = last if last != "" else email.split("@")[0]
+            firsts.append(first if first != "" else None)
+            lasts.append(last)
+            names.append(person_name(first or None, last))
+        ended = creators["ended_at"]
+        # (the frame infers the same dtype from the column as from its Timestamps; not from NaT)
+        ended_at = ended.array if ended.notna().all() else ended.to_numpy()
         policy = self.ctx.leads
         leads = pd.DataFrame(
             {
                 "id": ids,
                 "owner_id": assignments["owner_id"].to_numpy(),
-                "first_name": first.where(first != "", None).to_numpy(),
-                "last_name": last.to_numpy(),
-                "name": [person_name(f or None, la) for f, la in zip(first, last, strict=True)],
-                "email": creators["visitor_email"]
-                .str.strip()
-                .str.replace(r"^mailto:", "", regex=True, case=False)
-                .to_numpy(),
+                "first_name": np.array(firsts, dtype=object),
+                "last_name": np.array(lasts, dtype=object),
+                "name": names,
+                "email": np.array(
+                    [_MAILTO.sub("", email.strip()) for email in creators["visitor_email"]],
+                    dtype=object,
+                ),
                 "email_normalized": creators["email_normalized"].to_numpy(),
                 "phone": creators["visitor_phone"]
                 .where(creators["visitor_phone"] != "", None)
@@ -426,8 +439,8 @@ class Planner:
                 "status": policy.status,
                 "source": policy.source,
                 "tags": orjson.dumps(list(policy.tags)).decode(),
-                "created_at": creators["ended_at"].to_numpy(),
-                "updated_at": creators["ended_at"].to_numpy(),
+                "created_at": ended_at,
+                "updated_at": ended_at,
                 "origin": "chat",
                 "origin_chat_id": creators["chat_id"].to_numpy(),
             }
