@@ -376,7 +376,10 @@ class Planner:
             assignments = self.assigner.assign(creators, self.ctx.agent_emails)
             leads = self._lead_rows(creators, assignments)
             self.created_leads.add(leads)
-            phones = [None if pd.isna(phone) else phone for phone in leads["phone"]]
+            phones = [
+                phone if isinstance(phone, str) or not pd.isna(phone) else None
+                for phone in leads["phone"].to_numpy(dtype=object)
+            ]
             self.index.add_created(int(leads["id"].iloc[0]), phones)  # (ids count down)
             assignments = assignments.reset_index(drop=True)
         joined = candidates[is_creator | joins]
@@ -398,8 +401,8 @@ class Planner:
             leads,
             assignments,
             new_pairs.reset_index(drop=True),
-            frozenset(creators["chat_id"]),
-            frozenset(candidates.loc[joins, "chat_id"]),
+            frozenset(creators["chat_id"].to_numpy(dtype=object)),
+            frozenset(candidates.loc[joins, "chat_id"].to_numpy(dtype=object)),
         )
 
     def _lead_rows(self, creators: pd.DataFrame, assignments: pd.DataFrame) -> pd.DataFrame:
@@ -542,7 +545,7 @@ def build_plan(prepared: Prepared, decisions: Decisions, ctx: PlanContext) -> Ch
     pairs = pairs.drop(columns=["own_lead"])
     expired = _past_retention(chats, ctx)
     return ChunkPlan(
-        chats=_without_transcripts(chats, expired)[~erased].drop(
+        chats=_without_erased(_without_transcripts(chats, expired), erased).drop(
             columns=[
                 "email_status",
                 "department",
@@ -582,6 +585,10 @@ def _past_retention(chats: pd.DataFrame, ctx: PlanContext) -> pd.Series:
     if ctx.transcripts_before is None:
         return pd.Series(False, index=chats.index)
     return (chats["ended_at"] < ctx.transcripts_before).fillna(False).astype(bool)
+
+
+def _without_erased(chats: pd.DataFrame, erased: pd.Series) -> pd.DataFrame:
+    return chats[~erased] if erased.any() else chats  # (a copy of every column saved)
 
 
 def _without_transcripts(chats: pd.DataFrame, expired: pd.Series) -> pd.DataFrame:
@@ -649,6 +656,8 @@ def build_activities(
     return frame[list(ACTIVITY_COLUMNS)]
 
 
+_NOTE_FROM_CHAT = ("chat_id", "visitor_notes", "agent", "agent_ids", "started_at", "ended_at")
+_NOTIFY_FROM_CHAT = ("chat_id", "visitor_name", "agent", "started_at", "ended_at")
 _FROM_CHAT = (
     "kind", "started_at", "ended_at", "agent_names", "visitor_name", "department", "tags",
     "rating", "message_count", "transcript", "version",
@@ -663,7 +672,7 @@ def build_notes(chats: pd.DataFrame, pairs: pd.DataFrame, ctx: PlanContext) -> p
     notes = chats["visitor_notes"]
     noted = (notes != "").to_numpy(dtype=bool, copy=True)  # (most have none: strip the others)
     noted[noted] = (notes[noted].astype(str).str.strip() != "").to_numpy(dtype=bool)
-    noted = chats[noted]
+    noted = chats.loc[noted, list(_NOTE_FROM_CHAT)]  # (not the transcripts: they are big)
     targets = pairs[pairs["chat_id"].isin(noted["chat_id"])]
     if targets.empty:
         return pd.DataFrame(columns=list(NOTE_COLUMNS))
@@ -704,7 +713,7 @@ def build_notifications(
     # a chunk holds few distinct tag lists: read each once
     codes, lists = pd.factorize(chats["tags"].to_numpy(dtype=object), use_na_sentinel=False)
     hit = np.array([bool({x.lower() for x in orjson.loads(t)} & wanted) for t in lists], dtype=bool)
-    tagged = chats[hit[codes]]
+    tagged = chats.loc[hit[codes], list(_NOTIFY_FROM_CHAT)]
     targets = pairs[pairs["chat_id"].isin(tagged["chat_id"]) & pairs["owner_id"].notna()]
     if targets.empty:
         return pd.DataFrame(columns=list(NOTIFICATION_COLUMNS))

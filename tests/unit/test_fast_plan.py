@@ -13,6 +13,7 @@ from collections.abc import Iterable
 from contextlib import ExitStack
 from pathlib import Path
 from unittest import mock
+from urllib.parse import quote
 
 import numpy as np
 import orjson
@@ -26,6 +27,7 @@ from etl.config import load_settings
 from etl.generate import generate
 from etl.load.store import Store
 from etl.run import SyncOptions, run_sync
+from etl.text import person_name
 from etl.transform import assign as assign_module
 from etl.transform import normalize
 from etl.transform import plan as plan_module
@@ -40,9 +42,27 @@ from etl.transform.normalize import (
     OK,
     _email_key,
     email_domain,
+    split_name,
 )
-from etl.transform.plan import Planner
-from etl.vocab import ChunkPlan
+from etl.transform.plan import (
+    Decisions,
+    PlanContext,
+    Planner,
+    Prepared,
+    _past_retention,
+    _without_transcripts,
+)
+from etl.vocab import (
+    ACTIVITY_COLUMNS,
+    ERASED_REASON,
+    NOTE_COLUMNS,
+    NOTE_KIND,
+    NOTIFICATION_COLUMNS,
+    NOTIFY_KIND,
+    OUTCOME_COLUMNS,
+    REMOVED_REASON,
+    ChunkPlan,
+)
 
 # == reference =====================================================================================
 
@@ -172,6 +192,319 @@ def _holds(rule: Rule, facts: dict[str, pd.Series]) -> pd.Series:
         allowed = set(wanted)
         result &= facts[key].map(lambda have, allowed=allowed: bool(have & allowed))
     return result
+
+
+# -- etl.transform.plan: building the plan ------------------------------------------------------
+
+
+def lead_rows_reference(
+    self: Planner, creators: pd.DataFrame, assignments: pd.DataFrame
+) -> pd.DataFrame:
+    ids = list(range(self.next_lead_id, self.next_lead_id - len(creators), -1))
+    self.next_lead_id -= len(creators)
+    names = creators["visitor_name"].map(split_name)
+    first = names.str[0]
+    local_part = creators["email_normalized"].str.split("@").str[0]
+    last = names.str[1].where(names.str[1] != "", local_part)
+    policy = self.ctx.leads
+    leads = pd.DataFrame(
+        {
+            "id": ids,
+            "owner_id": assignments["owner_id"].to_numpy(),
+            "first_name": first.where(first != "", None).to_numpy(),
+            "last_name": last.to_numpy(),
+            "name": [person_name(f or None, la) for f, la in zip(first, last, strict=True)],
+            "email": creators["visitor_email"]
+            .str.strip()
+            .str.replace(r"^mailto:", "", regex=True, case=False)
+            .to_numpy(),
+            "email_normalized": creators["email_normalized"].to_numpy(),
+            "phone": creators["visitor_phone"]
+            .where(creators["visitor_phone"] != "", None)
+            .to_numpy(),
+            "status": policy.status,
+            "source": policy.source,
+            "tags": orjson.dumps(list(policy.tags)).decode(),
+            "created_at": creators["ended_at"].to_numpy(),
+            "updated_at": creators["ended_at"].to_numpy(),
+            "origin": "chat",
+            "origin_chat_id": creators["chat_id"].to_numpy(),
+        }
+    )
+    leads["owner_id"] = leads["owner_id"].astype("Int64")
+    return leads
+
+
+def build_plan_reference(prepared: Prepared, decisions: Decisions, ctx: PlanContext) -> ChunkPlan:
+    """Every chat's outcome and every row to write, from a prepared batch and its decisions."""
+    chats, pairs = prepared.chats, prepared.pairs
+    if not decisions.new_pairs.empty:
+        pairs = pd.concat([pairs, decisions.new_pairs], ignore_index=True)
+    people = pairs[pairs["record_type"] != "deal"]
+    counts = match_counts(pairs)
+
+    outcome = pd.Series(None, index=chats.index, dtype=object)
+    reason = pd.Series(None, index=chats.index, dtype=object)
+    matched = chats["chat_id"].isin(pairs["chat_id"])
+    outcome[matched] = "matched"
+    only_new = people.groupby("chat_id")["new_this_run"].all()
+    outcome[matched & chats["chat_id"].map(only_new).eq(True)] = "matched_new_lead"
+    # the lead it created this run (met again when a run resumes): still the chat's own outcome
+    own = set(people.loc[people["own_lead"].astype(bool), "chat_id"]) | decisions.created
+    outcome[chats["chat_id"].isin(own)] = "lead_created"
+    empty = chats["email_status"] == EMPTY
+    outcome[empty] = "no_email"
+    reason[empty] = "visitor gave no email"
+    invalid = chats["email_status"] == INVALID
+    outcome[invalid] = "invalid_email"
+    reason[invalid] = (
+        "not an email address: " + chats.loc[invalid, "visitor_email"].astype(str).str[:200]
+    )
+    skipped = chats["lead_candidate"] & ~matched
+    outcome[skipped] = "lead_skipped"
+    reason[skipped] = chats.loc[skipped, "skip_reason"]
+    removed = chats["deleted"]  # (blanked by prepare: no email, so no record, no row from it)
+    outcome[removed] = "removed"
+    reason[removed] = REMOVED_REASON
+    erased = chats["erased"]
+    reason[erased] = ERASED_REASON
+
+    labels = records_label(pairs)
+    match_count = chats["chat_id"].map(counts).fillna(0).astype("int64")
+    outcomes = pd.DataFrame(
+        {
+            "chat_id": chats["chat_id"],
+            "outcome": outcome,
+            "email_normalized": chats["email_normalized"],
+            "records": chats["chat_id"].map(labels).astype(object),
+            "reason": reason,
+            "match_count": match_count,
+            "chat_started_at": chats["started_at"],
+            "department": chats["department"],
+            "agent": chats["agent"],
+        },
+        columns=list(OUTCOME_COLUMNS),
+    )
+    outcomes["records"] = outcomes["records"].where(outcomes["records"].notna(), None)
+    pairs = pairs.drop(columns=["own_lead"])
+    expired = _past_retention(chats, ctx)
+    return ChunkPlan(
+        chats=_without_transcripts(chats, expired)[~erased].drop(
+            columns=[
+                "email_status",
+                "department",
+                "agent",
+                "lead_candidate",
+                "skip_reason",
+                "phone_ok",
+                "erased",
+            ]
+        ),  # fmt: skip
+        outcomes=outcomes,
+        activities=build_activities(chats, pairs, ctx, expired),
+        leads=decisions.leads,
+        notes=build_notes(chats[~expired], pairs, ctx),
+        notifications=build_notifications(chats, pairs, ctx, ctx.notify_tags),
+        phone_changes=decisions.phone_changes,
+        pool_states=decisions.pool_states,
+        assignments=decisions.assignments,
+        multi_match_emails=set(chats.loc[match_count > 1, "email_normalized"].dropna()),
+        warnings=decisions.warnings,
+        removed_chats=chats.loc[removed, "chat_id"].astype(object).reset_index(drop=True),
+        erased_chats=chats.loc[erased, "chat_id"].astype(object).reset_index(drop=True),
+    )
+
+
+def build_activities(
+    chats: pd.DataFrame, pairs: pd.DataFrame, ctx: PlanContext, expired: pd.Series | None = None
+) -> pd.DataFrame:
+    """One activity per (chat, record), carrying what the activity feed shows (seed S3, S4).
+
+    The activity of a chat past retention (``expired``) keeps no transcript, but its hash is
+    the one of the whole activity: the row ``prune`` blanked is then unchanged, not rewritten
+    (nor sent to Sell again)."""
+    if pairs.empty:
+        return pd.DataFrame(columns=list(ACTIVITY_COLUMNS))
+    per_chat = chats.set_index("chat_id")
+    joined = pairs.join(per_chat, on="chat_id")
+    frame = pd.DataFrame(
+        {
+            "chat_id": joined["chat_id"],
+            "record_type": joined["record_type"],
+            "record_id": joined["record_id"].astype("int64"),
+            "kind": joined["kind"],
+            "started_at": joined["started_at"],
+            "ended_at": joined["ended_at"],
+            "agent_names": joined["agent_names"],
+            "agent_user_id": joined["chat_id"]
+            .map(agent_user_ids(chats, ctx.agent_users))
+            .astype("Int64"),
+            "visitor_name": joined["visitor_name"],
+            "record_name": joined["record_name"],
+            "department": joined["department"],
+            "tags": joined["tags"],
+            "rating": joined["rating"],
+            "message_count": joined["message_count"],
+            "transcript": joined["transcript"],
+            "transcript_url": transcript_urls(joined["chat_id"], ctx),
+            "chat_version": joined["version"],
+        }
+    )
+    frame["content_hash"] = activity_hash(frame)
+    if expired is not None and expired.any():
+        old = frame["chat_id"].isin(set(chats.loc[expired, "chat_id"]))
+        frame["transcript"] = frame["transcript"].where(~old, "")
+    return frame[list(ACTIVITY_COLUMNS)].reset_index(drop=True)
+
+
+def build_notes(chats: pd.DataFrame, pairs: pd.DataFrame, ctx: PlanContext) -> pd.DataFrame:
+    """The agent's notes (``visitor.notes``) on every record the chat attaches to (seed S8, S9).
+
+    Authored by the agent's Sell user when the agent is one, else by the integration user.
+    """
+    noted = chats[chats["visitor_notes"].astype(str).str.strip() != ""]
+    targets = pairs[pairs["chat_id"].isin(noted["chat_id"])]
+    if targets.empty:
+        return pd.DataFrame(columns=list(NOTE_COLUMNS))
+    per_chat = noted.set_index("chat_id")
+    authors = agent_user_ids(noted, ctx.agent_users)
+    urls = transcript_urls(per_chat.index.to_series(), ctx)
+    agent = per_chat["agent"].fillna("a chat agent")
+    content = (
+        "Note from " + agent + " (Zendesk Chat, " + per_chat["started_at"].dt.strftime("%Y-%m-%d %H:%M UTC") + "):\n"
+        + per_chat["visitor_notes"].astype(str).str.strip()
+        + urls.map(lambda u: f"\nTranscript: {u}" if u else "").to_numpy()
+    )  # fmt: skip
+    creator = (
+        authors.reindex(per_chat.index).astype("Int64").fillna(ctx.integration_user_id)
+        if ctx.integration_user_id is not None
+        else authors.reindex(per_chat.index).astype("Int64")
+    )
+    return pd.DataFrame(
+        {
+            "chat_id": targets["chat_id"].to_numpy(),
+            "record_type": targets["record_type"].to_numpy(),
+            "record_id": targets["record_id"].astype("int64").to_numpy(),
+            "kind": NOTE_KIND,
+            "creator_id": targets["chat_id"].map(creator).astype("Int64").to_numpy(),
+            "content": targets["chat_id"].map(content).to_numpy(),
+            "created_at": targets["chat_id"].map(per_chat["ended_at"]).to_numpy(),
+        }
+    )
+
+
+def build_notifications(
+    chats: pd.DataFrame, pairs: pd.DataFrame, ctx: PlanContext, tags: frozenset[str]
+) -> pd.DataFrame:
+    """A notification to each attached record's owner for chats tagged for sales (seed S8)."""
+    if not tags or pairs.empty:
+        return pd.DataFrame(columns=list(NOTIFICATION_COLUMNS))
+    wanted = {t.lower() for t in tags}
+    tagged = chats[chats["tags"].map(lambda t: bool({x.lower() for x in orjson.loads(t)} & wanted))]
+    targets = pairs[pairs["chat_id"].isin(tagged["chat_id"]) & pairs["owner_id"].notna()]
+    if targets.empty:
+        return pd.DataFrame(columns=list(NOTIFICATION_COLUMNS))
+    per_chat = tagged.set_index("chat_id")
+    urls = transcript_urls(per_chat.index.to_series(), ctx)
+    visitor = per_chat["visitor_name"].where(per_chat["visitor_name"] != "", "A visitor")
+    message = (
+        visitor + " chatted with " + per_chat["agent"].fillna("Chat") + " on "
+        + per_chat["started_at"].dt.strftime("%Y-%m-%d %H:%M UTC") + urls.map(lambda u: f": {u}" if u else "").to_numpy()
+    )  # fmt: skip
+    return pd.DataFrame(
+        {
+            "chat_id": targets["chat_id"].to_numpy(),
+            "record_type": targets["record_type"].to_numpy(),
+            "record_id": targets["record_id"].astype("int64").to_numpy(),
+            "kind": NOTIFY_KIND,
+            "user_id": targets["owner_id"].astype("Int64").to_numpy(),
+            "message": targets["chat_id"].map(message).to_numpy(),
+            "created_at": targets["chat_id"].map(per_chat["ended_at"]).to_numpy(),
+        }
+    )
+
+
+def transcript_urls(chat_ids: pd.Series, ctx: PlanContext) -> pd.Series:
+    """Links to the conversation in Chat, from ``[chat] transcript_url_template``."""
+    template = ctx.transcript_url_template
+    if not template or ("{subdomain}" in template and not ctx.subdomain):
+        return pd.Series(None, index=chat_ids.index, dtype=object)
+    marker = "\x00"
+    filled = template.format(chat_id=marker, subdomain=ctx.subdomain)
+    ids = chat_ids.astype(str)
+    if filled.count(marker) == 1 and not ids.empty and ids.str.fullmatch(_URL_SAFE).all():
+        # the usual case (ids need no quoting, the id once in the link): one vectorized join
+        head, tail = filled.split(marker)
+        return (head + ids + tail).astype(object)
+    return pd.Series(
+        [
+            template.format(chat_id=quote(str(c), safe=".-_~"), subdomain=ctx.subdomain)
+            for c in chat_ids
+        ],
+        index=chat_ids.index,
+        dtype=object,
+    )
+
+
+def agent_user_ids(
+    chats: pd.DataFrame, agent_users: pd.Series, active: frozenset[int] | None = None
+) -> pd.Series:
+    """chat_id -> the Sell user id of the chat's first agent that maps to one (seed S9);
+    with ``active``, only agents that map to an active Sell user count."""
+    if agent_users.empty or chats.empty:
+        return pd.Series(dtype="Int64")
+    users = {agent: int(user) for agent, user in agent_users.items() if pd.notna(user)}
+
+    def first_user(agent_ids: str) -> int | None:
+        for agent in orjson.loads(agent_ids):
+            user = users.get(agent)
+            if user is not None and (active is None or user in active):
+                return user
+        return None
+
+    # a chunk holds few distinct agent lists: decide each once, not once per chat
+    texts = chats["agent_ids"]
+    per_list = {text: first_user(text) for text in pd.unique(texts.to_numpy(dtype=object))}
+    found = pd.Series(texts.map(per_list).to_numpy(), index=chats["chat_id"].to_numpy())
+    found = found[found.notna()]
+    return found[~found.index.duplicated()].astype("Int64")
+
+
+_URL_SAFE = r"[A-Za-z0-9.\-_~]*"
+
+
+def match_counts(pairs: pd.DataFrame) -> pd.Series:
+    """Leads and contacts each chat matched (deals are consequences, not matches)."""
+    people = pairs[pairs["record_type"] != "deal"]
+    return people.groupby("chat_id").size()
+
+
+_ORDER = {"lead": 0, "contact": 1, "deal": 2}
+
+
+def records_label(pairs: pd.DataFrame) -> pd.Series:
+    """``lead:12;contact:40;deal:7`` per chat, in a stable order."""
+    if pairs.empty:
+        return pd.Series(dtype=object)
+    ordered = pairs.assign(_o=pairs["record_type"].map(_ORDER)).sort_values(
+        ["chat_id", "_o", "record_id"]
+    )
+    labels = (ordered["record_type"] + ":" + ordered["record_id"].astype(str)).to_numpy(
+        dtype=object
+    )
+    chat_ids = ordered["chat_id"].to_numpy(dtype=object)
+    rank = ordered.groupby("chat_id", sort=False).cumcount().to_numpy()
+    # most chats attach to one or two records: join rank by rank instead of a Python join per chat
+    out = pd.Series(labels[rank == 0], index=chat_ids[rank == 0], dtype=object)
+    for r in range(1, int(rank.max()) + 1):
+        at = rank == r
+        more = pd.Series(labels[at], index=chat_ids[at], dtype=object)
+        out[more.index] = out[more.index] + ";" + more
+    return out
+
+
+def activity_hash(frame: pd.DataFrame) -> pd.Series:
+    return content_hash_reference(frame[list(ACTIVITY_COLUMNS[3:16])])
 
 
 # == the new paths against the reference ==========================================================
@@ -324,6 +657,8 @@ def _with_references() -> ExitStack:
     stack.enter_context(mock.patch.object(plan_module, "email_key", email_key_reference))
     stack.enter_context(mock.patch.object(plan_module, "content_hash", content_hash_reference))
     stack.enter_context(mock.patch.object(Assigner, "assign", assign_reference))
+    stack.enter_context(mock.patch.object(plan_module, "build_plan", build_plan_reference))
+    stack.enter_context(mock.patch.object(Planner, "_lead_rows", lead_rows_reference))
     return stack
 
 
