@@ -10,7 +10,7 @@ and commits with the leads it assigned.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -20,7 +20,7 @@ import pandas as pd
 
 from etl.config import AssignmentSettings
 from etl.errors import ConfigError
-from etl.transform.normalize import email_domain, email_key
+from etl.transform.normalize import email_key
 
 CONDITION_KEYS = ("department", "tags_any", "country_code", "email_domain", "type", "agent")
 DEFAULT_RULE = "default"
@@ -83,10 +83,11 @@ class Assigner:
         )
         if n == 0:
             return out
-        unassigned = pd.Series(True, index=leads.index)
-        facts = _facts(leads, agent_emails)
-        for rule in (*self.rules, *((self.default,) if self.default else ())):
-            hit = unassigned & _holds(rule, facts)
+        rules = (*self.rules, *((self.default,) if self.default else ()))
+        unassigned = np.ones(n, dtype=bool)
+        facts = _facts(leads, agent_emails, (key for rule in rules for key in rule.when))
+        for rule in rules:
+            hit = unassigned & _holds(rule, facts, n)
             if not hit.any():
                 continue
             out.loc[hit, "rule"] = rule.name
@@ -147,34 +148,79 @@ def _smooth_weighted(pool: Pool, eligible: list[int], state: PoolState, count: i
     return picks
 
 
-def _facts(leads: pd.DataFrame, agent_emails: pd.Series) -> dict[str, pd.Series]:
-    """Per lead, the values each condition key looks at (lower-cased sets of strings)."""
-    tags = leads["tags"].map(lambda t: {x.lower() for x in orjson.loads(t)})
-    names = leads["agent_names"].map(lambda t: {x.strip().lower() for x in orjson.loads(t)})
-    emails = leads["agent_ids"].map(
-        lambda t: {str(agent_emails.get(a, "")).strip().lower() for a in orjson.loads(t)} - {""}
-    )
-    return {
-        "department": leads["department"]
-        .fillna("")
-        .astype(str)
-        .str.strip()
-        .str.lower()
-        .map(lambda v: {v}),
-        "tags_any": tags,
-        "country_code": leads["country_code"].fillna("").astype(str).str.lower().map(lambda v: {v}),
-        "email_domain": email_domain(leads["email_normalized"]).fillna("").map(lambda v: {v}),
-        "type": leads["kind"].astype(str).str.lower().map(lambda v: {v}),
-        "agent": names.combine(emails, lambda a, b: a | b),
-    }
+def _facts(
+    leads: pd.DataFrame, agent_emails: pd.Series, keys: Iterable[str]
+) -> dict[str, tuple[np.ndarray, list[set[str]]]]:
+    """Per lead, the values each condition key in ``keys`` looks at (lower-cased sets of
+    strings), as (a code per lead, the set of each code): a chunk's leads share few departments,
+    tag lists and agent lists, so each distinct one is read once, not once per lead."""
+    facts: dict[str, tuple[np.ndarray, list[set[str]]]] = {}
+    for key in set(keys):
+        if key == "agent":
+            codes, distinct = _distinct(leads[["agent_names", "agent_ids"]])
+            emails = _agent_emails(agent_emails)
+            facts[key] = (codes, [_agent_fact(names, ids, emails) for names, ids in distinct])
+        else:
+            column, fact = _FACTS[key]
+            codes, distinct = _distinct(leads[[column]])
+            facts[key] = (codes, [fact(value) for (value,) in distinct])
+    return facts
 
 
-def _holds(rule: Rule, facts: dict[str, pd.Series]) -> pd.Series:
-    index = next(iter(facts.values())).index
-    result = pd.Series(True, index=index)
+def _distinct(columns: pd.DataFrame) -> tuple[np.ndarray, list[tuple[Any, ...]]]:
+    """(a code per row, the distinct rows in code order)."""
+    rows = zip(*(columns[c].to_numpy(dtype=object) for c in columns.columns), strict=True)
+    seen: dict[tuple[Any, ...], int] = {}
+    codes = np.fromiter((seen.setdefault(row, len(seen)) for row in rows), dtype=np.intp)
+    return codes, list(seen)
+
+
+def _text_or_empty(value: Any) -> str:  # as ``fillna("").astype(str)``
+    return "" if _missing(value) else str(value)
+
+
+def _missing(value: Any) -> bool:
+    return value is None or value is pd.NA or (isinstance(value, float) and value != value)
+
+
+def _domain(email: Any) -> str:  # as ``email_domain(...).fillna("")``
+    text = _text_or_empty(email)
+    return text.split("@", 1)[1] if "@" in text else ""
+
+
+_FACTS = {
+    "department": ("department", lambda v: {_text_or_empty(v).strip().lower()}),
+    "tags_any": ("tags", lambda t: {x.lower() for x in orjson.loads(t)}),
+    "country_code": ("country_code", lambda v: {_text_or_empty(v).lower()}),
+    "email_domain": ("email_normalized", lambda v: {_domain(v)}),
+    # (``astype(str)`` keeps a missing value missing: it equals no condition value)
+    "type": ("kind", lambda v: set() if _missing(v) else {str(v).lower()}),
+}
+
+
+def _agent_emails(agent_emails: pd.Series) -> Callable[[str], str]:
+    """agent id -> its email, as ``agent_emails.get(agent, "")`` gives it, looked up once."""
+    cache: dict[Any, str] = {}
+
+    def email_of(agent: Any) -> str:
+        if agent not in cache:
+            cache[agent] = str(agent_emails.get(agent, "")).strip().lower()
+        return cache[agent]
+
+    return email_of
+
+
+def _agent_fact(names: str, ids: str, email_of: Callable[[str], str]) -> set[str]:
+    emails = {email_of(a) for a in orjson.loads(ids)} - {""}
+    return {x.strip().lower() for x in orjson.loads(names)} | emails
+
+
+def _holds(rule: Rule, facts: dict[str, tuple[np.ndarray, list[set[str]]]], n: int) -> np.ndarray:
+    result = np.ones(n, dtype=bool)
     for key, wanted in rule.when.items():
         allowed = set(wanted)
-        result &= facts[key].map(lambda have, allowed=allowed: bool(have & allowed))
+        codes, values = facts[key]
+        result &= np.array([bool(have & allowed) for have in values], dtype=bool)[codes]
     return result
 
 

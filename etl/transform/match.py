@@ -360,31 +360,26 @@ def match(chats: pd.DataFrame, index: CrmIndex, attach_to_deals: bool = True) ->
     return result
 
 
-def match_counts(pairs: pd.DataFrame) -> pd.Series:
-    """Leads and contacts each chat matched (deals are consequences, not matches)."""
-    people = pairs[pairs["record_type"] != "deal"]
-    return people.groupby("chat_id").size()
-
-
 _ORDER = {"lead": 0, "contact": 1, "deal": 2}
 
 
-def records_label(pairs: pd.DataFrame) -> pd.Series:
-    """``lead:12;contact:40;deal:7`` per chat, in a stable order."""
+def records_labels(pairs: pd.DataFrame, at: np.ndarray, size: int) -> np.ndarray:
+    """``lead:12;contact:40;deal:7`` per chat, records in a stable order (type, then id); None
+    for a chat with no record. ``at``: each pair's chat, as a row number below ``size``."""
+    out = np.full(size, None, dtype=object)
     if pairs.empty:
-        return pd.Series(dtype=object)
-    ordered = pairs.assign(_o=pairs["record_type"].map(_ORDER)).sort_values(
-        ["chat_id", "_o", "record_id"]
-    )
-    labels = (ordered["record_type"] + ":" + ordered["record_id"].astype(str)).to_numpy(
-        dtype=object
-    )
-    chat_ids = ordered["chat_id"].to_numpy(dtype=object)
-    rank = ordered.groupby("chat_id", sort=False).cumcount().to_numpy()
+        return out
+    kinds = pairs["record_type"].to_numpy(dtype=object)
+    ids = pairs["record_id"].to_numpy(dtype="int64")
+    order = np.lexsort((ids, pairs["record_type"].map(_ORDER).fillna(3).to_numpy(), at))
+    labels = (pd.Series(kinds[order], dtype=object) + ":" + ids[order].astype(str)).to_numpy()
+    rows = at[order]
+    first = np.flatnonzero(np.r_[True, rows[1:] != rows[:-1]])  # each chat's first record
+    counts = np.diff(np.r_[first, len(rows)])
+    joined = labels[first]
     # most chats attach to one or two records: join rank by rank instead of a Python join per chat
-    out = pd.Series(labels[rank == 0], index=chat_ids[rank == 0], dtype=object)
-    for r in range(1, int(rank.max()) + 1):
-        at = rank == r
-        more = pd.Series(labels[at], index=chat_ids[at], dtype=object)
-        out[more.index] = out[more.index] + ";" + more
+    for rank in range(1, int(counts.max())):
+        more = counts > rank
+        joined[more] = joined[more] + ";" + labels[first[more] + rank]
+    out[rows[first]] = joined
     return out

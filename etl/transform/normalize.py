@@ -12,6 +12,7 @@ import unicodedata
 from collections.abc import Iterable
 from functools import lru_cache
 
+import numpy as np
 import pandas as pd
 import phonenumbers
 from email_validator import SPECIAL_USE_DOMAIN_NAMES, EmailNotValidError, validate_email
@@ -36,33 +37,76 @@ def email_key(
 
     ``email_normalized`` is the comparison key (None when there is no usable address);
     ``status`` is ``ok``, ``empty`` (nothing given) or ``invalid`` (given but not an address).
+    Each distinct address is cleaned once, in one pass (``_clean``), not a column pass a step.
     """
-    text = raw.astype("string").fillna("")
-    text = text.str.strip().str.replace(r"^mailto:", "", regex=True, case=False)
-    bracketed = text.str.extract(_ANGLE, expand=False)
-    text = bracketed.where(bracketed.notna(), text)
-    text = text.str.normalize("NFKC").str.strip().str.lower().str.rstrip(".")
-    empty = text.eq("")
+    rules = set(provider_rules)
+    values = raw.astype("string").to_numpy(dtype=object, na_value="")
+    codes, distinct = pd.factorize(values)
+    keys = [_clean(value) for value in distinct]  # "" where nothing is left of the address
+    empty = np.array([key == "" for key in keys], dtype=bool)
+    keys = [None if key == "" else key for key in keys]
+    name = raw.name
+    if ("gmail" in rules or strip_plus_tags) and any(key is not None for key in keys):
+        keys = [_provider_key(key, "gmail" in rules, strip_plus_tags) for key in keys]
+        name = None  # (as the provider rules' split of the column left it)
+    normalized = np.array(keys, dtype=object)
+    status = np.where(pd.isna(normalized), INVALID, OK).astype(object)
+    status[empty] = EMPTY
+    return (
+        pd.Series(normalized[codes], index=raw.index, dtype=object, name=name),
+        pd.Series(status[codes], index=raw.index, dtype=object),
+    )
+
+
+_MAILTO = re.compile(r"^mailto:", re.IGNORECASE)
+_M = ("m", "M")  # what ``_MAILTO`` can start with (no other letter folds to m)
+_ANGLE_RE = re.compile(_ANGLE)
+_SIMPLE_RE = re.compile(_SIMPLE_ADDRESS)
+# ``_SPECIAL_USE`` as suffixes: the same test on text the simple pattern matched (no newline)
+_SPECIAL_USE_ENDS = tuple(f"{sep}{name}" for name in SPECIAL_USE_DOMAIN_NAMES for sep in "@.")
+
+
+def _clean(value: str) -> str | None:
+    """One raw address -> its key ("" when nothing is left of it, None when it is no address).
+
+    Strip, drop ``mailto:``, take what is in <>, NFKC, strip, lower-case, drop trailing dots,
+    then check: the column steps this replaced, one value at a time and each step only where it
+    can change something (tests/unit/test_fast_plan.py holds the two to the same keys)."""
+    text = value.strip()
+    if text[:1] in _M:  # (cheap checks first: most addresses have no prefix, no <>, no Unicode)
+        text = _MAILTO.sub("", text)
+    if "<" in text:
+        bracketed = _ANGLE_RE.search(text)
+        if bracketed is not None:
+            text = bracketed.group(1)
+    if not text.isascii():  # (NFKC leaves ASCII as it is)
+        text = unicodedata.normalize("NFKC", text)
+    text = text.strip().lower().rstrip(".")
+    if text == "":
+        return ""
     # Plain ASCII addresses (the bulk) are decided by a conservative pattern that email-validator
     # agrees with (a property test checks it); everything else goes to email-validator itself.
-    simple = text.str.fullmatch(_SIMPLE_ADDRESS) & ~text.str.contains("--", regex=False)
-    local_len = text.str.find("@")
-    simple &= (
-        (local_len <= 64) & (text.str.len() <= 254) & ~text.str.contains(_SPECIAL_USE, regex=True)
-    )
-    normalized = text.where(simple, None).astype(object)
-    hard = ~simple & ~empty
-    if hard.any():
-        keys = {value: _email_key(value) for value in text[hard].unique()}
-        normalized[hard] = text[hard].map(keys).astype(object)
-    normalized = normalized.where(normalized.notna() & ~empty, None)
-    rules = set(provider_rules)
-    if "gmail" in rules or strip_plus_tags:
-        normalized = _provider_rules(normalized, "gmail" in rules, strip_plus_tags)
-    status = pd.Series(OK, index=raw.index, dtype=object)
-    status[normalized.isna()] = INVALID
-    status[empty] = EMPTY
-    return normalized, status
+    if (
+        _SIMPLE_RE.fullmatch(text)
+        and "--" not in text
+        and text.find("@") <= 64
+        and len(text) <= 254
+        and not text.endswith(_SPECIAL_USE_ENDS)
+    ):
+        return text
+    return _email_key(text)
+
+
+def _provider_key(key: str | None, gmail: bool, strip_plus_tags: bool) -> str | None:
+    """Opt-in provider rules: Gmail ignores dots and +tags (googlemail.com is gmail.com)."""
+    if key is None:
+        return None
+    local, _at, domain = key.partition("@")
+    if gmail and domain in _GMAIL_DOMAINS:
+        local, domain = local.split("+", 1)[0].replace(".", ""), "gmail.com"
+    if strip_plus_tags:
+        local = local.split("+", 1)[0]
+    return f"{local}@{domain}" if local else None
 
 
 @lru_cache(maxsize=1_000_000)
@@ -74,24 +118,6 @@ def _email_key(value: str) -> str | None:
         return None
     local = result.local_part.lower()
     return f"{local}@{result.ascii_domain.lower()}" if local else None
-
-
-def _provider_rules(normalized: pd.Series, gmail: bool, strip_plus_tags: bool) -> pd.Series:
-    """Opt-in provider rules: Gmail ignores dots and +tags (googlemail.com is gmail.com)."""
-    parts = normalized.astype("string").str.split("@", n=1, expand=True)
-    if parts.shape[1] < 2:
-        return normalized
-    local, domain = parts[0], parts[1]
-    if gmail:
-        is_gmail = domain.isin(_GMAIL_DOMAINS)
-        local = local.where(
-            ~is_gmail, local.str.split("+", n=1).str[0].str.replace(".", "", regex=False)
-        )
-        domain = domain.where(~is_gmail, "gmail.com")
-    if strip_plus_tags:
-        local = local.str.split("+", n=1).str[0]
-    out = (local + "@" + domain).astype(object)
-    return out.where(normalized.notna() & local.ne(""), None)
 
 
 def email_domain(email_normalized: pd.Series) -> pd.Series:

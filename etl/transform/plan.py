@@ -8,9 +8,11 @@ what one chunk's decisions leave for the next: leads created, phones filled, poo
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from urllib.parse import quote
 
+import numpy as np
 import orjson
 import pandas as pd
 
@@ -23,8 +25,7 @@ from etl.transform.match import (
     CreatedLeads,
     CrmIndex,
     match,
-    match_counts,
-    records_label,
+    records_labels,
 )
 from etl.transform.normalize import (
     EMPTY,
@@ -52,6 +53,7 @@ from etl.vocab import (
 )
 
 _HASHED = ACTIVITY_COLUMNS[3:16]
+_MAILTO = re.compile(r"^mailto:", re.IGNORECASE)
 
 
 @dataclass(frozen=True)
@@ -374,7 +376,10 @@ class Planner:
             assignments = self.assigner.assign(creators, self.ctx.agent_emails)
             leads = self._lead_rows(creators, assignments)
             self.created_leads.add(leads)
-            phones = [None if pd.isna(phone) else phone for phone in leads["phone"]]
+            phones = [
+                phone if isinstance(phone, str) or not pd.isna(phone) else None
+                for phone in leads["phone"].to_numpy(dtype=object)
+            ]
             self.index.add_created(int(leads["id"].iloc[0]), phones)  # (ids count down)
             assignments = assignments.reset_index(drop=True)
         joined = candidates[is_creator | joins]
@@ -396,29 +401,39 @@ class Planner:
             leads,
             assignments,
             new_pairs.reset_index(drop=True),
-            frozenset(creators["chat_id"]),
-            frozenset(candidates.loc[joins, "chat_id"]),
+            frozenset(creators["chat_id"].to_numpy(dtype=object)),
+            frozenset(candidates.loc[joins, "chat_id"].to_numpy(dtype=object)),
         )
 
     def _lead_rows(self, creators: pd.DataFrame, assignments: pd.DataFrame) -> pd.DataFrame:
         ids = list(range(self.next_lead_id, self.next_lead_id - len(creators), -1))
         self.next_lead_id -= len(creators)
-        names = creators["visitor_name"].map(split_name)
-        first = names.str[0]
-        local_part = creators["email_normalized"].str.split("@").str[0]
-        last = names.str[1].where(names.str[1] != "", local_part)
+        firsts, lasts, names = [], [], []
+        for visitor, email in zip(
+            creators["visitor_name"].to_numpy(dtype=object),
+            creators["email_normalized"].to_numpy(dtype=object),
+            strict=True,
+        ):  # (one pass a lead: each step as a column operation cost more than the whole)
+            first, last = split_name(visitor)
+            last = last if last != "" else email.split("@")[0]
+            firsts.append(first if first != "" else None)
+            lasts.append(last)
+            names.append(person_name(first or None, last))
+        ended = creators["ended_at"]
+        # (the frame infers the same dtype from the column as from its Timestamps; not from NaT)
+        ended_at = ended.array if ended.notna().all() else ended.to_numpy()
         policy = self.ctx.leads
         leads = pd.DataFrame(
             {
                 "id": ids,
                 "owner_id": assignments["owner_id"].to_numpy(),
-                "first_name": first.where(first != "", None).to_numpy(),
-                "last_name": last.to_numpy(),
-                "name": [person_name(f or None, la) for f, la in zip(first, last, strict=True)],
-                "email": creators["visitor_email"]
-                .str.strip()
-                .str.replace(r"^mailto:", "", regex=True, case=False)
-                .to_numpy(),
+                "first_name": np.array(firsts, dtype=object),
+                "last_name": np.array(lasts, dtype=object),
+                "name": names,
+                "email": np.array(
+                    [_MAILTO.sub("", email.strip()) for email in creators["visitor_email"]],
+                    dtype=object,
+                ),
                 "email_normalized": creators["email_normalized"].to_numpy(),
                 "phone": creators["visitor_phone"]
                 .where(creators["visitor_phone"] != "", None)
@@ -426,8 +441,8 @@ class Planner:
                 "status": policy.status,
                 "source": policy.source,
                 "tags": orjson.dumps(list(policy.tags)).decode(),
-                "created_at": creators["ended_at"].to_numpy(),
-                "updated_at": creators["ended_at"].to_numpy(),
+                "created_at": ended_at,
+                "updated_at": ended_at,
                 "origin": "chat",
                 "origin_chat_id": creators["chat_id"].to_numpy(),
             }
@@ -477,18 +492,22 @@ def build_plan(prepared: Prepared, decisions: Decisions, ctx: PlanContext) -> Ch
     chats, pairs = prepared.chats, prepared.pairs
     if not decisions.new_pairs.empty:
         pairs = pd.concat([pairs, decisions.new_pairs], ignore_index=True)
-    people = pairs[pairs["record_type"] != "deal"]
-    counts = match_counts(pairs)
+    # each pair's chat as a row of ``chats``: per-chat facts are counts over it, not groupbys
+    at = chat_rows(chats, pairs)
+    person = (pairs["record_type"] != "deal").to_numpy(dtype=bool)
+    people = np.bincount(at[person], minlength=len(chats))  # leads and contacts matched
+    old = np.bincount(
+        at[person & ~pairs["new_this_run"].to_numpy(dtype=bool)], minlength=len(chats)
+    )
+    mine = np.bincount(at[person & pairs["own_lead"].to_numpy(dtype=bool)], minlength=len(chats))
 
     outcome = pd.Series(None, index=chats.index, dtype=object)
     reason = pd.Series(None, index=chats.index, dtype=object)
-    matched = chats["chat_id"].isin(pairs["chat_id"])
+    matched = np.bincount(at, minlength=len(chats)) > 0
     outcome[matched] = "matched"
-    only_new = people.groupby("chat_id")["new_this_run"].all()
-    outcome[matched & chats["chat_id"].map(only_new).eq(True)] = "matched_new_lead"
+    outcome[matched & (people > 0) & (old == 0)] = "matched_new_lead"
     # the lead it created this run (met again when a run resumes): still the chat's own outcome
-    own = set(people.loc[people["own_lead"].astype(bool), "chat_id"]) | decisions.created
-    outcome[chats["chat_id"].isin(own)] = "lead_created"
+    outcome[(mine > 0) | chats["chat_id"].isin(decisions.created).to_numpy()] = "lead_created"
     empty = chats["email_status"] == EMPTY
     outcome[empty] = "no_email"
     reason[empty] = "visitor gave no email"
@@ -506,14 +525,15 @@ def build_plan(prepared: Prepared, decisions: Decisions, ctx: PlanContext) -> Ch
     erased = chats["erased"]
     reason[erased] = ERASED_REASON
 
-    labels = records_label(pairs)
-    match_count = chats["chat_id"].map(counts).fillna(0).astype("int64")
+    match_count = pd.Series(people.astype("int64"), index=chats.index)
     outcomes = pd.DataFrame(
         {
             "chat_id": chats["chat_id"],
             "outcome": outcome,
             "email_normalized": chats["email_normalized"],
-            "records": chats["chat_id"].map(labels).astype(object),
+            "records": pd.Series(
+                records_labels(pairs, at, len(chats)), index=chats.index, dtype=object
+            ),
             "reason": reason,
             "match_count": match_count,
             "chat_started_at": chats["started_at"],
@@ -522,11 +542,10 @@ def build_plan(prepared: Prepared, decisions: Decisions, ctx: PlanContext) -> Ch
         },
         columns=list(OUTCOME_COLUMNS),
     )
-    outcomes["records"] = outcomes["records"].where(outcomes["records"].notna(), None)
     pairs = pairs.drop(columns=["own_lead"])
     expired = _past_retention(chats, ctx)
     return ChunkPlan(
-        chats=_without_transcripts(chats, expired)[~erased].drop(
+        chats=_without_erased(_without_transcripts(chats, expired), erased).drop(
             columns=[
                 "email_status",
                 "department",
@@ -538,7 +557,7 @@ def build_plan(prepared: Prepared, decisions: Decisions, ctx: PlanContext) -> Ch
             ]
         ),  # fmt: skip
         outcomes=outcomes,
-        activities=build_activities(chats, pairs, ctx, expired),
+        activities=build_activities(chats, pairs, ctx, expired, at=at),
         leads=decisions.leads,
         notes=build_notes(chats[~expired], pairs, ctx),
         notifications=build_notifications(chats, pairs, ctx, ctx.notify_tags),
@@ -552,12 +571,24 @@ def build_plan(prepared: Prepared, decisions: Decisions, ctx: PlanContext) -> Ch
     )
 
 
+def chat_rows(chats: pd.DataFrame, pairs: pd.DataFrame) -> np.ndarray:
+    """Each pair's chat as a row number of ``chats`` (a chunk holds each chat once)."""
+    ids = pd.Index(chats["chat_id"])
+    if not ids.is_unique:
+        raise ValueError("a chunk to plan holds a chat twice")
+    return ids.get_indexer(pairs["chat_id"])
+
+
 def _past_retention(chats: pd.DataFrame, ctx: PlanContext) -> pd.Series:
     """Chats that ended before ``[retention] transcripts_days``: planned without their
     transcript and note text, so a re-read of an old export does not bring them back."""
     if ctx.transcripts_before is None:
         return pd.Series(False, index=chats.index)
     return (chats["ended_at"] < ctx.transcripts_before).fillna(False).astype(bool)
+
+
+def _without_erased(chats: pd.DataFrame, erased: pd.Series) -> pd.DataFrame:
+    return chats[~erased] if erased.any() else chats  # (a copy of every column saved)
 
 
 def _without_transcripts(chats: pd.DataFrame, expired: pd.Series) -> pd.DataFrame:
@@ -580,45 +611,57 @@ def _same_phone(a: str, b: str, region: str) -> bool:
 
 
 def build_activities(
-    chats: pd.DataFrame, pairs: pd.DataFrame, ctx: PlanContext, expired: pd.Series | None = None
+    chats: pd.DataFrame,
+    pairs: pd.DataFrame,
+    ctx: PlanContext,
+    expired: pd.Series | None = None,
+    at: np.ndarray | None = None,
 ) -> pd.DataFrame:
     """One activity per (chat, record), carrying what the activity feed shows (seed S3, S4).
 
     The activity of a chat past retention (``expired``) keeps no transcript, but its hash is
     the one of the whole activity: the row ``prune`` blanked is then unchanged, not rewritten
-    (nor sent to Sell again)."""
+    (nor sent to Sell again). ``at``: each pair's chat as a row of ``chats`` (``chat_rows``)."""
     if pairs.empty:
         return pd.DataFrame(columns=list(ACTIVITY_COLUMNS))
-    per_chat = chats.set_index("chat_id")
-    joined = pairs.join(per_chat, on="chat_id")
+    at = chat_rows(chats, pairs) if at is None else at
+    pairs = pairs.reset_index(drop=True)
+    of = chats[list(_FROM_CHAT)].iloc[at].reset_index(drop=True)
+    users = _first_users(chats["agent_ids"], ctx.agent_users)
     frame = pd.DataFrame(
         {
-            "chat_id": joined["chat_id"],
-            "record_type": joined["record_type"],
-            "record_id": joined["record_id"].astype("int64"),
-            "kind": joined["kind"],
-            "started_at": joined["started_at"],
-            "ended_at": joined["ended_at"],
-            "agent_names": joined["agent_names"],
-            "agent_user_id": joined["chat_id"]
-            .map(agent_user_ids(chats, ctx.agent_users))
-            .astype("Int64"),
-            "visitor_name": joined["visitor_name"],
-            "record_name": joined["record_name"],
-            "department": joined["department"],
-            "tags": joined["tags"],
-            "rating": joined["rating"],
-            "message_count": joined["message_count"],
-            "transcript": joined["transcript"],
-            "transcript_url": transcript_urls(joined["chat_id"], ctx),
-            "chat_version": joined["version"],
+            "chat_id": pairs["chat_id"],
+            "record_type": pairs["record_type"],
+            "record_id": pairs["record_id"].astype("int64"),
+            "kind": of["kind"],
+            "started_at": of["started_at"],
+            "ended_at": of["ended_at"],
+            "agent_names": of["agent_names"],
+            "agent_user_id": pd.array(users[at], dtype="Int64"),
+            "visitor_name": of["visitor_name"],
+            "record_name": pairs["record_name"],
+            "department": of["department"],
+            "tags": of["tags"],
+            "rating": of["rating"],
+            "message_count": of["message_count"],
+            "transcript": of["transcript"],
+            "transcript_url": transcript_urls(pairs["chat_id"], ctx),
+            "chat_version": of["version"],
         }
     )
     frame["content_hash"] = activity_hash(frame)
     if expired is not None and expired.any():
-        old = frame["chat_id"].isin(set(chats.loc[expired, "chat_id"]))
+        old = expired.to_numpy(dtype=bool)[at]
         frame["transcript"] = frame["transcript"].where(~old, "")
-    return frame[list(ACTIVITY_COLUMNS)].reset_index(drop=True)
+    return frame[list(ACTIVITY_COLUMNS)]
+
+
+_NOTE_FROM_CHAT = ("chat_id", "visitor_notes", "agent", "agent_ids", "started_at", "ended_at")
+_NOTIFY_FROM_CHAT = ("chat_id", "visitor_name", "agent", "started_at", "ended_at")
+_FROM_CHAT = (
+    "kind", "started_at", "ended_at", "agent_names", "visitor_name", "department", "tags",
+    "rating", "message_count", "transcript", "version",
+)  # fmt: skip
 
 
 def build_notes(chats: pd.DataFrame, pairs: pd.DataFrame, ctx: PlanContext) -> pd.DataFrame:
@@ -626,7 +669,10 @@ def build_notes(chats: pd.DataFrame, pairs: pd.DataFrame, ctx: PlanContext) -> p
 
     Authored by the agent's Sell user when the agent is one, else by the integration user.
     """
-    noted = chats[chats["visitor_notes"].astype(str).str.strip() != ""]
+    notes = chats["visitor_notes"]
+    noted = (notes != "").to_numpy(dtype=bool, copy=True)  # (most have none: strip the others)
+    noted[noted] = (notes[noted].astype(str).str.strip() != "").to_numpy(dtype=bool)
+    noted = chats.loc[noted, list(_NOTE_FROM_CHAT)]  # (not the transcripts: they are big)
     targets = pairs[pairs["chat_id"].isin(noted["chat_id"])]
     if targets.empty:
         return pd.DataFrame(columns=list(NOTE_COLUMNS))
@@ -664,7 +710,10 @@ def build_notifications(
     if not tags or pairs.empty:
         return pd.DataFrame(columns=list(NOTIFICATION_COLUMNS))
     wanted = {t.lower() for t in tags}
-    tagged = chats[chats["tags"].map(lambda t: bool({x.lower() for x in orjson.loads(t)} & wanted))]
+    # a chunk holds few distinct tag lists: read each once
+    codes, lists = pd.factorize(chats["tags"].to_numpy(dtype=object), use_na_sentinel=False)
+    hit = np.array([bool({x.lower() for x in orjson.loads(t)} & wanted) for t in lists], dtype=bool)
+    tagged = chats.loc[hit[codes], list(_NOTIFY_FROM_CHAT)]
     targets = pairs[pairs["chat_id"].isin(tagged["chat_id"]) & pairs["owner_id"].notna()]
     if targets.empty:
         return pd.DataFrame(columns=list(NOTIFICATION_COLUMNS))
@@ -701,7 +750,7 @@ def transcript_urls(chat_ids: pd.Series, ctx: PlanContext) -> pd.Series:
     marker = "\x00"
     filled = template.format(chat_id=marker, subdomain=ctx.subdomain)
     ids = chat_ids.astype(str)
-    if filled.count(marker) == 1 and not ids.empty and ids.str.fullmatch(_URL_SAFE).all():
+    if filled.count(marker) == 1 and not ids.empty and _url_safe(ids):
         # the usual case (ids need no quoting, the id once in the link): one vectorized join
         head, tail = filled.split(marker)
         return (head + ids + tail).astype(object)
@@ -715,7 +764,15 @@ def transcript_urls(chat_ids: pd.Series, ctx: PlanContext) -> pd.Series:
     )
 
 
-_URL_SAFE = r"[A-Za-z0-9.\-_~]*"  # what quote(safe=".-_~") leaves as it is
+_URL_SAFE = re.compile(r"[A-Za-z0-9.\-_~]*")  # what quote(safe=".-_~") leaves as it is
+
+
+def _url_safe(ids: pd.Series) -> bool:
+    """Whether every id needs no quoting: one match over them all, not a match per id."""
+    values = ids.to_numpy(dtype=object)
+    if not all(isinstance(value, str) for value in values):
+        return False
+    return _URL_SAFE.fullmatch("".join(values)) is not None
 
 
 def agent_user_ids(
@@ -725,6 +782,20 @@ def agent_user_ids(
     with ``active``, only agents that map to an active Sell user count."""
     if agent_users.empty or chats.empty:
         return pd.Series(dtype="Int64")
+    found = pd.Series(
+        _first_users(chats["agent_ids"], agent_users, active), index=chats["chat_id"].to_numpy()
+    )
+    found = found[found.notna()]
+    return found[~found.index.duplicated()].astype("Int64")
+
+
+def _first_users(
+    agent_ids: pd.Series, agent_users: pd.Series, active: frozenset[int] | None = None
+) -> np.ndarray:
+    """Per chat (its ``agent_ids``), the Sell user id of its first agent that maps to one, or
+    None (an object array)."""
+    if agent_users.empty or agent_ids.empty:
+        return np.full(len(agent_ids), None, dtype=object)
     users = {agent: int(user) for agent, user in agent_users.items() if pd.notna(user)}
 
     def first_user(agent_ids: str) -> int | None:
@@ -735,11 +806,8 @@ def agent_user_ids(
         return None
 
     # a chunk holds few distinct agent lists: decide each once, not once per chat
-    texts = chats["agent_ids"]
-    per_list = {text: first_user(text) for text in pd.unique(texts.to_numpy(dtype=object))}
-    found = pd.Series(texts.map(per_list).to_numpy(), index=chats["chat_id"].to_numpy())
-    found = found[found.notna()]
-    return found[~found.index.duplicated()].astype("Int64")
+    codes, texts = pd.factorize(agent_ids.to_numpy(dtype=object), use_na_sentinel=False)
+    return np.array([first_user(text) for text in texts], dtype=object)[codes]
 
 
 def agent_user_map(agents: pd.DataFrame, users: pd.DataFrame) -> pd.Series:
