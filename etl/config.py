@@ -232,8 +232,6 @@ class ScheduleSettings(_Section):
 
     @model_validator(mode="after")
     def _cron_and_timezone_parse(self) -> ScheduleSettings:
-        from apscheduler.triggers.cron import CronTrigger
-
         try:
             ZoneInfo(self.timezone)
         except (ZoneInfoNotFoundError, ValueError):
@@ -242,6 +240,9 @@ class ScheduleSettings(_Section):
             job = getattr(self, name)
             if job is None:
                 continue
+            # (APScheduler loads only for a configured job: most runs have none)
+            from apscheduler.triggers.cron import CronTrigger  # noqa: PLC0415
+
             try:
                 CronTrigger.from_crontab(job.cron, timezone=self.timezone)
             except ValueError as exc:

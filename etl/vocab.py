@@ -10,9 +10,10 @@ without knowing either.
 from __future__ import annotations
 
 from dataclasses import dataclass, field, fields
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import pandas as pd
+if TYPE_CHECKING:  # (the frame libraries load where a frame is made: not for an unchanged sync)
+    import pandas as pd
 
 # -- a chat's outcome (SPEC section 3.8): exactly one per chat read ------------------------------
 
@@ -182,9 +183,23 @@ NOTIFY_KIND = "notify_sales"
 
 # the Sell resources a run counts in its report's ``inputs.sell_records``
 SELL_KEYS = ("leads", "contacts", "deals", "users")
+# the Sell exports' resources, in the order a run reads (and counts) them (etl.extract.sellrecords)
+SELL_RESOURCES = ("leads", "contacts", "deals", "users", "notes", "lead_conversions")
 
 
 # -- the plan of a chunk of chats ----------------------------------------------------------------
+
+
+def _empty_assignments() -> pd.DataFrame:
+    import pandas as pd  # noqa: PLC0415
+
+    return pd.DataFrame(columns=["owner_id", "pool", "rule"])
+
+
+def _no_chats() -> pd.Series:
+    import pandas as pd  # noqa: PLC0415
+
+    return pd.Series([], dtype=object)
 
 
 @dataclass
@@ -200,16 +215,14 @@ class ChunkPlan:
     phone_changes: pd.DataFrame  # CHANGE_COLUMNS
     # pool name -> its rotation (an object with ``pointer``, ``assigned`` and ``to_json()``)
     pool_states: dict[str, Any] = field(default_factory=dict)
-    assignments: pd.DataFrame = field(
-        default_factory=lambda: pd.DataFrame(columns=["owner_id", "pool", "rule"])
-    )
+    assignments: pd.DataFrame = field(default_factory=_empty_assignments)
     multi_match_emails: set[str] = field(default_factory=set)
     warnings: list[str] = field(default_factory=list)
     # chats deleted at source (outcome ``removed``): everything derived from them goes with the
     # plan (their rows in ``chats`` hold no content)
-    removed_chats: pd.Series = field(default_factory=lambda: pd.Series([], dtype=object))
+    removed_chats: pd.Series = field(default_factory=_no_chats)
     # of those, the chats of an erased email: not in ``chats`` (their stored rows go too)
-    erased_chats: pd.Series = field(default_factory=lambda: pd.Series([], dtype=object))
+    erased_chats: pd.Series = field(default_factory=_no_chats)
 
     def outcome_counts(self) -> dict[str, int]:
         counts = self.outcomes["outcome"].value_counts()

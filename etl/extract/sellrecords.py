@@ -15,8 +15,9 @@ import pandas as pd
 from etl.extract.timestamps import parse_utc
 from etl.hashing import content_hash
 from etl.text import CJK, person_name
+from etl.vocab import SELL_RESOURCES
 
-RESOURCES = ("leads", "contacts", "deals", "users", "notes", "lead_conversions")
+RESOURCES = SELL_RESOURCES
 # rows typed into one frame: a file's rows are held as dicts only this many at a time
 FRAME_ROWS = 50_000
 TAIL = ("extra", "sell_hash", "source_file", "position")

@@ -11,14 +11,16 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import numpy as np
-import pandas as pd
 from sqlalchemy import Column, MetaData, Table, bindparam, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection
 from sqlalchemy.sql.elements import ColumnElement
+
+if TYPE_CHECKING:
+    import numpy as np
+    import pandas as pd
 
 BATCH = 5_000
 
@@ -41,6 +43,8 @@ def frame_rows(frame: pd.DataFrame, columns: Sequence[str]) -> list[dict[str, An
 
 
 def _column_values(series: pd.Series) -> list[Any]:
+    import pandas as pd  # noqa: PLC0415
+
     if pd.api.types.is_datetime64_any_dtype(series.dtype):
         values = series.dt.to_pydatetime().tolist() if len(series) else []
         return [None if pd.isna(v) else v for v in values]
@@ -74,6 +78,8 @@ def upsert(
     rows the database inserted or updated (its own count: a guarded or ``DO NOTHING`` conflict
     counts none).
     """
+    import pandas as pd  # noqa: PLC0415
+
     if frame.empty:
         return 0
     dialect = conn.dialect.name
@@ -107,6 +113,8 @@ def upsert(
 
 def _key_order(frame: pd.DataFrame, key: Sequence[str]) -> np.ndarray:
     """Positions of the rows ``dedupe`` keeps, in the order a stable sort by ``key`` puts them."""
+    import numpy as np  # noqa: PLC0415
+
     if not key:  # every row has the one key: the last wins
         return np.array([len(frame) - 1])
     keys = frame[list(key)].reset_index(drop=True)
@@ -174,6 +182,8 @@ def _db_values(series: pd.Series, dialect: str) -> list[Any]:
 
 def _db_array(series: pd.Series, dialect: str) -> np.ndarray:
     """``_db_values`` as an object array (taken in key order before it becomes a list)."""
+    import pandas as pd  # noqa: PLC0415
+
     if pd.api.types.is_datetime64_any_dtype(series.dtype):
         return _stamps_text(series, dialect)
     out = series.to_numpy(dtype=object, na_value=None)
@@ -193,6 +203,8 @@ def _first_present(values: np.ndarray) -> Any:
 def _stamps_text(series: pd.Series, dialect: str) -> np.ndarray:
     """Timestamps as ``2026-11-02 09:00:00.000000`` (SQLite) or ``2026-11-02T09:00:00.000000+00:00``
     (PostgreSQL), formatted by numpy in one pass (``strftime`` formats value by value)."""
+    import numpy as np  # noqa: PLC0415
+
     stamps = series.dt.tz_convert("UTC") if series.dt.tz is not None else series
     micros = stamps.to_numpy(dtype="datetime64[us]")
     missing = np.isnat(micros)
@@ -227,6 +239,8 @@ def select_in(
     One statement with an expanding IN parameter: compiled once and cached, whatever the batch.
     ``expressions`` reads some of ``columns`` through an expression instead of the column.
     """
+    import pandas as pd  # noqa: PLC0415
+
     (column,) = key
     keys = list(dict.fromkeys(values))
     if not keys:

@@ -11,9 +11,8 @@ import json
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import pandas as pd
 from sqlalchemy import and_, bindparam, delete, func, literal_column, or_, select, text, update
 from sqlalchemy.engine import Connection
 
@@ -21,6 +20,9 @@ from etl.errors import RunFailed
 from etl.load import schema
 from etl.load.upsert import dedupe, dialect_insert, select_in, upsert
 from etl.vocab import CHAT_COLUMNS, RunCounters, WriteCounts
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 SELL_TABLES = {
     "leads": schema.leads,
@@ -93,6 +95,8 @@ def delete_missing(conn: Connection, resource: str, keep_ids: Iterable[int]) -> 
 def queue_rematch(conn: Connection, run_id: int, emails: Iterable[str]) -> None:
     """Remember emails whose records changed, where the store holds chats of that email: the run
     attaches those chats to the new records (in this transaction's run, or after a crash)."""
+    import pandas as pd  # noqa: PLC0415
+
     candidates = sorted(set(emails))
     if not candidates:
         return
@@ -223,6 +227,8 @@ def classify_activities(
 
     Stale: an activity of a chat whose newer version no longer attaches to that record.
     """
+    import pandas as pd  # noqa: PLC0415
+
     key = ["chat_id", "record_type", "record_id"]
     counts = ActivityWrites()
     if not existing.empty:
@@ -515,6 +521,8 @@ def apply_phone_changes(conn: Connection, run_id: int, changes: pd.DataFrame) ->
 
 def save_pool_states(conn: Connection, run_id: int, states: dict[str, Any]) -> None:
     """Pool pointers, committed with the leads they assigned."""
+    import pandas as pd  # noqa: PLC0415
+
     if not states:
         return
     frame = pd.DataFrame(
@@ -554,6 +562,8 @@ def applied_phone_changes(
 
 def finish_window(conn: Connection, run_id: int, start: Any, end: Any, chats: int) -> None:
     """A backfill window done; ``backfill --resume`` goes on after it."""
+    import pandas as pd  # noqa: PLC0415
+
     frame = pd.DataFrame(
         [
             {

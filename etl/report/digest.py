@@ -6,6 +6,9 @@ and sends only the exception lists' rows (``Store.outcome_digest_rows``), which 
 folds, the counts through ``add_counts`` and the rows through ``add_listed`` a fetch at a time;
 rows at hand go through ``add`` (a dry run's, chunk by chunk; a test's). Either way the page is
 the same as from the rows taken whole. Only plain data comes in: nothing here knows the store.
+
+Frames are built only for rows: a digest of none (an unchanged sync's run) holds ``None`` where
+its tables and lists would be, and neither it nor its page loads pandas.
 """
 
 from __future__ import annotations
@@ -13,11 +16,12 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
-
-import pandas as pd
+from typing import TYPE_CHECKING, Any
 
 from etl.vocab import OUTCOME_COLUMNS
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 LIST_LIMIT = 500  # rows per exception list; the rest is counted, not shown
 
@@ -31,22 +35,23 @@ _SKIPPED_ORDER = ["reason", "chat_started_at", "chat_id"]
 @dataclass
 class OutcomeDigest:
     """Counts and first rows of a run's outcomes (chat ids are unique in a run, so every
-    ordering below is total and the first rows do not depend on how the rows were chunked)."""
+    ordering below is total and the first rows do not depend on how the rows were chunked).
+    A table or list is ``None`` until rows come for it (then a frame, possibly empty)."""
 
     rows: int = 0
     undated: int = 0
     first_started: pd.Timestamp | None = None  # naive UTC
     last_started: pd.Timestamp | None = None
-    by_day: pd.DataFrame = field(default_factory=pd.DataFrame)  # day x outcome
-    by_department: pd.DataFrame = field(default_factory=pd.DataFrame)  # label x outcome
-    by_agent: pd.DataFrame = field(default_factory=pd.DataFrame)
-    invalid: pd.DataFrame = field(default_factory=lambda: pd.DataFrame(columns=_INVALID))
+    by_day: pd.DataFrame | None = None  # day x outcome
+    by_department: pd.DataFrame | None = None  # label x outcome
+    by_agent: pd.DataFrame | None = None
+    invalid: pd.DataFrame | None = None  # columns _INVALID
     invalid_count: int = 0  # the first LIST_LIMIT above, by start time and chat id
-    skipped: pd.DataFrame = field(default_factory=lambda: pd.DataFrame(columns=_SKIPPED))
+    skipped: pd.DataFrame | None = None  # columns _SKIPPED
     skipped_count: int = 0  # the first LIST_LIMIT above, by reason, start time and chat id
     # skipped leads per reason (None: none given)
     skipped_reasons: Counter = field(default_factory=Counter)
-    removed: pd.DataFrame = field(default_factory=lambda: pd.DataFrame(columns=_REMOVED))
+    removed: pd.DataFrame | None = None  # columns _REMOVED
     removed_count: int = 0  # the first LIST_LIMIT above, by start time and chat id
     removed_reasons: Counter = field(default_factory=Counter)  # chats removed per reason
     # email -> [chats, most records matched, where each record was first listed]: the emails
@@ -72,9 +77,11 @@ class OutcomeDigest:
 
     def add(self, outcomes: pd.DataFrame) -> None:
         """Fold in the next rows (``OUTCOME_COLUMNS``; a store's are read in chat id order)."""
-        frame = normalized(outcomes)
-        if frame.empty:
+        if not len(outcomes):
             return
+        import pandas as pd  # noqa: PLC0415
+
+        frame = normalized(outcomes)
         started = _naive_utc(frame["chat_started_at"])
         groups = {
             "day": started.dt.floor("D"),
@@ -98,7 +105,12 @@ class OutcomeDigest:
     def add_counts(self, rows: int, first: Any, last: Any, groups: dict[str, pd.DataFrame]) -> None:
         """Fold in rows already counted (a store's GROUP BY): ``groups`` has, for each of
         "day" (the UTC day started, or missing), "department" and "agent", a frame of that
-        value as stored, the outcome and ``n``, the rows that have both."""
+        value as stored, the outcome and ``n``, the rows that have both (with ``rows`` 0 there
+        is nothing to fold, and ``groups`` may be empty)."""
+        if not rows:
+            return
+        import pandas as pd  # noqa: PLC0415
+
         self.rows += rows
         for stamp in (first, last):
             if stamp is None or pd.isna(stamp):
@@ -128,6 +140,8 @@ class OutcomeDigest:
     def add_listed(self, outcomes: pd.DataFrame) -> None:
         """Fold in rows for the exception lists only (their counts come from ``add_counts``):
         a store sends only the invalid emails, skipped leads, removed chats and multi-matches."""
+        if not len(outcomes):
+            return
         frame = normalized(outcomes)
         invalid = frame.loc[frame["outcome"] == "invalid_email", _INVALID]
         self.invalid_count += len(invalid)
@@ -161,8 +175,12 @@ class OutcomeDigest:
                 if record not in first or seen < first[record]:
                     first[record] = seen
 
-    def _first(self, kept: pd.DataFrame, more: pd.DataFrame, order: list[str]) -> pd.DataFrame:
-        if kept.empty:
+    def _first(
+        self, kept: pd.DataFrame | None, more: pd.DataFrame, order: list[str]
+    ) -> pd.DataFrame:
+        import pandas as pd  # noqa: PLC0415
+
+        if kept is None or kept.empty:
             both = more
         elif more.empty:
             both = kept
@@ -186,9 +204,15 @@ class OutcomeDigest:
 
         return sorted(items, key=order)
 
+    def multi_match_count(self) -> int:
+        """How many emails more than one CRM record share (``multi_match`` lists them)."""
+        return len(self._multi)
+
     def multi_match(self) -> tuple[pd.DataFrame, int]:
         """The first LIST_LIMIT emails (most records first) with the union of their chats'
         records, and how many emails there are."""
+        import pandas as pd  # noqa: PLC0415
+
         if not self._multi:
             return pd.DataFrame(columns=["email", "records", "chats"]), 0
         emails = pd.DataFrame(
@@ -206,6 +230,8 @@ class OutcomeDigest:
 def normalized(outcomes: pd.DataFrame) -> pd.DataFrame:
     """The outcome columns, with a numeric match count and UTC start times (a store's SQLite
     gives naive text; a missing or bad value becomes NaT)."""
+    import pandas as pd  # noqa: PLC0415
+
     frame = outcomes.reindex(columns=list(OUTCOME_COLUMNS)).reset_index(drop=True)
     frame["match_count"] = pd.to_numeric(frame["match_count"], errors="coerce").fillna(0)
     frame["chat_started_at"] = pd.to_datetime(frame["chat_started_at"], utc=True, errors="coerce")
@@ -216,12 +242,16 @@ _MISSING_LABEL = {"department": "(no department)", "agent": "(no agent)"}
 
 
 def _naive_utc(stamps: pd.Series) -> pd.Series:
+    import pandas as pd  # noqa: PLC0415
+
     stamps = pd.to_datetime(stamps, utc=True, errors="coerce")
     return stamps.dt.tz_convert("UTC").dt.tz_localize(None)
 
 
 def _table(counts: pd.DataFrame, name: str, keys: pd.Series) -> pd.DataFrame:
     """``n`` summed per key and outcome: a key x outcome table (a missing outcome "(none)")."""
+    import pandas as pd  # noqa: PLC0415
+
     if counts.empty:
         return pd.DataFrame()
     outcome = counts["outcome"].astype("string").fillna("(none)")
@@ -229,9 +259,9 @@ def _table(counts: pd.DataFrame, name: str, keys: pd.Series) -> pd.DataFrame:
     return summed.unstack("outcome", fill_value=0).astype("int64")
 
 
-def _plus(total: pd.DataFrame, more: pd.DataFrame) -> pd.DataFrame:
+def _plus(total: pd.DataFrame | None, more: pd.DataFrame) -> pd.DataFrame:
     """Two count tables added cell by cell (a label or outcome one lacks counts 0 there)."""
-    if total.empty:
+    if total is None or total.empty:
         return more
     if more.empty:
         return total

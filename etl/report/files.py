@@ -4,18 +4,19 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
-
-import pandas as pd
+from typing import TYPE_CHECKING, Any
 
 from etl.report.digest import OutcomeDigest
 from etl.report.html import render_html
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 
 def write_report_files(
     report: dict[str, Any],
     outcomes: pd.DataFrame | OutcomeDigest,
-    rejects: pd.DataFrame,
+    rejects: pd.DataFrame | None,
     out_dir: Path,
     reject_total: int | None = None,
 ) -> list[Path]:

@@ -5,6 +5,10 @@ JavaScript, and a Content-Security-Policy that forbids anything else. Every valu
 from an export (names, emails, reasons, raw text, departments, agents, file names, owner and pool
 keys, warnings) goes through ``_e`` (``html.escape`` with quotes, control characters replaced), so
 a visitor called ``<script>alert(1)</script>`` is shown as text, in tables and in SVG alike.
+
+A chart or list is drawn from frames only when it has rows: the page of a run without outcomes
+or rejects (an unchanged sync's) is drawn without loading pandas, the same page as from empty
+frames.
 """
 
 from __future__ import annotations
@@ -12,14 +16,16 @@ from __future__ import annotations
 import html
 import math
 import re
-from collections.abc import Iterable, Sequence
+import sys
+from collections.abc import Callable, Iterable, Sequence
 from datetime import UTC, datetime
-from typing import Any
-
-import pandas as pd
+from typing import TYPE_CHECKING, Any
 
 from etl.report.digest import LIST_LIMIT, OutcomeDigest
 from etl.vocab import OUTCOMES, SELL_KEYS, WRITE_KEYS
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 RAW_LIMIT = 400  # characters of a reject's raw text shown
 TOP_N = 15  # bars per "by department / agent / owner" chart before "other"
@@ -47,9 +53,12 @@ _CONTROL = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\ud800-\udfff]")
 
 
 def _missing(value: Any) -> bool:
-    if value is None or value is pd.NA or value is pd.NaT:
+    if value is None:
         return True
-    return isinstance(value, float) and math.isnan(value)
+    if isinstance(value, float):
+        return math.isnan(value)
+    pd = sys.modules.get("pandas")  # (not loaded: no value is pandas' NA or NaT)
+    return pd is not None and (value is pd.NA or value is pd.NaT)
 
 
 def _clean(value: Any) -> str:
@@ -83,7 +92,7 @@ def _num(value: Any) -> str:
 def render_html(
     report: dict[str, Any],
     outcomes: pd.DataFrame | OutcomeDigest,
-    rejects: pd.DataFrame,
+    rejects: pd.DataFrame | None,
     comparison: dict[str, Any] | None = None,
     reject_total: int | None = None,
 ) -> str:
@@ -91,7 +100,7 @@ def render_html(
 
     ``outcomes``: the run's outcome rows, or their ``OutcomeDigest`` (a store's, read in
     bounded fetches: ``OutcomeDigest.from_store``). ``rejects``: its rejects, or their first
-    LIST_LIMIT when ``reject_total`` says how many there are.
+    LIST_LIMIT when ``reject_total`` says how many there are (None: no reject).
     """
     digest = outcomes if isinstance(outcomes, OutcomeDigest) else OutcomeDigest.of(outcomes)
     run_label = (
@@ -369,6 +378,8 @@ def _comparison(comparison: dict[str, Any]) -> str:
     elif not new_rejects:
         rejects_html = _none(f"No rejects that {label(previous)} did not have.")
     else:
+        import pandas as pd  # noqa: PLC0415
+
         rejects_html = _reject_table(pd.DataFrame(new_rejects))
     balanced = comparison.get("balanced") or {}
     balance = ""
@@ -480,8 +491,10 @@ def _chart_over_time(digest: OutcomeDigest) -> str:
         if undated
         else ""
     )
-    if digest.by_day.empty or digest.first_started is None or digest.last_started is None:
+    if _no_rows(digest.by_day) or digest.first_started is None or digest.last_started is None:
         return _placeholder(key, title, width=_CHART_W) + note
+    import pandas as pd  # noqa: PLC0415
+
     days = digest.by_day.index
     span_days = (digest.last_started - digest.first_started).days
     if span_days <= 92:
@@ -559,6 +572,8 @@ def _chart_over_time(digest: OutcomeDigest) -> str:
 
 def _top(counts: pd.DataFrame, what: str) -> pd.DataFrame:
     """The TOP_N rows with the most chats, the rest summed into one "other" row."""
+    import pandas as pd  # noqa: PLC0415
+
     totals = counts.sum(axis=1)
     order = sorted(counts.index, key=lambda label: (-int(totals[label]), str(label)))
     counts = counts.loc[order]
@@ -570,10 +585,10 @@ def _top(counts: pd.DataFrame, what: str) -> pd.DataFrame:
     return pd.concat([head, other])
 
 
-def _chart_by(counts: pd.DataFrame, column: str, what: str) -> str:
+def _chart_by(counts: pd.DataFrame | None, column: str, what: str) -> str:
     """Chats per ``column`` label (``OutcomeDigest.by_department`` / ``by_agent``) by outcome."""
     key, title = f"outcomes-by-{column}", f"Outcomes by {column}"
-    if counts.empty:
+    if _no_rows(counts):
         return _placeholder(key, title)
     series = _series(counts.columns)
     counts = _top(counts[[name for name, _ in series]], what)
@@ -587,6 +602,8 @@ def _chart_counts(counts: dict[str, Any] | None, group: str, what: str, index_na
     rows = {str(k): int(v) for k, v in (counts or {}).items() if not _missing(v) and int(v) > 0}
     if not rows:
         return _placeholder(key, title)
+    import pandas as pd  # noqa: PLC0415
+
     frame = _top(pd.DataFrame({"leads": rows}), what)
     series = [("leads", _LEADS_COLOUR)]
     axis = "new leads assigned"
@@ -686,37 +703,31 @@ def _list_table(header: Sequence[str], rows: Iterable[Sequence[str]], classes: s
     return f'<div class="scroll"><table class="list {classes}"><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table></div>'
 
 
-def _exceptions(digest: OutcomeDigest, rejects: pd.DataFrame, reject_total: int | None) -> str:
+def _exceptions(
+    digest: OutcomeDigest, rejects: pd.DataFrame | None, reject_total: int | None
+) -> str:
     parts = ['<section id="exceptions"><h2>Exceptions</h2>']
-    rejects = rejects.reindex(
-        columns=["source_file", "position", "kind", "reason", "raw", "chat_id"]
-    ).reset_index(drop=True)
-    total = len(rejects) if reject_total is None else reject_total
-    parts.append(_exception_block("rejects", "Rejects", total, _reject_table(rejects, total)))
-
-    invalid = digest.invalid
+    total = (0 if rejects is None else len(rejects)) if reject_total is None else reject_total
     parts.append(
-        _exception_block(
-            "invalid-emails",
-            "Invalid emails",
-            digest.invalid_count,
-            _list_table(
-                ("chat", "started (UTC)", "reason"),
-                (
-                    (f"<code>{_e(r.chat_id)}</code>", _when(r.chat_started_at), _e(r.reason))
-                    for r in invalid.head(LIST_LIMIT).itertuples()
-                ),
-            )
-            + _more(digest.invalid_count),
-        )
+        _exception_block("rejects", "Rejects", total, lambda: _reject_table(rejects, total))
     )
 
-    emails, email_count = digest.multi_match()
+    def invalid() -> str:
+        return _list_table(
+            ("chat", "started (UTC)", "reason"),
+            (
+                (f"<code>{_e(r.chat_id)}</code>", _when(r.chat_started_at), _e(r.reason))
+                for r in digest.invalid.head(LIST_LIMIT).itertuples()
+            ),
+        ) + _more(digest.invalid_count)
+
     parts.append(
-        _exception_block(
-            "multi-match-emails",
-            "Multi-match emails",
-            email_count,
+        _exception_block("invalid-emails", "Invalid emails", digest.invalid_count, invalid)
+    )
+
+    def multi_match() -> str:
+        emails, email_count = digest.multi_match()
+        return (
             '<p class="muted">Emails that more than one lead or contact share: each chat was '
             "written to all of them.</p>"
             + _list_table(
@@ -726,44 +737,42 @@ def _exceptions(digest: OutcomeDigest, rejects: pd.DataFrame, reject_total: int 
                     for r in emails.itertuples()
                 ),
             )
-            + _more(email_count),
+            + _more(email_count)
+        )
+
+    parts.append(
+        _exception_block(
+            "multi-match-emails", "Multi-match emails", digest.multi_match_count(), multi_match
         )
     )
 
-    skipped = digest.skipped
-    by_reason = digest.reasons()
-    reasons = "".join(
-        f'<li>{_e(reason) or "(no reason)"} <span class="muted">({count:,})</span></li>'
-        for reason, count in by_reason[:TOP_N]
-    )
-    reasons = f'<ul class="reasons">{reasons}</ul>' if len(by_reason) > 1 else ""
-    parts.append(
-        _exception_block(
-            "skipped-leads",
-            "Skipped leads",
-            digest.skipped_count,
+    def skipped() -> str:
+        by_reason = digest.reasons()
+        reasons = "".join(
+            f'<li>{_e(reason) or "(no reason)"} <span class="muted">({count:,})</span></li>'
+            for reason, count in by_reason[:TOP_N]
+        )
+        reasons = f'<ul class="reasons">{reasons}</ul>' if len(by_reason) > 1 else ""
+        return (
             reasons
             + _list_table(
                 ("chat", "email", "reason"),
                 (
                     (f"<code>{_e(r.chat_id)}</code>", _e(r.email_normalized), _e(r.reason))
-                    for r in skipped.head(LIST_LIMIT).itertuples()
+                    for r in digest.skipped.head(LIST_LIMIT).itertuples()
                 ),
             )
-            + _more(digest.skipped_count),
+            + _more(digest.skipped_count)
         )
-    )
 
-    removed = digest.removed
-    removed_reasons = "".join(
-        f'<li>{_e(reason) or "(no reason)"} <span class="muted">({count:,})</span></li>'
-        for reason, count in sorted(digest.removed_reasons.items(), key=lambda i: (-i[1], i[0]))
-    )
-    parts.append(
-        _exception_block(
-            "removed-chats",
-            "Removed chats",
-            digest.removed_count,
+    parts.append(_exception_block("skipped-leads", "Skipped leads", digest.skipped_count, skipped))
+
+    def removed() -> str:
+        removed_reasons = "".join(
+            f'<li>{_e(reason) or "(no reason)"} <span class="muted">({count:,})</span></li>'
+            for reason, count in sorted(digest.removed_reasons.items(), key=lambda i: (-i[1], i[0]))
+        )
+        return (
             '<p class="muted">Chats whose content was removed from the store with everything '
             "derived from them (a lead they created stays).</p>"
             + f'<ul class="reasons">{removed_reasons}</ul>'
@@ -771,27 +780,36 @@ def _exceptions(digest: OutcomeDigest, rejects: pd.DataFrame, reject_total: int 
                 ("chat", "started (UTC)", "reason"),
                 (
                     (f"<code>{_e(r.chat_id)}</code>", _when(r.chat_started_at), _e(r.reason))
-                    for r in removed.head(LIST_LIMIT).itertuples()
+                    for r in digest.removed.head(LIST_LIMIT).itertuples()
                 ),
             )
-            + _more(digest.removed_count),
+            + _more(digest.removed_count)
         )
-    )
+
+    parts.append(_exception_block("removed-chats", "Removed chats", digest.removed_count, removed))
     parts.append("</section>\n")
     return "".join(parts)
 
 
-def _exception_block(anchor: str, title: str, count: int, body: str) -> str:
-    content = body if count else _none()
+def _exception_block(anchor: str, title: str, count: int, body: Callable[[], str]) -> str:
+    """A list's card: its count, and ``body()`` (drawn only when the list has rows)."""
+    content = body() if count else _none()
     return (
         f'<div class="card wide exception" id="{anchor}"><h3>{title} '
         f'<span class="count">{_num(count)}</span></h3>{content}</div>'
     )
 
 
+def _no_rows(frame: pd.DataFrame | None) -> bool:
+    """A table with nothing to draw: none built (``OutcomeDigest``'s, for no rows) or empty."""
+    return frame is None or frame.empty
+
+
 def _when(value: Any) -> str:
     if _missing(value):
         return "\u2013"
+    import pandas as pd  # noqa: PLC0415
+
     return _e(pd.Timestamp(value).strftime("%Y-%m-%d %H:%M"))
 
 

@@ -71,13 +71,13 @@ def write_files(state: RunState, report: dict[str, Any], sink: Sink | None) -> N
     out = state.options.report_dir
     if out is None:
         return
-    from etl.report.digest import LIST_LIMIT, OutcomeDigest  # noqa: PLC0415 - frames
+    from etl.report.digest import LIST_LIMIT, OutcomeDigest  # noqa: PLC0415
     from etl.report.files import write_report_files  # noqa: PLC0415
 
     if state.run_id is None:
         outcomes, rejects, total = sink.digest, sink.rejects, None
-    else:
+    else:  # (a run without outcomes or rejects, an unchanged sync's, builds no frame)
         outcomes = OutcomeDigest.from_store(*state.store.outcome_digest_rows(state.run_id))
-        rejects = state.store.reject_rows(state.run_id, limit=LIST_LIMIT)
         total = state.store.reject_count(state.run_id)
+        rejects = state.store.reject_rows(state.run_id, limit=LIST_LIMIT) if total else None
     write_report_files(report, outcomes, rejects, out, total)

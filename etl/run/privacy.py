@@ -7,13 +7,10 @@ from __future__ import annotations
 import logging
 from datetime import UTC, datetime, timedelta
 
-import pandas as pd
-
 from etl.config import Settings
 from etl.errors import ConfigError
 from etl.load.store import Erasure, Pruned, Store
 from etl.stage.scratch import orphans, remove_orphans
-from etl.transform.normalize import OK, email_key
 
 log = logging.getLogger("chatsell.privacy")
 
@@ -78,6 +75,10 @@ def retain(
 
 
 def _keys(settings: Settings, emails: list[str]) -> list[str]:
+    import pandas as pd  # noqa: PLC0415 - (a sync's retention needs neither)
+
+    from etl.transform.normalize import OK, email_key  # noqa: PLC0415
+
     keys, status = email_key(
         pd.Series(emails, dtype=object),
         settings.match.provider_rules,

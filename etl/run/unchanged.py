@@ -24,12 +24,12 @@ from datetime import UTC, datetime
 
 from etl import __version__
 from etl.errors import ChatsellError
-from etl.extract.sellrecords import RESOURCES
 from etl.report.build import build_report
 from etl.run import finish
 from etl.run.files import Todo
 from etl.run.options import RunResult
 from etl.run.state import RunState
+from etl.vocab import SELL_RESOURCES
 
 log = logging.getLogger("chatsell.pipeline")
 
@@ -71,7 +71,7 @@ def run(state: RunState, holder: dict[str, object]) -> RunResult:
         extra={"event": "run_started", "run_id": state.run_id, "mode": state.mode, "resumed": False,
                "store": store.display_url, "chat_files": 0, "sell_files": 0},
     )  # fmt: skip
-    counters.inputs.sell_records = {name: 0 for name in RESOURCES if name != "notes"}
+    counters.inputs.sell_records = {name: 0 for name in SELL_RESOURCES if name != "notes"}
     counters.inputs.leads_confirmed = 0
     log.info("sell snapshot read", extra={"event": "sell_loaded", "run_id": state.run_id})
     staging = time.perf_counter()

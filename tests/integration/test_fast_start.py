@@ -123,11 +123,15 @@ def test_what_is_left_to_do_goes_through_the_stages(store_url, tmp_path, monkeyp
     assert calls == [1, 1, 1, 1]
 
 
-def test_the_unchanged_cli_sync_imports_no_stage(tmp_path):
-    """As a subprocess: the planner, the sinks and the readers' stages stay unimported."""
+@pytest.mark.parametrize("report_dir", [False, True])
+def test_the_unchanged_cli_sync_imports_no_stage(store_url, tmp_path, report_dir):
+    """As a subprocess (with the report's files or not): the planner, the sinks, the readers'
+    stages and the frame libraries stay unimported."""
     chats, sell = make_exports(tmp_path)
-    url = f"sqlite:///{tmp_path / 'store.db'}"
-    argv = ["--db", url, "-q", "sync", "--chats", str(chats), "--sell", str(sell), "--json"]
+    argv = ["--db", store_url, "--log-format", "json", "-q", "sync", "--chats", str(chats),
+            "--sell", str(sell), "--json"]  # fmt: skip
+    if report_dir:
+        argv += ["--report-dir", str(tmp_path / "reports")]
     code = f"""
 import json, runpy, sys
 sys.argv = ["chatsell", *{argv!r}]
@@ -135,7 +139,8 @@ try:
     runpy.run_module("etl", run_name="__main__", alter_sys=True)
 except SystemExit as exc:
     assert not exc.code, exc.code
-heavy = ("etl.run.stages", "etl.load.sinks", "etl.transform.plan", "etl.stage.chats")
+heavy = ("etl.run.stages", "etl.load.sinks", "etl.transform.plan", "etl.stage.chats",
+         "pandas", "numpy")
 print(json.dumps(sorted(m for m in heavy if m in sys.modules)), file=sys.stderr)
 """
     loaded = []
@@ -146,3 +151,5 @@ print(json.dumps(sorted(m for m in heavy if m in sys.modules)), file=sys.stderr)
         loaded.append(json.loads(proc.stderr.strip().splitlines()[-1]))
         assert json.loads(proc.stdout)["status"] == "succeeded"
     assert loaded[0] and loaded[1] == []
+    if report_dir:  # the second run's page and JSON, drawn without frames
+        assert len(list((tmp_path / "reports").glob("run-*.html"))) == 2

@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import json
 import re
+import subprocess
+import sys
 from html.parser import HTMLParser
+from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -22,6 +26,7 @@ CHARTS = (
 SCRIPT = "<script>alert(1)</script>"
 IMG = "<img src=x onerror=alert(1)>"
 QUOTE = '"><svg onload=alert(1)>'
+REPO = Path(__file__).resolve().parents[2]
 
 
 def report(**overrides):
@@ -467,3 +472,75 @@ def test_reject_total_counts_rejects_not_listed():
     page = render_html(report(), outcomes(), bad, reject_total=LIST_LIMIT + 3)
     assert f'Rejects <span class="count">{LIST_LIMIT + 3:,}</span>' in page
     assert "3 more not shown." in page
+
+
+def _no_outcome_report():
+    """What an unchanged sync's run reports: nothing read, nothing written."""
+    from datetime import UTC, datetime
+
+    from etl.report.build import build_report
+    from etl.vocab import RunCounters
+
+    counters = RunCounters()
+    counters.inputs.sell_records = dict.fromkeys(["leads", "contacts", "deals", "users"], 0)
+    return build_report(
+        run_id=9, mode="sync", status="succeeded",
+        started_at=datetime(2026, 11, 2, 9, 0, tzinfo=UTC),
+        finished_at=datetime(2026, 11, 2, 9, 0, 1, tzinfo=UTC),
+        counters=counters, outcomes={}, multi_match_emails=0, removed_reasons={},
+    )  # fmt: skip
+
+
+def _framed_digest():
+    """An empty digest holding empty frames, as every digest did before it built none for no
+    rows (and as a store's GROUP BYs of no rows leave it)."""
+    digest = OutcomeDigest(
+        by_day=pd.DataFrame(),
+        by_department=pd.DataFrame(),
+        by_agent=pd.DataFrame(),
+        invalid=pd.DataFrame(columns=["chat_id", "chat_started_at", "reason"]),
+        skipped=pd.DataFrame(columns=["chat_id", "email_normalized", "reason", "chat_started_at"]),
+        removed=pd.DataFrame(columns=["chat_id", "chat_started_at", "reason"]),
+    )
+    groups = {
+        name: pd.DataFrame(columns=[name, "outcome", "n"])
+        for name in ("day", "department", "agent")
+    }
+    digest.add_counts(0, None, None, groups)
+    digest.add_listed(outcomes())
+    return digest
+
+
+def test_a_run_without_outcomes_draws_its_page_without_frames_and_the_same(tmp_path):
+    """No outcome and no reject: the page is drawn without pandas (``None`` for the digest's
+    frames and the rejects), byte for byte the page drawn from empty frames; the files too."""
+    from etl.report.files import write_report_files
+
+    run = _no_outcome_report()
+    light = render_html(run, OutcomeDigest(), None, reject_total=0)
+    assert light == render_html(run, _framed_digest(), rejects(), reject_total=0)
+    assert light == render_html(run, outcomes(), rejects())  # the rows at hand, none
+    assert light == render_html(run, OutcomeDigest.from_store(
+        {"rows": 0, "first": None, "last": None, "groups": {}}, iter(())), None, reject_total=0)  # fmt: skip
+    for name, digest, rejected in (("light", OutcomeDigest(), None),
+                                   ("framed", _framed_digest(), rejects())):  # fmt: skip
+        write_report_files(run, digest, rejected, tmp_path / name, 0)
+    for suffix in ("json", "html"):
+        made = [(tmp_path / name / f"run-9.{suffix}").read_bytes() for name in ("light", "framed")]
+        assert made[0] == made[1]
+    assert (tmp_path / "light" / "run-9.html").read_text(encoding="utf-8") == light
+
+    # a fresh interpreter draws it without loading pandas or numpy
+    code = (
+        "import json, sys\n"
+        "from etl.report.digest import OutcomeDigest\n"
+        "from etl.report.html import render_html\n"
+        "page = render_html(json.loads(sys.argv[1]), OutcomeDigest(), None, reject_total=0)\n"
+        "sys.stdout.write(page)\n"
+        "sys.stderr.write(json.dumps(sorted({'pandas', 'numpy'} & set(sys.modules))))\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", code, json.dumps(run)], capture_output=True,
+                          text=True, encoding="utf-8", cwd=REPO, timeout=60)  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads(proc.stderr) == []
+    assert proc.stdout == light

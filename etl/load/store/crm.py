@@ -5,14 +5,16 @@ from __future__ import annotations
 import contextlib
 import gc
 from collections.abc import Iterable, Iterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import pandas as pd
 from sqlalchemy import func, select
 
 from etl.load import schema
 from etl.load.store.base import FETCH_ROWS, StoreBase, _utc, columnar_frame
 from etl.load.upsert import select_in
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 # The CRM columns a run holds in memory (the match index, diffs, owners), per table
 CRM_COLUMNS: dict[str, tuple[str, ...]] = {
@@ -64,10 +66,14 @@ class CrmReads(StoreBase):
         return frames
 
     def agents_frame(self) -> pd.DataFrame:
+        import pandas as pd  # noqa: PLC0415
+
         with self.engine.connect() as conn:
             return pd.read_sql(select(schema.agents), conn)
 
     def departments_frame(self) -> pd.DataFrame:
+        import pandas as pd  # noqa: PLC0415
+
         with self.engine.connect() as conn:
             return pd.read_sql(select(schema.departments), conn)
 

@@ -25,7 +25,6 @@ from typing import Any
 from sqlalchemy import and_, delete, false, func, or_, select, update
 from sqlalchemy.engine import Connection
 
-from etl.hashing import email_hash
 from etl.load import schema
 from etl.load.store.base import StoreBase
 
@@ -200,6 +199,8 @@ class PrivacyBook(StoreBase):
 
 
 def _erase(conn: Connection, result: Erasure, needles: list[str], now: datetime) -> None:
+    from etl.hashing import email_hash  # noqa: PLC0415 - it brings the frame libraries
+
     keys = result.emails
     salt = _salt(conn)
     chat_ids = _chats_of(conn, keys)

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
-import pandas as pd
+from typing import TYPE_CHECKING
+
 from sqlalchemy import and_, func, literal, or_, select, union_all
 
 from etl.load import schema
 from etl.load.store.base import StoreBase, _utc
 from etl.load.upsert import select_in
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 
 class ReadSide(StoreBase):
@@ -56,6 +60,8 @@ class ReadSide(StoreBase):
 
         Filters apply to the agent's Sell user (a note's author): user, team name, group name.
         """
+        import pandas as pd  # noqa: PLC0415
+
         users = schema.users
         parts = []
         if kind in ("chat", "all"):
@@ -158,6 +164,8 @@ class ReadSide(StoreBase):
 
     def card_records(self, emails: list[str]) -> dict[str, pd.DataFrame]:
         """Full lead and contact rows with these emails, and users (for owner names)."""
+        import pandas as pd  # noqa: PLC0415
+
         out = {}
         with self.engine.connect() as conn:
             for name, table in (("leads", schema.leads), ("contacts", schema.contacts)):

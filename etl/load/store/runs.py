@@ -214,14 +214,12 @@ class RunBook(StoreBase):
         ``counts``, read now from GROUP BYs: ``rows`` (the run's outcome rows), ``first`` and
         ``last`` (the earliest and latest chat start, as stored) and ``groups``: for each of
         "day" (the UTC day started, as text, or missing), "department" and "agent", a frame of
-        that value as stored, the outcome and ``n``. ``listed``, read as it is consumed: the
-        exception lists' rows only (invalid emails, skipped leads, removed chats,
-        multi-matches), ``size`` at a time in chat id order, as ``outcome_rows`` gives them.
-        ``etl.report.digest`` folds both into the page's ``OutcomeDigest``
+        that value as stored, the outcome and ``n`` (none for no rows: no frame built). ``listed``,
+        read as it is consumed: the exception lists' rows only (invalid emails, skipped leads,
+        removed chats, multi-matches), ``size`` at a time in chat id order, as ``outcome_rows``
+        gives them. ``etl.report.digest`` folds both into the page's ``OutcomeDigest``
         (``OutcomeDigest.from_store``).
         """
-        import pandas as pd  # noqa: PLC0415
-
         o = schema.run_outcomes
         mine = o.c.run_id == run_id
         if self.dialect == "sqlite":  # stored as UTC text, 2026-11-02 09:00:00.000000
@@ -237,6 +235,10 @@ class RunBook(StoreBase):
                     func.count(), func.min(o.c.chat_started_at), func.max(o.c.chat_started_at)
                 ).where(mine)
             ).one()
+            if not rows:  # a run without outcomes (an unchanged sync): nothing to group or list
+                return {"rows": 0, "first": None, "last": None, "groups": {}}, iter(())
+            import pandas as pd  # noqa: PLC0415
+
             groups = {}
             for name, key in (("day", day), ("department", o.c.department), ("agent", o.c.agent)):
                 key = key.label(name)
