@@ -286,8 +286,13 @@ class ChatRows:
         frame.insert(2, "started_at", started)
         frame.insert(3, "ended_at", ended)
         frame.insert(4, "updated_at", updated)
-        version = iso(updated).fillna("") + "/" + frame["content_hash"].str[:16]
-        frame.insert(5, "version", version)
+        version = [
+            f"{'' if stamp is None else stamp}/{digest[:16]}"
+            for stamp, digest in zip(
+                iso(updated).tolist(), frame["content_hash"].tolist(), strict=True
+            )
+        ]
+        frame.insert(5, "version", pd.Series(version, dtype="str"))
         bad = frame["started_at"].isna()
         for index in bad[bad].index:
             source_file, position, canonical = self.kept[index]
@@ -319,8 +324,12 @@ def _json_list(value: Any) -> str:
     """A list of strings as canonical JSON text (``[]`` for nothing)."""
     if not value:
         return "[]"
-    if type(value) is list and all(type(v) is str for v in value):
-        return orjson.dumps(value).decode()
+    if type(value) is list:
+        for element in value:  # (a loop: all() over a generator costs more on short lists)
+            if type(element) is not str:
+                break
+        else:
+            return orjson.dumps(value).decode()
     return _dump(_string_list(value))
 
 
