@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
 import orjson
@@ -206,8 +207,9 @@ class ChatRows:
 
     ``add`` is the one per-record Python step of a sync (nested JSON has no columnar shortcut
     that pays for itself: a record's content hash needs it parsed in Python anyway), so it is
-    written tight: one tuple per chat, and of the parsed record only its canonical text, kept
-    for a reject's ``raw``, outlives the call.
+    written tight: one tuple per chat. Of the parsed record nothing outlives the call but, when
+    its start is not plainly valid (``_plain_start``), its canonical text for a reject's ``raw``
+    (kept for every chat, those texts took a third more memory than the parsed records did).
     """
 
     __slots__ = ("ended", "kept", "no_id", "rows", "started", "updated")
@@ -217,7 +219,8 @@ class ChatRows:
         self.started: list[Any] = []
         self.ended: list[Any] = []
         self.updated: list[Any] = []
-        self.kept: list[tuple[str, str, bytes]] = []  # (source file, position, sorted JSON)
+        # (source file, position, sorted JSON or None when the start is plainly valid)
+        self.kept: list[tuple[str, str, bytes | None]] = []
         self.no_id: list[Reject] = []  # chats without an id, in record order
 
     def add(self, record: RawRecord) -> None:
@@ -265,9 +268,12 @@ class ChatRows:
                 record.position,
             )
         )
-        self.started.append(get("timestamp"))
+        started = get("timestamp")
+        self.started.append(started)
         self.ended.append(get("end_timestamp"))
         self.updated.append(get("update_timestamp"))
+        if _plain_start(started):
+            canonical = None
         self.kept.append((record.source_file, record.position, canonical))
 
     def __len__(self) -> int:
@@ -301,7 +307,7 @@ class ChatRows:
                     source_file,
                     position,
                     f"chat timestamp missing or not ISO-8601: {self.started[index]!r}",
-                    canonical.decode(),
+                    canonical.decode() if canonical is not None else "",
                     chat_id=frame.at[index, "chat_id"],
                 )
             )
@@ -310,6 +316,32 @@ class ChatRows:
         # a chat deleted at source is staged without its content (SPEC 10): only its version
         # and the fact of deletion travel on
         return without_content(frame[list(CHAT_COLUMNS)])
+
+
+def _plain_start(value: Any) -> bool:
+    """Whether ``value`` is a start ``parse_utc`` cannot refuse, whatever else its batch holds:
+    ``YYYY-MM-DDTHH:MM:SSZ``, a date and time that exist, in the years a nanosecond timestamp
+    holds (1678-2261). Anything else keeps its record's text until the batch is parsed."""
+    if (
+        type(value) is not str
+        or len(value) != 20
+        or value[19] != "Z"
+        or value[10] != "T"
+        or value[4] != "-"
+        or value[7] != "-"
+        or value[13] != ":"
+        or value[16] != ":"
+        or value[11:13] >= "24"
+    ):
+        return False
+    digits = value[:4] + value[5:7] + value[8:10] + value[11:13] + value[14:16] + value[17:19]
+    if not (digits.isascii() and digits.isdigit()):
+        return False
+    try:
+        year = datetime.fromisoformat(value).year  # checks the month, day, minute and second
+    except ValueError:
+        return False
+    return 1678 <= year <= 2261
 
 
 def chat_frame(records: list[RawRecord], rejects: list[Reject]) -> pd.DataFrame:

@@ -8,16 +8,21 @@ from __future__ import annotations
 import gzip
 import hashlib
 import json
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 import orjson
 import pandas as pd
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from pandas.errors import OutOfBoundsDatetime
 
 from etl.extract.chats import (
     ChatBatch,
     RawRecord,
+    _plain_start,
     agent_frame,
     department_frame,
     empty_chat_frame,
@@ -26,6 +31,7 @@ from etl.extract.chats import (
 )
 from etl.extract.files import discover
 from etl.extract.rejects import Reject
+from etl.extract.timestamps import parse_utc
 from etl.generate import generate
 from etl.vocab import CHAT_COLUMNS, CHAT_KINDS, without_content
 
@@ -379,3 +385,49 @@ def test_the_shared_samples_read_as_before():
 def test_generated_exports_read_as_before(tmp_path):
     generate(tmp_path, 400, 50, seed=11, pages_size=60)
     assert assert_same_reading(tmp_path / "chat", 97) >= 390
+
+
+_COMPANIONS = st.sampled_from(
+    [
+        "2026-01-01T00:00:00.123456789Z",  # nanoseconds
+        "0001-01-01T00:00:00Z",
+        "9999-12-31T23:59:59.999999Z",
+        " 2026-11-02T09:00:00+00:00Z ",
+        "2026-11-02T18:00:00+09:00",
+        "yesterday",
+        "",
+        1762074000,
+        1762074000.5,
+        1e30,
+        None,
+        True,
+        {"not": "a time"},
+    ]
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.datetimes(min_value=datetime(1678, 1, 1), max_value=datetime(2261, 12, 31, 23, 59, 59)),
+    st.lists(_COMPANIONS, max_size=6),
+)
+def test_a_plain_start_parses_whatever_its_batch_holds(moment, companions):
+    """A chat whose start is plain keeps no text for a reject: it cannot become one."""
+    text = moment.strftime("%Y-%m-%dT%H:%M:%SZ")
+    assert _plain_start(text)
+    try:
+        parsed = parse_utc([*companions, text])
+    except OutOfBoundsDatetime:
+        return  # nanoseconds beside year 1 or 9999: the whole batch fails (as it always did)
+    assert parsed.iloc[-1] == pd.Timestamp(moment.replace(microsecond=0), tz="UTC")
+
+
+@pytest.mark.parametrize(
+    "value",
+    ["2025-02-30T00:00:00Z", "2025-11-15T24:00:00Z", "2025-11-15T23:59:60Z",
+     "1677-12-31T00:00:00Z", "2262-01-01T00:00:00Z", "2025-W46-6T00:02:36Z",
+     "2025-11-15 00:02:36Z", "2025-11-15T00:02:36+00:00Z", "2025-11-15T00:02:36.5Z",
+     "\u0662\u0660\u0662\u0665-11-15T00:02:36Z", None, 1762074000, " 2025-11-15T00:02:36Z"],
+)  # fmt: skip
+def test_any_other_start_keeps_its_record_for_a_reject(value):
+    assert not _plain_start(value)
