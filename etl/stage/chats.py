@@ -45,10 +45,12 @@ _INSERT = (
     f"INSERT INTO chats ({_COLS}) VALUES ({', '.join('?' for _ in CHAT_COLUMNS)}) "  # noqa: S608
     + _ON_CONFLICT
 )
+# a shard takes every row as it comes; the merge applies the rule above to them in this order
+_APPEND = f"INSERT INTO chats ({_COLS}) VALUES ({', '.join('?' for _ in CHAT_COLUMNS)})"  # noqa: S608
 
 
-def _open(path: Path) -> sqlite3.Connection:
-    """A stage file: scratch (no journal, no fsync), one row per chat id."""
+def _open(path: Path, keyed: bool = True) -> sqlite3.Connection:
+    """A stage file: scratch (no journal, no fsync); ``keyed``: one row per chat id."""
     db = sqlite3.connect(path)
     db.executescript(
         """
@@ -61,35 +63,49 @@ def _open(path: Path) -> sqlite3.Connection:
     # a rowid table with a unique index: rows hold whole transcripts, which a WITHOUT ROWID
     # table would keep in its key B-tree (twice as slow to fill and to read here)
     db.execute(f"CREATE TABLE IF NOT EXISTS chats ({_COLS})")
-    db.execute("CREATE UNIQUE INDEX IF NOT EXISTS by_id ON chats (chat_id)")
+    if keyed:
+        db.execute("CREATE UNIQUE INDEX IF NOT EXISTS by_id ON chats (chat_id)")
     return db
 
 
-def _add(db: sqlite3.Connection, frame: pd.DataFrame) -> bool:
+def _add(db: sqlite3.Connection, frame: pd.DataFrame, statement: str = _INSERT) -> bool:
     if frame.empty:
         return False
-    out = frame[list(CHAT_COLUMNS)].copy()
-    for name in _TIME_COLUMNS:
-        out[name] = _to_micros(out[name])
-    for name in _BOOL_COLUMNS:
-        out[name] = out[name].astype(int)
-    columns = [out[name].to_numpy(dtype=object, na_value=None).tolist() for name in CHAT_COLUMNS]
+    columns = [_sql_values(frame[name], name) for name in CHAT_COLUMNS]
     with db:
-        db.executemany(_INSERT, zip(*columns, strict=True))
+        db.executemany(statement, zip(*columns, strict=True))
     return True
 
 
+def _sql_values(values: pd.Series, name: str) -> list:
+    """A column as the stage stores it: times as epoch microseconds, flags as 0 and 1, text as
+    text; missing values as None. (``tolist`` and a mask: ``to_numpy(object, na_value=None)``
+    cost as much as the insert itself on text columns.)"""
+    if name in _TIME_COLUMNS:
+        out = values.astype("datetime64[us, UTC]").astype("int64").tolist()
+    elif name in _BOOL_COLUMNS:
+        return values.astype(int).tolist()
+    else:
+        out = values.tolist()
+    missing = values.isna()
+    if missing.any():
+        out = [None if gap else value for value, gap in zip(out, missing.tolist(), strict=True)]
+    return out
+
+
 class Shard:
-    """A parsing worker's part of the stage: one file's chats, deduplicated as the stage does,
-    in a file of the stage's directory that ``ChatStage.merge`` takes over. Staging in the
-    workers keeps the run's own process out of the per-chat work of reading."""
+    """A parsing worker's part of the stage: one file's chats in file order, in a file of the
+    stage's directory that ``ChatStage.merge`` takes over. Staging in the workers keeps the
+    run's own process out of the per-chat work of reading. A chat met twice in the file is
+    kept twice (no key to maintain: a sixth of the insert); the merge, taking the rows in
+    order, keeps the version the stage's rule keeps."""
 
     def __init__(self, path: Path) -> None:
         self.path = path
-        self._db = _open(path)
+        self._db = _open(path, keyed=False)
 
     def add(self, frame: pd.DataFrame) -> None:
-        _add(self._db, frame)
+        _add(self._db, frame, _APPEND)
 
     def close(self) -> None:
         self._db.close()
@@ -123,7 +139,8 @@ class ChatStage:
             with self._db:
                 # "WHERE true": SQLite's parser needs it between a SELECT and ON CONFLICT
                 self._db.execute(
-                    f"INSERT INTO main.chats ({_COLS}) SELECT {_COLS} FROM shard.chats WHERE true "  # noqa: S608
+                    f"INSERT INTO main.chats ({_COLS}) SELECT {_COLS} FROM shard.chats "  # noqa: S608
+                    + "WHERE true ORDER BY rowid "
                     + _ON_CONFLICT
                 )
         finally:
@@ -283,11 +300,6 @@ def _window(since: pd.Timestamp | None, until: pd.Timestamp | None) -> tuple[str
         clauses.append("started_at < ?")
         params.append(_micros(until))
     return (f"WHERE {' AND '.join(clauses)}" if clauses else ""), params
-
-
-def _to_micros(values: pd.Series) -> pd.Series:
-    micros = values.astype("datetime64[us, UTC]").astype("int64")
-    return micros.astype(object).where(values.notna(), None)
 
 
 def _micros(value: pd.Timestamp) -> int:
