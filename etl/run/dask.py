@@ -92,7 +92,7 @@ def dask_client(scheduler: str | None, workers: int | None) -> Iterator[Client]:
 
 
 class DaskEngine:
-    """The Dask engine of a backfill: what ``etl.run.runner.LocalEngine`` is for one process.
+    """The Dask engine of a backfill: what ``etl.run.stages.LocalEngine`` is for one process.
     Its chats are staged on the workers (``DaskStage``), and each window is planned and
     applied there (``process_windows``), through the same contracts and write path."""
 
