@@ -21,7 +21,7 @@ def parse_utc(values: Sequence[object] | pd.Series) -> pd.Series:
     if pd.api.types.infer_dtype(series, skipna=True) in ("string", "empty"):
         # the usual export: all text. Parse it as it is; only what that refuses (padding, the
         # +00:00Z form, garbage) takes the slower cleaning path below
-        parsed = pd.to_datetime(series, utc=True, format="ISO8601", errors="coerce")
+        parsed = _to_datetime(series)
         retry = parsed.isna() & series.notna()
         if retry.any():
             parsed = parsed.where(~retry, _parse_mixed(series[retry]))
@@ -29,12 +29,36 @@ def parse_utc(values: Sequence[object] | pd.Series) -> pd.Series:
     return _parse_mixed(series).astype("datetime64[us, UTC]")
 
 
+def _to_datetime(text: pd.Series) -> pd.Series:
+    """ISO 8601 text to UTC timestamps in microseconds (as stored), NaT where it is not one.
+
+    pandas picks one unit for the whole batch: beside a stamp with nanoseconds, one of year 1 or
+    9999 does not fit it, and is coerced to NaT or makes the batch raise. What the batch did not
+    parse is therefore parsed again value by value, each in its own unit (only those: garbage
+    is rare)."""
+    try:
+        parsed = pd.to_datetime(text, utc=True, format="ISO8601", errors="coerce")
+        parsed = parsed.astype("datetime64[us, UTC]")
+    except pd.errors.OutOfBoundsDatetime:
+        parsed = pd.Series(pd.NaT, index=text.index, dtype="datetime64[us, UTC]")
+    missing = parsed.isna() & text.notna()
+    if missing.any():
+        again = [_one(value) for value in text[missing]]
+        parsed[missing] = pd.Series(again, index=text.index[missing], dtype=parsed.dtype)
+    return parsed
+
+
+def _one(value: object) -> pd.Timestamp:
+    one = pd.to_datetime(pd.Series([value]), utc=True, format="ISO8601", errors="coerce")
+    return one.astype("datetime64[us, UTC]").iloc[0]
+
+
 def _parse_mixed(series: pd.Series) -> pd.Series:
     """Text (cleaned of padding and a stray Z after an offset) and epoch seconds."""
     numeric = series.map(lambda v: isinstance(v, int | float) and not isinstance(v, bool))
     text = series.where(~numeric).astype("string").str.strip()
     text = text.str.replace(_OFFSET_THEN_Z, r"\1", regex=True)
-    parsed = pd.to_datetime(text, utc=True, format="ISO8601", errors="coerce")
+    parsed = _to_datetime(text)
     if numeric.any():
         epochs = pd.to_datetime(
             pd.to_numeric(series.where(numeric), errors="coerce"),
