@@ -8,7 +8,6 @@ records it holds before the cut, and the rest becomes one reject at the byte whe
 
 from __future__ import annotations
 
-import gc
 import gzip
 import json
 import re
@@ -21,6 +20,7 @@ import orjson
 
 from etl.extract.files import SourceFile
 from etl.extract.rejects import Reject
+from etl.procs import paused_gc
 
 Located = tuple[str, Any]  # (position, JSON value)
 
@@ -82,17 +82,11 @@ def iter_values(source: SourceFile, kind: str) -> Iterator[Located | Reject]:
 
 
 def _load_document(data: bytes) -> Any:
-    """One whole JSON document, parsed with the cyclic garbage collector paused. Parsed JSON
-    holds no cycles, yet a page of a thousand chats is tens of thousands of containers, and
-    every few hundred of them set off a collection that walked those parsed so far (6% of
-    reading the realistic export's gzipped pages)."""
-    enabled = gc.isenabled()
-    gc.disable()
-    try:
+    """One whole JSON document, parsed with the cyclic garbage collector paused: a page of a
+    thousand chats is tens of thousands of containers (6% of reading the realistic export's
+    gzipped pages)."""
+    with paused_gc():
         return orjson.loads(data)
-    finally:
-        if enabled:
-            gc.enable()
 
 
 def _looks_ndjson(source: SourceFile, first: bytes, more: bool) -> bool:

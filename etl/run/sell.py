@@ -9,9 +9,7 @@ index columns (ids, hashes, emails, owners) stay in memory.
 
 from __future__ import annotations
 
-import contextlib
 import functools
-import gc
 import logging
 import pickle
 from collections.abc import Callable, Iterator
@@ -29,7 +27,7 @@ from etl.extract.rejects import Reject
 from etl.extract.sell import RESOURCES, empty_frame, iter_sell_frames
 from etl.load import writers
 from etl.load.store import CRM_COLUMNS, Store
-from etl.procs import worker_pool
+from etl.procs import paused_gc, worker_pool
 from etl.run.files import Todo, file_rows
 from etl.run.state import RunState
 from etl.stage.sell import SellStage, kept, read_part, spill
@@ -238,25 +236,6 @@ def _spill_sell_file(
             path = directory / f"{number:05d}_{part:04d}_{resource}.pickle"
             parts.append((resource, path, spill(keyed, path, _SELL_INDEX.get(resource))))
     return parts, rejects
-
-
-@contextlib.contextmanager
-def paused_gc() -> Iterator[None]:
-    """No cyclic garbage collection while a file's records are typed or read back.
-
-    They are ~20 containers a record that all live until the frame is built, and each
-    collection the allocations set off walks all of them again: with it on, parsing and typing
-    a 50,000-record page took 1.5x as long (orjson's parse alone 3x). What they leave is freed by
-    reference counting; the collector runs again after.
-    """
-    if not gc.isenabled():
-        yield
-        return
-    gc.disable()
-    try:
-        yield
-    finally:
-        gc.enable()
 
 
 def _map_files(

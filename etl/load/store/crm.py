@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import contextlib
-import gc
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import func, select
@@ -12,6 +10,7 @@ from sqlalchemy import func, select
 from etl.load import schema
 from etl.load.store.base import FETCH_ROWS, StoreBase, _utc, columnar_frame
 from etl.load.upsert import select_in
+from etl.procs import paused_gc
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -50,7 +49,7 @@ class CrmReads(StoreBase):
         # streamed: PostgreSQL through a server-side cursor, else psycopg receives all of a
         # million-row table before the first fetch (the run's peak, in a --full run)
         with (
-            _paused_gc(),
+            paused_gc(),
             self.engine.connect().execution_options(
                 stream_results=True, max_row_buffer=FETCH_ROWS
             ) as conn,
@@ -110,21 +109,6 @@ class CrmReads(StoreBase):
     def rematch_queue(self) -> set[str]:
         with self.engine.connect() as conn:
             return {r[0] for r in conn.execute(select(schema.rematch_queue.c.email_normalized))}
-
-
-@contextlib.contextmanager
-def _paused_gc() -> Iterator[None]:
-    """No cyclic garbage collection while the CRM is read: a fetch's row tuples and the
-    columns' values are millions of objects that all live until the frame is built, and each
-    collection they set off walks them again (it doubled the time of a read)."""
-    if not gc.isenabled():
-        yield
-        return
-    gc.disable()
-    try:
-        yield
-    finally:
-        gc.enable()
 
 
 def _stored_transcript() -> dict[str, Any]:
