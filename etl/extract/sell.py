@@ -33,7 +33,6 @@ from etl.extract.sellrecords import (
     plain_column,
     value_of,
 )
-from etl.text import person_name
 
 _META_TYPES = {
     "lead": "leads",
@@ -142,7 +141,7 @@ def iter_sell_frames(
 
 def empty_frame(resource: str) -> pd.DataFrame:
     """A resource's frame with its columns and dtypes, and no rows."""
-    return _frame(resource, [], [])
+    return finish_frame(resource, pd.DataFrame(columns=list(COLUMNS[resource])))
 
 
 def newest(frames: list[pd.DataFrame]) -> pd.DataFrame:
@@ -242,7 +241,8 @@ def records_frame(
     source_name: str,
     rejects: list[Reject],
 ) -> pd.DataFrame:
-    """The typed frame of JSON records, column by column, as ``_frame`` types each record:
+    """The typed frame of JSON records, column by column (``tests/sell_oracle.py`` types them
+    record by record, as this reader once did, to hold it to the same frames):
     integers checked (a record with a bad one, or no id, is a reject), empty values None,
     nested ones canonical JSON, the fallback name, and what has no column kept in ``extra``."""
     n = len(records)
@@ -313,7 +313,7 @@ def _by_key(records: list[dict[str, Any]]) -> dict[str, Sequence[Any]]:
 
 def _integers(name: str, values: Sequence[Any] | None, n: int, bad: dict[int, str]) -> list[Any]:
     """A column of integers (int as it is, else ``as_int``); a value that is none, and not
-    empty, makes its row bad, with the first such column named (as ``_frame`` stops at it)."""
+    empty, makes its row bad, with the first such column named (as the record-by-record typing stopped at it)."""
     if values is None:
         return [None] * n
     out = [v if type(v) is int else None for v in values]
@@ -358,58 +358,3 @@ def _kind_by_content(record: dict[str, Any]) -> str | None:
     if keys & {"first_name", "last_name", "organization_name"} and "status" in keys:
         return "leads"
     return None
-
-
-def _frame(resource: str, rows: list[dict[str, Any]], rejects: list[Reject]) -> pd.DataFrame:
-    columns = COLUMNS[resource]
-    known = set(columns) | {"group", "source_id"}
-    int_columns = [c for c in columns if c in INT_COLUMNS]
-    plain_columns = [c for c in columns if c not in INT_COLUMNS]
-    typed_rows = []
-    for row in rows:
-        values: dict[str, Any] = {}
-        bad = None
-        for name in int_columns:
-            value = row.get(name)
-            if name == "group_id" and type(row.get("group")) is dict:
-                value = row["group"].get("id")
-            number = value if type(value) is int else as_int(value)
-            if number is None and value is not None and value != "":
-                bad = f"{name} is not an integer: {value!r}"
-                break
-            values[name] = number
-        if bad is None and values.get("id") is None:
-            bad = "record has no id"
-        if bad is not None:
-            rejects.append(
-                Reject.of(row["source_file"], row["position"], bad, dump(row), resource[:-1])
-            )
-            continue
-        for name in plain_columns:
-            value = row.get(name)
-            values[name] = value if type(value) is str and value else value_of(value)
-        if resource == "users":
-            group = row.get("group") if isinstance(row.get("group"), dict) else {}
-            values["group_name"] = value_of(row.get("group_name") or group.get("name"))
-        elif resource in ("leads", "contacts") and not values.get("name"):
-            values["name"] = person_name(
-                values.get("first_name"), values.get("last_name")
-            ) or values.get("organization_name")
-        if resource == "contacts":
-            values["is_organization"] = bool(row.get("is_organization"))
-        elif (
-            resource == "leads"
-            and values.get("source") is None
-            and row.get("source_id") is not None
-        ):
-            values["source"] = str(row["source_id"])
-        if len(row) > len(known) or not known.issuperset(row):
-            extra = {k: v for k, v in row.items() if k not in known}
-            values["extra"] = dump(extra) if extra else None
-        typed_rows.append(values)
-    frame = (
-        pd.DataFrame.from_records(typed_rows, columns=list(columns))
-        if typed_rows
-        else pd.DataFrame(columns=list(columns))
-    )
-    return finish_frame(resource, frame)

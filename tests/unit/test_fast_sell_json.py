@@ -1,7 +1,7 @@
 """The Sell JSON reader types a page's records column by column (``records_frame``); what it
 gives must be what the record-by-record reading it replaced gave: each record copied into a
 dict with its file and position, its resource told item by item, and typed by
-``etl.extract.sell._frame``. The oracle below is that reading, as it was; any difference in a
+``tests/sell_oracle.py``. The oracle below is that reading, as it was; any difference in a
 value, a dtype, a frame's rows, a reject or its text fails."""
 
 from __future__ import annotations
@@ -13,12 +13,13 @@ from typing import Any
 
 import pandas as pd
 import pytest
+from sell_oracle import typed_frame
 
 from etl.extract import sell
 from etl.extract.files import SourceFile, discover, sell_kind_from_name
 from etl.extract.jsondoc import iter_values
 from etl.extract.rejects import Reject
-from etl.extract.sell import RESOURCES, _frame, _kind_by_content, iter_sell_frames
+from etl.extract.sell import RESOURCES, _kind_by_content, iter_sell_frames
 from etl.extract.sellrecords import dump
 
 SAMPLES = Path("/work/shared/samples/sell")
@@ -38,10 +39,10 @@ def _oracle(source: SourceFile, frame_rows: int) -> tuple[list, list[Reject]]:
         held.append(row)
         if len(held) >= frame_rows:
             rows[resource] = []
-            frames.append((resource, _frame(resource, held, rejects)))
+            frames.append((resource, typed_frame(resource, held, rejects)))
     for name in RESOURCES:
         if rows[name]:
-            frames.append((name, _frame(name, rows.pop(name), rejects)))
+            frames.append((name, typed_frame(name, rows.pop(name), rejects)))
     return frames, rejects
 
 

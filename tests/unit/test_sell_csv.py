@@ -1,5 +1,5 @@
 """The CSV reader types column by column (``etl.extract.sellcsv``); what it gives must be what
-the record-by-record typing (``etl.extract.sell._frame``, the JSON path's) gives each row as a
+the record-by-record typing (``tests/sell_oracle.py``, the JSON path's) gives each row as a
 dict. The dicts here are built as the CSV reader built them before it went columnar, so any
 difference in a value, a dtype, a reject or its text fails."""
 
@@ -10,10 +10,11 @@ import io
 
 import pandas as pd
 import pytest
+from sell_oracle import typed_frame
 
 from etl.extract import sellcsv
 from etl.extract.files import discover
-from etl.extract.sell import DEFAULT_CSV_LABELS, _frame, iter_sell_frames, newest
+from etl.extract.sell import DEFAULT_CSV_LABELS, iter_sell_frames, newest
 from etl.extract.sellrecords import as_int
 
 EXTRA_LABELS = {"Source Id": "source_id", "Team": "team_name", "E-mail": "email"}
@@ -101,7 +102,7 @@ def test_columnar_csv_types_each_row_as_the_record_typing_does(
     frames = list(iter_sell_frames(discover(tmp_path), rejects, EXTRA_LABELS))
     resource, dicts = _rows_as_dicts(str(tmp_path / name), text)
     expected_rejects: list = []
-    expected = _frame(resource, dicts, expected_rejects)
+    expected = typed_frame(resource, dicts, expected_rejects)
     assert {r for r, _f in frames} == {resource}
     # one frame, or several (the newest version of an id across them, as a run keeps it)
     got = newest([f for _r, f in frames])
