@@ -9,11 +9,11 @@ from dataclasses import dataclass
 import pandas as pd
 
 from etl.errors import ConfigError
-from etl.load.store import Store
+from etl.procs import release_memory
 from etl.run.state import RunState
 from etl.transform.assign import Assigner, PoolState, build_assigner, resolve_user
 from etl.transform.erasure import Erasures
-from etl.transform.match import build_index
+from etl.transform.match import CrmIndex, build_index
 from etl.transform.plan import LeadPolicy, PhonePolicy, PlanContext, Planner, agent_user_map
 
 
@@ -43,19 +43,37 @@ def configure(state: RunState, users: pd.DataFrame) -> Assignment:
     return Assignment(assigner, integration_user_id)
 
 
+@dataclass
+class PlanCrm:
+    """What planning keeps of the CRM: the match index, the Sell users, and the lowest lead id
+    (the run's new leads are numbered down from below it)."""
+
+    index: CrmIndex
+    users: pd.DataFrame
+    lowest_lead: int
+
+
+def plan_crm(state: RunState, crm: dict[str, pd.DataFrame]) -> PlanCrm:
+    """The CRM frames (the Sell snapshot's, or the store's) made the match index, once the run
+    has its id: the caller lets the frames go, and the run holds the compact index instead."""
+    index = build_index(
+        crm["leads"], crm["contacts"], crm["deals"], crm["users"], crm["lead_conversions"],
+        state.settings.match.converted_statuses, run_id=state.run_id,
+    )  # fmt: skip
+    chat_leads = crm["leads"]["id"].dropna()
+    lowest = int(chat_leads.min()) if not chat_leads.empty else 0
+    return PlanCrm(index, crm["users"], lowest)
+
+
 def build_planner(
     state: RunState,
-    crm: dict[str, pd.DataFrame],
+    crm: PlanCrm,
     agents: pd.DataFrame,
     departments: pd.DataFrame,
     assignment: Assignment,
 ) -> Planner:
     settings, options = state.settings, state.options
-    index = build_index(
-        crm["leads"], crm["contacts"], crm["deals"], crm["users"], crm["lead_conversions"],
-        settings.match.converted_statuses, run_id=state.run_id,
-    )  # fmt: skip
-    users = crm["users"]
+    index, users = crm.index, crm.users
     active = users.loc[users["status"].fillna("active").str.lower() != "inactive", "id"]
     defaults = settings.lead_defaults
     enabled = defaults.enabled and options.create_leads
@@ -102,10 +120,11 @@ def build_planner(
     )
     if "{subdomain}" in ctx.transcript_url_template and not ctx.subdomain:
         state.warn("transcript links are empty: set [chat] subdomain (or transcript_url_template)")
-    chat_leads = crm["leads"]["id"].dropna()
-    lowest = int(chat_leads.min()) if not chat_leads.empty else 0
     return Planner(
-        index=index, ctx=ctx, assigner=assignment.assigner, next_lead_id=min(lowest, 0) - 1
+        index=index,
+        ctx=ctx,
+        assigner=assignment.assigner,
+        next_lead_id=min(crm.lowest_lead, 0) - 1,
     )
 
 
@@ -114,19 +133,22 @@ def _days_before(now, days: int | None) -> pd.Timestamp | None:
 
 
 class LazyPlanner:
-    """The run's planner, built on first use: an unchanged sync never loads the CRM. The CRM
-    frames read with the Sell snapshot are held only until then (the index keeps what
-    matching needs)."""
+    """The run's planner, built on first use: a run with no chat to plan never loads the CRM.
+    ``crm``: the index built from the Sell snapshot just read, else None (it is built from the
+    store's CRM then)."""
 
     def __init__(
-        self, store: Store, crm: dict[str, pd.DataFrame] | None, build: Callable[..., Planner]
+        self, state: RunState, crm: PlanCrm | None, build: Callable[[PlanCrm], Planner]
     ) -> None:
-        self._store, self._crm, self._build = store, crm, build
+        self._state, self._crm, self._build = state, crm, build
         self._planner: Planner | None = None
 
     def get(self) -> Planner:
         if self._planner is None:
-            crm = self._crm if self._crm is not None else self._store.crm_frames()
+            crm = self._crm
+            if crm is None:
+                crm = plan_crm(self._state, self._state.store.crm_frames())
+                release_memory()  # the frames are gone: their pages go back to the system
             self._crm = None
             self._planner = self._build(crm)
         return self._planner

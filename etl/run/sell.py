@@ -27,7 +27,7 @@ from etl.extract.rejects import Reject
 from etl.extract.sell import RESOURCES, empty_frame, iter_sell_frames
 from etl.load import writers
 from etl.load.store import CRM_COLUMNS, Store
-from etl.procs import paused_gc, worker_pool
+from etl.procs import paused_gc, release_memory, worker_pool
 from etl.run.files import Todo, file_rows
 from etl.run.state import RunState
 from etl.stage.sell import SellStage, kept, read_part, spill
@@ -108,13 +108,23 @@ def read_sell(
         todo=todo,
         changes=delta.changes,
         exported_ids=exported_ids,
-        crm=crm_after(store.crm_frames(), delta),
+        crm=_for_index(crm_after(store.crm_frames(), delta)),
         affected_emails=delta.affected_emails,
         counts=counts,
         rejects=rejects,
         users=users_after,
         leads_confirmed=confirmed,
     )
+
+
+def _for_index(crm: dict[str, pd.DataFrame]) -> dict[str, pd.DataFrame]:
+    """The CRM frames without what only the diff and the writes needed (the hashes, owner
+    references, export times): what the match index is built from, once the changes are sent."""
+    drop = {"sell_hash", "owner_ref", "updated_at"}
+    return {
+        name: frame if name == "users" else frame.drop(columns=[c for c in frame if c in drop])
+        for name, frame in crm.items()
+    }
 
 
 def users_of(store: Store, crm: dict[str, pd.DataFrame] | None) -> pd.DataFrame:
@@ -185,6 +195,7 @@ def write_sell(
     writers.queue_rematch(conn, run_id, affected_emails)
     writers.mark_files(conn, run_id, files)
     writers.save_counters(conn, run_id, counters)
+    release_memory()  # the writer goes on to the chats without the snapshot's pages
 
 
 def _changed_rows(
@@ -227,6 +238,7 @@ def _spill_sell_file(
     """One Sell file, typed and keyed, each resource spilled to the Sell stage's directory:
     (resource, path, kept columns) per resource, and the file's rejects. Runs in a worker."""
     number, source = item
+    release_memory()  # what the worker's last file left of its heap
     rejects: list[Reject] = []
     parts = []
     with paused_gc():

@@ -24,7 +24,7 @@ from etl.run.chunks import Chunks
 from etl.run.dry import DrySink
 from etl.run.files import Todo
 from etl.run.options import RunResult
-from etl.run.planning import LazyPlanner, build_planner, configure
+from etl.run.planning import LazyPlanner, build_planner, configure, plan_crm
 from etl.run.sell import read_sell, send_sell, users_of
 from etl.run.state import RunState
 from etl.stage.chats import ChatStage
@@ -94,9 +94,15 @@ class _Sync:
         )  # fmt: skip
         sink = self._sink(writer)
         try:
+            # the match index is built now, before the writer takes the Sell snapshot and the
+            # workers the chats: the run holds it, compact, instead of the CRM's frames (a
+            # million records' Python strings), and builds it while the others are small
+            planned_crm = plan_crm(state, crm) if crm is not None else None
+            del crm
             # the writer writes the Sell snapshot while the workers read the chats
             send_sell(state, sink, sell, self.sell_stage, resumed)
             sell.changes, sell.exported_ids = {}, {}  # sent: only the match index is kept
+            release_memory()
             staging = time.perf_counter()
             try:
                 taken = self.engine.stage_chats(state, chat_todo, pool)
@@ -109,13 +115,11 @@ class _Sync:
             )  # fmt: skip
             intake.record_inputs(state, sink, taken, chat_todo, sell.rejects)
             planner = LazyPlanner(
-                store,
-                crm,
-                lambda frames: build_planner(
-                    state, frames, taken.agents, taken.departments, assignment
-                ),
+                state,
+                planned_crm,
+                lambda crm: build_planner(state, crm, taken.agents, taken.departments, assignment),
             )
-            del crm
+            del planned_crm
             chunks = Chunks(state, sink, planner)
             self.engine.process(chunks, taken.stage, resumed)
             sink.commit()  # all it was sent is committed

@@ -7,6 +7,7 @@ exists. A chat matched to a contact is also attached to that contact's deals.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -30,12 +31,15 @@ PAIR_COLUMNS = ("chat_id", "record_type", "record_id", "record_name", "owner_id"
 class CrmIndex:
     """What chats are matched against: held whole, the only thing besides a chunk in memory.
 
-    ``base`` is indexed by email once. The leads the run creates are the planner's
+    ``base`` (TARGET_COLUMNS: every lead and contact that can take a chat) is what it is built
+    from: the targets with an email are kept as ``_Targets`` (compact columns ordered by a hash of
+    the email) and ``base`` is let go, so the run holds about 60 bytes a record instead of its
+    frames of Python strings (~550 bytes). The leads the run creates are the planner's
     (``CreatedLeads``); their phones and the phones the run changes are kept here beside the
     index, so none of them rebuilds it.
     """
 
-    base: pd.DataFrame  # TARGET_COLUMNS: every lead and contact that can take a chat
+    base: pd.DataFrame | None  # None once held as ``_targets``
     deals: pd.DataFrame  # DEAL_COLUMNS
     users: pd.DataFrame  # id, email_normalized, status, name, team_name, group_name
     phones: dict[tuple[str, int], str | None] = field(default_factory=dict)
@@ -48,10 +52,12 @@ class CrmIndex:
     # lead id -> the start time of that origin chat, where known (a resumed Dask backfill): a
     # chat that comes before a lead's creator was decided without that lead
     origin_starts: pd.Series = field(default_factory=lambda: pd.Series(dtype="datetime64[us, UTC]"))
-    _by_email: pd.DataFrame | None = field(default=None, repr=False)
-    _sorted_hashes: np.ndarray | None = field(default=None, repr=False)
+    _targets: _Targets | None = field(default=None, repr=False)
 
-    _base_phones: pd.Series | None = field(default=None, repr=False)
+    def __post_init__(self) -> None:
+        if self.base is not None:
+            self._targets = _Targets.of(self.base)
+            self.base = None
 
     def origin_chats(self) -> pd.Series:
         """lead id -> origin chat id of the leads this run created (a resumed run meets them)."""
@@ -79,37 +85,15 @@ class CrmIndex:
             self.phones[(record_type, int(record_id))] = phone
 
     def phone_of(self, record_type: str, record_id: int) -> str | None:
-        """The record's phone as the run has it now (its own changes included)."""
+        """The record's phone as the run has it now (its own changes included). Asked only of
+        records a chat matched, so of targets with an email."""
         at = self._created_at(record_type, record_id)
         if at is not None:
             return self.created_phones[at]
         key = (record_type, int(record_id))
         if key in self.phones:
             return self.phones[key]
-        if self._base_phones is None:
-            base = self.base.dropna(subset=["phone"])
-            self._base_phones = pd.Series(
-                base["phone"].to_numpy(),
-                index=pd.MultiIndex.from_arrays(
-                    [base["record_type"], base["record_id"].astype("int64")]
-                ),
-            )
-        value = self._base_phones.get(key)
-        return None if value is None or pd.isna(value) else str(value)
-
-    @property
-    def by_email(self) -> pd.DataFrame:
-        """Targets with an email, ordered once for the whole run by a 64-bit hash of the email
-        (then by email, then as given): one email's targets are adjacent, and found by a binary
-        search over integers instead of Python string comparisons."""
-        if self._by_email is None:
-            usable = self.base[self.base["email_normalized"].notna()]
-            usable = usable.sort_values("email_normalized", kind="stable")
-            hashes = _email_hashes(usable["email_normalized"])
-            order = np.argsort(hashes, kind="stable")
-            self._by_email = usable.iloc[order].reset_index(drop=True)
-            self._sorted_hashes = hashes[order]
-        return self._by_email
+        return self._targets.phone_of(record_type, int(record_id))
 
     def lookup(self, emails: pd.DataFrame) -> pd.DataFrame:
         """``emails`` (chat_id, email_normalized) joined to every target with that email.
@@ -118,24 +102,122 @@ class CrmIndex:
         hash table of the million-row index; a hash shared by two emails (rare) is told apart by
         comparing the emails themselves.
         """
-        by_email = self.by_email
+        targets = self._targets
+        values = emails["email_normalized"].to_numpy(dtype=object)
         wanted = _email_hashes(emails["email_normalized"])
-        low = np.searchsorted(self._sorted_hashes, wanted, side="left")
-        high = np.searchsorted(self._sorted_hashes, wanted, side="right")
+        low = np.searchsorted(targets.hashes, wanted, side="left")
+        high = np.searchsorted(targets.hashes, wanted, side="right")
         counts = high - low
         chat_rows = np.repeat(np.arange(len(wanted)), counts)
         starts = np.repeat(low, counts)
-        offsets = np.arange(len(chat_rows)) - np.repeat(np.cumsum(counts) - counts, counts)
-        targets = by_email.iloc[starts + offsets].reset_index(drop=True)
-        same = (
-            targets["email_normalized"].to_numpy(dtype=object)
-            == emails["email_normalized"].to_numpy(dtype=object)[chat_rows]
-        )
+        at = starts + np.arange(len(chat_rows)) - np.repeat(np.cumsum(counts) - counts, counts)
+        same = targets.emails[at].astype(object) == values[chat_rows]
         if not same.all():
-            targets, chat_rows = targets[same].reset_index(drop=True), chat_rows[same]
+            at, chat_rows = at[same], chat_rows[same]
         return pd.concat(
-            [emails.iloc[chat_rows][["chat_id"]].reset_index(drop=True), targets], axis=1
+            [emails.iloc[chat_rows][["chat_id"]].reset_index(drop=True), targets.rows(at)], axis=1
         )
+
+
+_TEXT = np.dtypes.StringDType(na_object=None)  # UTF-8 in one buffer: ~16-40 bytes a value
+_CODED = frozenset({"record_type", "origin"})  # text of a few distinct values: held as codes
+
+
+@dataclass(frozen=True)
+class _Column:
+    """One target column, compact: the column's own array (numbers), codes into its few
+    distinct values, or text in a ``StringDType`` array; ``take`` gives rows of it back as the
+    column it was built from (its dtype)."""
+
+    dtype: object
+    values: object  # np.ndarray or a pandas extension array
+    uniques: np.ndarray | None = None  # coded: the distinct values, then None for a missing one
+
+    @classmethod
+    def of(cls, column: pd.Series, rows: np.ndarray) -> _Column:
+        """``column``'s values at ``rows``, held compact."""
+        if column.dtype.kind not in "OT" and not pd.api.types.is_string_dtype(column.dtype):
+            return cls(column.dtype, column.array.take(rows))
+        values = column.to_numpy(dtype=object, na_value=None)[rows]
+        if column.name in _CODED:
+            codes, uniques = pd.factorize(values, use_na_sentinel=True)
+            if len(uniques) < 127:
+                codes = codes.astype(np.int8)
+            return cls(column.dtype, codes, np.append(np.asarray(uniques, dtype=object), None))
+        return cls(column.dtype, values.astype(_TEXT))
+
+    def take(self, rows: np.ndarray) -> pd.Series:
+        if self.uniques is not None:
+            return pd.Series(self.uniques[self.values[rows]], dtype=self.dtype)
+        if isinstance(self.values, np.ndarray) and self.values.dtype == _TEXT:
+            return pd.Series(self.values[rows].astype(object), dtype=self.dtype)
+        return pd.Series(self.values[rows], dtype=self.dtype)
+
+    def value(self, row: int) -> object:
+        """One row's value (a missing one None): for a lookup at a time, no frame built."""
+        if self.uniques is not None:
+            return self.uniques[self.values[row]]
+        value = self.values[row]
+        return None if value is None or pd.isna(value) else value
+
+
+@dataclass
+class _Targets:
+    """The targets with an email, ordered by a 64-bit hash of it (then as given): one email's
+    targets are adjacent, and found by a binary search over integers instead of Python string
+    comparisons. ``emails`` tells apart emails whose hashes collide."""
+
+    hashes: np.ndarray  # uint64, ascending
+    emails: np.ndarray  # StringDType
+    columns: dict[str, _Column]
+    _by_record: dict[str, tuple[np.ndarray, np.ndarray]] | None = field(default=None, repr=False)
+
+    @classmethod
+    def of(cls, base: pd.DataFrame) -> _Targets:
+        return cls.of_columns(lambda name: base[name], list(base.columns))
+
+    @classmethod
+    def of_columns(cls, column: Callable[[str], pd.Series], names: list[str]) -> _Targets:
+        """The targets that have an email, made column by column from ``column(name)``: no
+        frame of the targets is made on the way (at a million targets each copy of one is
+        ~70 MB of pointers)."""
+        email_column = column("email_normalized")
+        usable = np.flatnonzero(email_column.notna().to_numpy())
+        emails = email_column.to_numpy(dtype=object)[usable]
+        hashes = _email_hashes(pd.Series(emails, dtype=object))
+        order = np.argsort(hashes, kind="stable")
+        rows = usable[order]
+        emails = emails[order].astype(_TEXT)
+        columns = {}
+        for name in names:
+            if name == "email_normalized":
+                columns[name] = _Column(email_column.dtype, emails)
+            else:
+                columns[name] = _Column.of(column(name), rows)
+        return cls(hashes[order], emails, columns)
+
+    def rows(self, at: np.ndarray) -> pd.DataFrame:
+        return pd.DataFrame({name: column.take(at) for name, column in self.columns.items()})
+
+    def phone_of(self, record_type: str, record_id: int) -> str | None:
+        if self._by_record is None:  # (record type ->) ids ascending, and their rows
+            every = np.arange(len(self.hashes))
+            kinds = self.columns["record_type"].take(every).to_numpy(dtype=object)
+            ids = self.columns["record_id"].take(every).to_numpy(dtype="int64", na_value=0)
+            self._by_record = {}
+            for kind in pd.unique(kinds):
+                rows = np.flatnonzero(kinds == kind)
+                order = np.argsort(ids[rows], kind="stable")
+                self._by_record[kind] = (ids[rows][order], rows[order])
+        found = self._by_record.get(record_type)
+        if found is None:
+            return None
+        ids, rows = found
+        at = int(np.searchsorted(ids, record_id))
+        if at == len(ids) or ids[at] != record_id:
+            return None
+        value = self.columns["phone"].value(int(rows[at]))
+        return None if value is None else str(value)
 
 
 @dataclass(frozen=True)
@@ -277,13 +359,13 @@ def build_index(
     superseded = converted & (
         converted_with_contact | leads["email_normalized"].isin(contact_emails)
     )
-    lead_targets = leads[~superseded]
-    targets = pd.concat(
-        [
-            _targets(lead_targets, "lead", run_id),
-            _targets(contacts, "contact", run_id),
-        ],
-        ignore_index=True,
+    parts = [(leads, ~superseded.to_numpy(dtype=bool), "lead"), (contacts, None, "contact")]
+    targets = _Targets.of_columns(
+        lambda name: pd.concat(
+            [_target_column(frame, keep, kind, name, run_id) for frame, keep, kind in parts],
+            ignore_index=True,
+        ),
+        list(TARGET_COLUMNS),
     )
     deal_frame = pd.DataFrame(
         {
@@ -302,31 +384,31 @@ def build_index(
             mine["origin_chat_id"].astype(object).to_numpy(),
             index=mine["id"].astype("int64").to_numpy(),
         )
-    return CrmIndex(base=targets, deals=deal_frame, users=users, origins=origins)
+    return CrmIndex(base=None, deals=deal_frame, users=users, origins=origins, _targets=targets)
 
 
-def _targets(frame: pd.DataFrame, record_type: str, run_id: int | None) -> pd.DataFrame:
-    created = (
-        frame["created_run_id"]
-        if "created_run_id" in frame
-        else pd.Series(pd.NA, index=frame.index)
-    )
-    return pd.DataFrame(
-        {
-            "record_type": record_type,
-            "record_id": frame["id"].astype("Int64"),
-            "email_normalized": frame["email_normalized"],
-            "record_name": frame["name"],
-            "owner_id": frame["owner_id"].astype("Int64"),
-            "phone": frame["phone"],
-            "origin": frame.get("origin", "sell"),
-            # leads a resumed run created before it was interrupted are this run's too
-            "new_this_run": (created.astype("Int64") == run_id).fillna(False).astype(bool)
-            if run_id is not None
-            else False,
-        },
-        columns=list(TARGET_COLUMNS),
-    )
+def _target_column(
+    frame: pd.DataFrame, keep: np.ndarray | None, record_type: str, name: str, run_id: int | None
+) -> pd.Series:
+    """One TARGET_COLUMNS column of the leads or contacts in ``frame`` (the rows ``keep``)."""
+    if name == "record_type":
+        column = pd.Series(record_type, index=frame.index)
+    elif name in ("record_id", "owner_id"):
+        column = frame["id" if name == "record_id" else name].astype("Int64")
+    elif name == "record_name":
+        column = frame["name"]
+    elif name == "origin":
+        column = frame["origin"] if "origin" in frame else pd.Series("sell", index=frame.index)
+    elif name == "new_this_run":
+        # leads a resumed run created before it was interrupted are this run's too
+        created = frame.get("created_run_id")
+        if run_id is None or created is None:
+            column = pd.Series(False, index=frame.index)
+        else:
+            column = (created.astype("Int64") == run_id).fillna(False).astype(bool)
+    else:
+        column = frame[name]
+    return (column[keep] if keep is not None else column).reset_index(drop=True)
 
 
 def match(chats: pd.DataFrame, index: CrmIndex, attach_to_deals: bool = True) -> pd.DataFrame:

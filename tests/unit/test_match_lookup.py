@@ -148,3 +148,62 @@ def test_the_phones_of_created_leads_are_kept_by_id_beside_the_changes_of_others
     assert index.phones == {("lead", 1): "+81 3 0000 0001"}  # the created leads are not here
     with pytest.raises(ValueError, match="does not follow"):
         index.add_created(-9, [None])  # -8 is next
+
+
+# -- the index holds its targets compact ------------------------------------------------------
+
+
+def test_the_index_lets_its_frame_go_and_gives_back_rows_as_the_frame_had_them():
+    base = pd.DataFrame(
+        {
+            "record_type": pd.Series(["lead", "contact", "lead", "contact"], dtype="str"),
+            "record_id": pd.array([1, 10, 2, 11], dtype="Int64"),
+            "email_normalized": ["b@example.com", "a@example.com", "a@example.com", None],
+            "record_name": pd.Series(["Bé", None, "Ann ✓", "X"], dtype="str"),
+            "owner_id": pd.array([101, None, 102, 103], dtype="Int64"),
+            "phone": pd.Series([None, "+81 3 0000 0010", "+1 555 0100", "+1"], dtype=object),
+            "origin": pd.Series(["sell", "sell", "chat", "sell"], dtype="str"),
+            "new_this_run": [False, False, True, False],
+        }
+    )
+    index = CrmIndex(base=base.copy(), deals=pd.DataFrame(), users=pd.DataFrame())
+    assert index.base is None  # the frame's Python strings are not held by the run
+    found = index.lookup(CHATS).drop(columns="chat_id")
+    expected = base.iloc[[1, 2, 0, 1, 2]].reset_index(drop=True)  # x, z, w (y matches nothing)
+    pd.testing.assert_frame_equal(found, expected)
+    assert index.phone_of("contact", 10) == "+81 3 0000 0010"
+    assert index.phone_of("lead", 1) is None
+    assert index.phone_of("lead", 2) == "+1 555 0100"
+    assert index.phone_of("lead", 99) is None
+
+
+def test_build_index_keeps_what_a_frame_of_its_targets_would():
+    from tests.unit.test_planner import crm  # (the CRM frames as the store gives them)
+
+    frames = crm(
+        leads=[(1, "a@example.com", 101, None), (2, "b@example.com", None, "+1 555"),
+               (3, None, 102, "+2")],
+        contacts=[(10, "a@example.com", 103, "+3"), (11, "c@example.com", None, None)],
+    )  # fmt: skip
+    index = match.build_index(
+        frames["leads"], frames["contacts"], frames["deals"], frames["users"],
+        frames["lead_conversions"], ["Converted"], run_id=7,
+    )  # fmt: skip
+    found = index.lookup(
+        pd.DataFrame(
+            {
+                "chat_id": ["p", "q", "r"],
+                "email_normalized": ["a@example.com", "c@example.com", "b@example.com"],
+            }
+        )
+    )
+    rows = list(found[["chat_id", "record_type", "record_id", "record_name", "owner_id", "phone", "origin"]]
+                .astype(object).where(found.notna(), None).itertuples(index=False, name=None))  # fmt: skip
+    assert rows == [
+        ("p", "lead", 1, "Lead 1", 101, None, "sell"),
+        ("p", "contact", 10, "Contact 10", 103, "+3", "sell"),
+        ("q", "contact", 11, "Contact 11", None, None, "sell"),
+        ("r", "lead", 2, "Lead 2", None, "+1 555", "sell"),
+    ]
+    assert found["record_id"].dtype == "Int64" and found["new_this_run"].dtype == bool
+    assert index.phone_of("lead", 2) == "+1 555" and index.phone_of("contact", 10) == "+3"
