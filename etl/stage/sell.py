@@ -6,6 +6,7 @@ import pickle
 from collections.abc import Sequence
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from etl.extract.sell import newest
@@ -70,7 +71,27 @@ def spill(frame: pd.DataFrame, path: Path, keep: Sequence[str] | None = None) ->
         # memo's entry per string took 2/3 of the time
         pickler.fast = True
         pickler.dump(frame)
-    return kept(frame, keep).copy()
+    return shared_values(kept(frame, keep).copy())
+
+
+def shared_values(frame: pd.DataFrame, few: int = 256) -> pd.DataFrame:
+    """``frame`` with each text column of at most ``few`` distinct values (a status, an owner
+    reference) holding one object per value instead of one per row: parsed, every row's
+    string is its own object (~60 bytes); and a pickle of shared objects carries each once."""
+    for name in frame.columns:
+        column = frame[name]
+        if not (column.dtype == object or pd.api.types.is_string_dtype(column.dtype)):
+            continue
+        if column.iloc[:1000].nunique(dropna=True) > few // 4:  # plainly not few
+            continue
+        codes, uniques = pd.factorize(column, use_na_sentinel=True)
+        if len(uniques) > few:
+            continue
+        values = column.to_numpy(dtype=object, copy=True)
+        present = codes >= 0  # (a missing value stays as it was)
+        values[present] = np.asarray(uniques, dtype=object)[codes[present]]
+        frame[name] = pd.Series(values, index=frame.index, dtype=column.dtype)
+    return frame
 
 
 def kept(frame: pd.DataFrame, keep: Sequence[str] | None) -> pd.DataFrame:

@@ -40,3 +40,27 @@ def test_keeps_index_columns_and_gives_back_every_full_frame():
         directory = stage.directory
         assert any(directory.iterdir())
     assert not directory.exists()  # scratch files go with the stage
+
+
+def test_index_columns_of_few_values_share_one_object_per_value():
+    """A million records' statuses parsed are a million strings; the kept index holds each
+    distinct value once (and a pickle to the run carries it once). Values are unchanged."""
+    statuses = ["".join(["N", "e", "w"]) for _ in range(3000)] + [None]  # each its own object
+    frame = pd.DataFrame(
+        {
+            "id": pd.array(range(3001), dtype="Int64"),
+            "status": pd.Series(statuses, dtype="str"),
+            "owner_ref": pd.Series(
+                [f"{i % 3}@example.com" for i in range(3000)] + [None], dtype=object
+            ),
+            "email_normalized": [f"p{i}@example.com" for i in range(3001)],
+        }
+    )
+    before = frame.copy()
+    with SellStage() as stage:
+        index = spill(frame, stage.directory / "a.pickle")
+    pd.testing.assert_frame_equal(index, before)
+    assert len({id(v) for v in index["status"].iloc[:3000]}) == 1
+    assert len({id(v) for v in index["owner_ref"].iloc[:3000]}) == 3
+    assert index["owner_ref"].iloc[3000] is None  # a missing value stays as it was
+    assert len({id(v) for v in index["email_normalized"]}) == 3001  # many values: left alone
