@@ -21,7 +21,7 @@ import pandas as pd
 
 from etl.extract.chats import ChatBatch, read_batches
 from etl.extract.files import SourceFile
-from etl.procs import worker_pool
+from etl.procs import release_memory, worker_pool
 from etl.stage.scratch import scratch_dir
 from etl.stage.versions import NEWER_THAN_STAGED
 from etl.vocab import CHAT_COLUMNS
@@ -50,14 +50,16 @@ _APPEND = f"INSERT INTO chats ({_COLS}) VALUES ({', '.join('?' for _ in CHAT_COL
 
 
 def _open(path: Path, keyed: bool = True) -> sqlite3.Connection:
-    """A stage file: scratch (no journal, no fsync); ``keyed``: one row per chat id."""
+    """A stage file: scratch (no journal, no fsync); ``keyed``: one row per chat id. A shard
+    (not keyed) only appends: a small page cache does, where the stage's index wants a large
+    one (each parsing worker held 64 MB of its shard's pages otherwise)."""
     db = sqlite3.connect(path)
     db.executescript(
-        """
+        f"""
         PRAGMA journal_mode = OFF;
         PRAGMA synchronous = OFF;
         PRAGMA temp_store = FILE;
-        PRAGMA cache_size = -65536;
+        PRAGMA cache_size = -{65536 if keyed else 16384};
         """
     )
     # a rowid table with a unique index: rows hold whole transcripts, which a WITHOUT ROWID
@@ -269,6 +271,7 @@ def fill(
 
 def _stage_file(source: SourceFile, batch_size: int, path: Path) -> tuple[Path | None, Staged]:
     """A worker's unit of work: one file's chats into a new shard at ``path``."""
+    release_memory()  # what the worker's last file (a Sell file's columns) left of its heap
     total = Staged(0)
     shard = None
     try:
