@@ -9,6 +9,7 @@ from dataclasses import dataclass
 import pandas as pd
 
 from etl.errors import ConfigError
+from etl.load.store import INDEX_COLUMNS
 from etl.procs import release_memory
 from etl.run.state import RunState
 from etl.transform.assign import Assigner, PoolState, build_assigner, resolve_user
@@ -55,13 +56,14 @@ class PlanCrm:
 
 def plan_crm(state: RunState, crm: dict[str, pd.DataFrame]) -> PlanCrm:
     """The CRM frames (the Sell snapshot's, or the store's) made the match index, once the run
-    has its id: the caller lets the frames go, and the run holds the compact index instead."""
-    index = build_index(
-        crm["leads"], crm["contacts"], crm["deals"], crm["users"], crm["lead_conversions"],
-        state.settings.match.converted_statuses, run_id=state.run_id,
-    )  # fmt: skip
+    has its id: the frames' text is dropped from them as it is indexed (the caller lets them
+    go), and the run holds the compact index instead."""
     chat_leads = crm["leads"]["id"].dropna()
     lowest = int(chat_leads.min()) if not chat_leads.empty else 0
+    index = build_index(
+        crm["leads"], crm["contacts"], crm["deals"], crm["users"], crm["lead_conversions"],
+        state.settings.match.converted_statuses, run_id=state.run_id, consume=True,
+    )  # fmt: skip
     return PlanCrm(index, crm["users"], lowest)
 
 
@@ -147,7 +149,7 @@ class LazyPlanner:
         if self._planner is None:
             crm = self._crm
             if crm is None:
-                crm = plan_crm(self._state, self._state.store.crm_frames())
+                crm = plan_crm(self._state, self._state.store.crm_frames(only=INDEX_COLUMNS))
                 release_memory()  # the frames are gone: their pages go back to the system
             self._crm = None
             self._planner = self._build(crm)

@@ -26,7 +26,7 @@ from etl.extract.files import SourceFile
 from etl.extract.rejects import Reject
 from etl.extract.sell import RESOURCES, empty_frame, iter_sell_frames
 from etl.load import writers
-from etl.load.store import CRM_COLUMNS, Store
+from etl.load.store import CRM_COLUMNS, INDEX_COLUMNS, Store
 from etl.procs import paused_gc, release_memory, worker_pool
 from etl.run.files import Todo, file_rows
 from etl.run.state import RunState
@@ -108,7 +108,7 @@ def read_sell(
         todo=todo,
         changes=delta.changes,
         exported_ids=exported_ids,
-        crm=_for_index(crm_after(store.crm_frames(), delta)),
+        crm=_for_index(crm_after(store.crm_frames(only=INDEX_COLUMNS), delta)),
         affected_emails=delta.affected_emails,
         counts=counts,
         rejects=rejects,

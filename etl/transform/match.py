@@ -7,6 +7,7 @@ exists. A chat matched to a contact is also attached to that contact's deals.
 
 from __future__ import annotations
 
+import gc
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -177,23 +178,32 @@ class _Targets:
         return cls.of_columns(lambda name: base[name], list(base.columns))
 
     @classmethod
-    def of_columns(cls, column: Callable[[str], pd.Series], names: list[str]) -> _Targets:
+    def of_columns(
+        cls,
+        column: Callable[[str], pd.Series],
+        names: list[str],
+        done: Callable[[str], None] = lambda name: None,
+    ) -> _Targets:
         """The targets that have an email, made column by column from ``column(name)``: no
         frame of the targets is made on the way (at a million targets each copy of one is
-        ~70 MB of pointers)."""
+        ~70 MB of pointers). ``done(name)`` is told when a column is held: its source may go."""
         email_column = column("email_normalized")
+        email_dtype = email_column.dtype
         usable = np.flatnonzero(email_column.notna().to_numpy())
         emails = email_column.to_numpy(dtype=object)[usable]
+        del email_column
         hashes = _email_hashes(pd.Series(emails, dtype=object))
         order = np.argsort(hashes, kind="stable")
         rows = usable[order]
         emails = emails[order].astype(_TEXT)
+        done("email_normalized")
         columns = {}
         for name in names:
             if name == "email_normalized":
-                columns[name] = _Column(email_column.dtype, emails)
+                columns[name] = _Column(email_dtype, emails)
             else:
                 columns[name] = _Column.of(column(name), rows)
+                done(name)
         return cls(hashes[order], emails, columns)
 
     def rows(self, at: np.ndarray) -> pd.DataFrame:
@@ -337,12 +347,17 @@ def build_index(
     conversions: pd.DataFrame,
     converted_statuses: list[str],
     run_id: int | None = None,
+    consume: bool = False,
 ) -> CrmIndex:
     """The match index from the store's (and this run's) CRM frames.
 
     ``leads``/``contacts`` carry email_normalized already. A lead is converted when a lead
     conversion names it or its status is one of ``converted_statuses``; it stops being a target
     when its contact exists (the conversion's contact, or any contact with the same email).
+
+    ``consume``: the caller lets ``leads`` and ``contacts`` go after this; their text columns are
+    dropped from them as the index takes them, so the frames and the index are never held whole
+    at once (a run's peak, at a million records).
     """
     contact_emails = set(contacts["email_normalized"].dropna())
     contact_ids = set(contacts["id"].dropna().astype("int64"))
@@ -359,13 +374,37 @@ def build_index(
     superseded = converted & (
         converted_with_contact | leads["email_normalized"].isin(contact_emails)
     )
+    origins = pd.Series(dtype=object)
+    if run_id is not None and "origin_chat_id" in leads and "created_run_id" in leads:
+        mine = leads[(leads["created_run_id"].astype("Int64") == run_id).fillna(False).astype(bool)]
+        mine = mine.dropna(subset=["origin_chat_id"])
+        origins = pd.Series(
+            mine["origin_chat_id"].astype(object).to_numpy(),
+            index=mine["id"].astype("int64").to_numpy(),
+        )
     parts = [(leads, ~superseded.to_numpy(dtype=bool), "lead"), (contacts, None, "contact")]
+    del contact_emails, contact_ids, converted, superseded
+    if consume:  # what the flags above were made of
+        for frame, _keep, _kind in parts:
+            for name in ("status", "origin_chat_id"):
+                if name in frame.columns:
+                    del frame[name]
+
+    def done(name: str) -> None:  # (consume: the frames' text is let go column by column)
+        source = {"record_name": "name"}.get(name, name)
+        if consume and name in ("email_normalized", "record_name", "phone", "origin"):
+            for frame, _keep, _kind in parts:
+                if source in frame.columns:
+                    del frame[source]
+            gc.collect()  # (a frame's column is let go by pandas through reference cycles)
+
     targets = _Targets.of_columns(
         lambda name: pd.concat(
             [_target_column(frame, keep, kind, name, run_id) for frame, keep, kind in parts],
             ignore_index=True,
         ),
         list(TARGET_COLUMNS),
+        done,
     )
     deal_frame = pd.DataFrame(
         {
@@ -376,14 +415,6 @@ def build_index(
             "owner_id": deals["owner_id"],
         }
     )
-    origins = pd.Series(dtype=object)
-    if run_id is not None and "origin_chat_id" in leads and "created_run_id" in leads:
-        mine = leads[(leads["created_run_id"].astype("Int64") == run_id).fillna(False).astype(bool)]
-        mine = mine.dropna(subset=["origin_chat_id"])
-        origins = pd.Series(
-            mine["origin_chat_id"].astype(object).to_numpy(),
-            index=mine["id"].astype("int64").to_numpy(),
-        )
     return CrmIndex(base=None, deals=deal_frame, users=users, origins=origins, _targets=targets)
 
 

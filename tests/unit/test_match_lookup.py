@@ -207,3 +207,31 @@ def test_build_index_keeps_what_a_frame_of_its_targets_would():
     ]
     assert found["record_id"].dtype == "Int64" and found["new_this_run"].dtype == bool
     assert index.phone_of("lead", 2) == "+1 555" and index.phone_of("contact", 10) == "+3"
+
+
+def test_build_index_consuming_its_frames_drops_their_text_and_matches_the_same():
+    from tests.unit.test_planner import crm
+
+    def frames():
+        return crm(
+            leads=[(1, "a@example.com", 101, "+1"), (2, "b@example.com", None, None)],
+            contacts=[(10, "a@example.com", 103, "+3")],
+        )
+
+    def index(given, consume):
+        return match.build_index(
+            given["leads"], given["contacts"], given["deals"], given["users"],
+            given["lead_conversions"], ["Converted"], run_id=7, consume=consume,
+        )  # fmt: skip
+
+    kept, consumed = frames(), frames()
+    chats = pd.DataFrame(
+        {"chat_id": ["p", "q"], "email_normalized": ["a@example.com", "b@example.com"]}
+    )
+    pd.testing.assert_frame_equal(
+        index(consumed, True).lookup(chats), index(kept, False).lookup(chats)
+    )
+    assert "name" in kept["leads"] and "email_normalized" in kept["contacts"]  # left as given
+    for name in ("leads", "contacts"):  # the text the index took is let go with the frames
+        assert not {"name", "email_normalized", "phone", "status"} & set(consumed[name].columns)
+    assert list(consumed["leads"]["id"]) == [1, 2]  # ids stay (the run's lowest lead id)

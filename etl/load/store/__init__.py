@@ -30,7 +30,7 @@ from etl.load.store.base import (
     masked,
     parse_url,
 )
-from etl.load.store.crm import CRM_COLUMNS, CrmReads
+from etl.load.store.crm import CRM_COLUMNS, INDEX_COLUMNS, CrmReads
 from etl.load.store.cursors import PullCursors
 from etl.load.store.outbox import OutboxBook
 from etl.load.store.privacy import Erasure, PrivacyBook, Pruned
@@ -39,6 +39,7 @@ from etl.load.store.runs import INTERRUPTED, RunBook
 
 __all__ = [
     "CRM_COLUMNS",
+    "INDEX_COLUMNS",
     "Erasure",
     "FETCH_ROWS",
     "INTERRUPTED",
