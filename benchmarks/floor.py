@@ -25,7 +25,9 @@ Results go to benchmarks/out/floor.json and floor.md. Nothing asserts a timing.
 from __future__ import annotations
 
 import argparse
+import csv
 import gzip
+import io
 import json
 import os
 import shutil
@@ -58,13 +60,20 @@ def main(argv: list[str] | None = None) -> int:
     work.mkdir(parents=True, exist_ok=True)
     machine = bench._machine(args.pg_url if "postgresql" in stores else None)
     machine["bytecode_compiled"] = bench._compile_bytecode()
-    data = bench._exports(work, chats, records, args.seed, regenerate=False)
+    data = bench._exports(work, chats, records, args.seed, regenerate=False, shape=args.shape)
     config = bench._write_config(data["dir"])
     result: dict[str, Any] = {"chats": chats, "records": records, "seed": args.seed,
                               "workers": args.workers}  # fmt: skip
     result["parse"] = {
         "chats": parse_floor(sorted((data["dir"] / "chat").rglob("*")), args.workers),
-        "sell": parse_floor(sorted((data["dir"] / "sell").rglob("*.json*")), args.workers),
+        "sell": parse_floor(
+            sorted(
+                p
+                for p in (data["dir"] / "sell").rglob("*")
+                if ".json" in p.name or ".csv" in p.name
+            ),
+            args.workers,
+        ),
     }
     for kind, parsed in result["parse"].items():
         bench._say(
@@ -98,6 +107,8 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--stores", default="sqlite,postgresql", help="sqlite and/or postgresql")
     parser.add_argument("--pg-url", default=bench.DEFAULT_PG_URL, help="PostgreSQL server")
     parser.add_argument("--seed", type=int, default=1, help="generator seed")
+    parser.add_argument("--shape", choices=("realistic", "light"), default="realistic",
+                        help="the exports, as benchmarks/run.py's --shape")  # fmt: skip
     parser.add_argument("--workers", type=int, default=len(os.sched_getaffinity(0)), help="parsers")
     parser.add_argument("--timeout", type=float, default=3600, help="seconds for the sync")
     parser.add_argument("--out", default=str(bench.DEFAULT_OUT), help="where floor.json/.md go")
@@ -137,6 +148,9 @@ def _parse_files(paths: list[Path]) -> dict[str, Any]:
         if data[:2] == b"\x1f\x8b":
             data = gzip.decompress(data)
         total += len(data)
+        if path.name.endswith((".csv", ".csv.gz")):  # a Smart List: Python's CSV reader
+            values += sum(1 for _ in csv.reader(io.StringIO(data.decode("utf-8-sig")))) - 1
+            continue
         if path.name.endswith((".jsonl", ".ndjson", ".jsonl.gz", ".ndjson.gz")):
             for line in data.splitlines():
                 try:

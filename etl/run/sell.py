@@ -27,7 +27,13 @@ from etl.extract.rejects import Reject
 from etl.extract.sell import RESOURCES, empty_frame, iter_sell_frames
 from etl.load import writers
 from etl.load.store import CRM_COLUMNS, INDEX_COLUMNS, Store
-from etl.procs import paused_gc, release_memory, worker_pool
+from etl.procs import (
+    paused_gc,
+    release_memory,
+    release_memory_later,
+    release_pending,
+    worker_pool,
+)
 from etl.run.files import Todo, file_rows
 from etl.run.state import RunState
 from etl.stage.sell import SellStage, kept, read_part, spill
@@ -238,7 +244,7 @@ def _spill_sell_file(
     """One Sell file, typed and keyed, each resource spilled to the Sell stage's directory:
     (resource, path, kept columns) per resource, and the file's rejects. Runs in a worker."""
     number, source = item
-    release_memory()  # what the worker's last file left of its heap
+    release_pending()  # what the worker's last Sell file left of its heap
     rejects: list[Reject] = []
     parts = []
     with paused_gc():
@@ -247,6 +253,7 @@ def _spill_sell_file(
             keyed = with_email_keys({resource: frame}, *rules)[resource]
             path = directory / f"{number:05d}_{part:04d}_{resource}.pickle"
             parts.append((resource, path, spill(keyed, path, _SELL_INDEX.get(resource))))
+    release_memory_later()  # the columns returned are freed once sent: trimmed at the next file
     return parts, rejects
 
 
