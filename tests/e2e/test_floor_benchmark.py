@@ -40,8 +40,9 @@ def test_floor_parses_every_value_and_copies_every_row(tmp_path, request, store)
     assert result["parse"]["chats"]["values"] == (
         chat["records"] - chat["malformed_lines"] + chat["agents"] + chat["departments"]
     )
+    # and every Sell record, the contacts' Smart List CSV's too (a sync reads it)
     assert result["parse"]["sell"]["values"] == sum(
-        sell[k] for k in ("leads", "contacts", "deals", "users")
+        sell[k] for k in ("leads", "contacts", "deals", "users", "csv_contacts")
     )
     assert result[store]["sync"]["exit_code"] == 0
     tables = result[store]["write"]["tables"]
