@@ -34,7 +34,7 @@ class CrmIndex:
 
     ``base`` (TARGET_COLUMNS: every lead and contact that can take a chat) is what it is built
     from: the targets with an email are kept as ``_Targets`` (compact columns ordered by a hash of
-    the email) and ``base`` is let go, so the run holds about 60 bytes a record instead of its
+    the email) and ``base`` is let go, so the run holds ~120 bytes a record instead of its
     frames of Python strings (~550 bytes). The leads the run creates are the planner's
     (``CreatedLeads``); their phones and the phones the run changes are kept here beside the
     index, so none of them rebuilds it.
@@ -356,8 +356,8 @@ def build_index(
     when its contact exists (the conversion's contact, or any contact with the same email).
 
     ``consume``: the caller lets ``leads`` and ``contacts`` go after this; their text columns are
-    dropped from them as the index takes them, so the frames and the index are never held whole
-    at once (a run's peak, at a million records).
+    dropped from them as the index takes them, so their strings are freed while the index grows
+    instead of after it (the run's peak at a million records is this build).
     """
     contact_emails = set(contacts["email_normalized"].dropna())
     contact_ids = set(contacts["id"].dropna().astype("int64"))
