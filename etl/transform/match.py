@@ -7,7 +7,6 @@ exists. A chat matched to a contact is also attached to that contact's deals.
 
 from __future__ import annotations
 
-import gc
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -396,7 +395,6 @@ def build_index(
             for frame, _keep, _kind in parts:
                 if source in frame.columns:
                     del frame[source]
-            gc.collect()  # (a frame's column is let go by pandas through reference cycles)
 
     targets = _Targets.of_columns(
         lambda name: pd.concat(
