@@ -114,23 +114,13 @@ def read_sell(
         todo=todo,
         changes=delta.changes,
         exported_ids=exported_ids,
-        crm=_for_index(crm_after(store.crm_frames(only=INDEX_COLUMNS), delta)),
+        crm=crm_after(store.crm_frames(only=INDEX_COLUMNS), delta),
         affected_emails=delta.affected_emails,
         counts=counts,
         rejects=rejects,
         users=users_after,
         leads_confirmed=confirmed,
     )
-
-
-def _for_index(crm: dict[str, pd.DataFrame]) -> dict[str, pd.DataFrame]:
-    """The CRM frames without what only the diff and the writes needed (the hashes, owner
-    references, export times): what the match index is built from, once the changes are sent."""
-    drop = {"sell_hash", "owner_ref", "updated_at"}
-    return {
-        name: frame if name == "users" else frame.drop(columns=[c for c in frame if c in drop])
-        for name, frame in crm.items()
-    }
 
 
 def users_of(store: Store, crm: dict[str, pd.DataFrame] | None) -> pd.DataFrame:
