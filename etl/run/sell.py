@@ -11,10 +11,11 @@ from __future__ import annotations
 
 import functools
 import logging
+import os
 import pickle
 from collections.abc import Callable, Iterator
 from concurrent.futures import ProcessPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -30,13 +31,14 @@ from etl.load.store import CRM_COLUMNS, INDEX_COLUMNS, Store
 from etl.procs import (
     paused_gc,
     release_memory,
-    release_memory_later,
     release_pending,
     worker_pool,
 )
 from etl.run.files import Todo, file_rows
+from etl.run.planning import PlanCrm
 from etl.run.state import RunState
-from etl.stage.sell import SellStage, kept, read_part, spill
+from etl.stage.sell import SellStage, index_of, kept, read_part, spill, spill_index
+from etl.transform.match import CrmIndex, build_index
 from etl.transform.sell import crm_after, diff, resolve_owners, with_email_keys
 from etl.vocab import RunCounters
 
@@ -48,23 +50,25 @@ class SellRead:
     """The Sell side of a run, read and checked before anything is written."""
 
     todo: Todo
-    changes: dict[str, pd.DataFrame]  # index columns of the new or changed records
-    exported_ids: dict[str, pd.Series]
-    crm: dict[str, pd.DataFrame] | None  # None: unchanged, load it from the store when needed
-    affected_emails: set[str]
-    counts: dict[str, int]
     rejects: list[Reject]
     users: pd.DataFrame | None = None  # the Sell users once this snapshot is applied (owners)
+    exported_users: pd.DataFrame | None = None  # the users as exported (few: kept whole)
+    # what ``index_sell`` finds: the rows new or changed (for the writer, in ``changes_file``)
+    counts: dict[str, int] = field(default_factory=dict)
+    changed: dict[str, int] = field(default_factory=dict)
+    affected_emails: set[str] = field(default_factory=set)
     leads_confirmed: int = 0  # pushed leads this snapshot holds under their Sell id
+    changes_file: Path | None = None
 
 
 def read_sell(
     state: RunState, sell_stage: SellStage, todo: Todo, pool: ProcessPoolExecutor | None
 ) -> SellRead:
-    """Read the Sell files one at a time into the Sell stage; keep only the index columns.
+    """Read the Sell files one at a time into the Sell stage, and the Sell users as this
+    snapshot leaves them (what the configuration is checked against).
 
-    The full rows wait in the stage until ``send_sell``: at a million records they are the
-    largest thing a run would otherwise hold.
+    The full rows and the kept (index) columns of leads, contacts and deals wait in the stage's
+    files: ``index_sell`` diffs them in a worker, and this process never holds them.
     """
     store = state.store
     sell_settings = state.settings.sell
@@ -83,13 +87,134 @@ def read_sell(
         for resource, path, index in parts:
             sell_stage.adopt(resource, path, index)
     if not todo:  # nothing read from Sell: the CRM is loaded only if chats need matching
-        counts = {name: 0 for name in RESOURCES if name != "notes"}
-        return SellRead(todo, {}, {}, None, set(), counts, rejects)
-    exported = {name: sell_stage.index(name) for name in RESOURCES}
-    exported = {
-        name: frame if frame is not None else _empty_sell(name, match)
-        for name, frame in exported.items()
-    }
+        return SellRead(todo, rejects, counts={name: 0 for name in RESOURCES if name != "notes"})
+    exported = sell_stage.index("users")
+    if exported is None:
+        exported = _empty_sell("users", match)
+    stored = store.crm_frames(["users"])
+    users = crm_after(stored, diff(stored, {"users": exported}))["users"]
+    return SellRead(todo, rejects, users=users, exported_users=exported)
+
+
+def users_of(store: Store, sell: SellRead) -> pd.DataFrame:
+    """The Sell users as this run's snapshot leaves them."""
+    return sell.users if sell.users is not None else store.crm_frames(["users"])["users"]
+
+
+def index_sell(
+    state: RunState,
+    sell: SellRead,
+    sell_stage: SellStage,
+    fork: bool,
+    then: Callable[[], None] = lambda: None,
+) -> PlanCrm | None:
+    """Diff the snapshot read against the store and build the match index from the CRM it
+    leaves. ``fork``: in a process forked for it, which ends with it: a million records' ids,
+    emails and hashes are Python strings, and a process that held them keeps many of their
+    pages. This process receives the index (compact arrays, ``etl.transform.match``) and the
+    counts; the writer reads the changed ids and hashes from ``sell.changes_file``. ``then``
+    runs before the index is received (the chat workers fork while this process is small).
+    None: no Sell file was read (the planner loads the store's CRM if chats need it)."""
+    if not sell.todo:
+        then()
+        return None
+    store = state.store
+    match = state.settings.match
+    changes_file = sell_stage.directory / "changes.pickle"
+    sources = {name: sell_stage.index_sources(name) for name in RESOURCES if name != "users"}
+    in_memory = store.dialect == "sqlite" and store.url.database in (None, "", ":memory:")
+    fork = fork and not in_memory  # (another process cannot see an in-memory store)
+    task = functools.partial(
+        _index_task,
+        store=store.url.render_as_string(False) if fork else store,
+        sources=sources,
+        exported_users=sell.exported_users,
+        users=sell.users,
+        rules=(tuple(match.provider_rules), match.strip_plus_tags),
+        converted_statuses=list(match.converted_statuses),
+        run_id=state.run_id,
+        complete=state.settings.sell.snapshot_is_complete,
+        changes_file=changes_file,
+    )
+    if fork:
+        with worker_pool(1) as one:
+            found = one.submit(task, index_file=sell_stage.directory / "index.pickle").result()
+    else:
+        found = task()
+    then()
+    if found.index is None:  # in the file the process wrote: read once ``then`` has run
+        with open(sell_stage.directory / "index.pickle", "rb") as spilled:
+            found.index = pickle.load(spilled)  # noqa: S301 - this run's scratch file
+        os.unlink(sell_stage.directory / "index.pickle")
+    sell.counts, sell.changed = found.counts, found.changed
+    sell.affected_emails, sell.leads_confirmed = found.affected_emails, found.leads_confirmed
+    sell.changes_file = changes_file
+    return PlanCrm(found.index, sell.users, found.lowest_lead)
+
+
+@dataclass
+class _Indexed:
+    """What ``_index_task`` gives back to the run (pickled from a worker: all of it compact)."""
+
+    counts: dict[str, int]
+    changed: dict[str, int]
+    affected_emails: set[str]
+    leads_confirmed: int
+    index: CrmIndex | None  # None: written to the task's ``index_file``
+    lowest_lead: int
+
+
+def _index_task(
+    *,
+    store: Store | str,
+    sources: dict[str, list],
+    exported_users: pd.DataFrame,
+    users: pd.DataFrame,
+    rules: tuple[tuple[str, ...], bool],
+    converted_statuses: list[str],
+    run_id: int | None,
+    complete: bool,
+    changes_file: Path,
+    index_file: Path | None = None,
+) -> _Indexed:
+    """The diff and the index (``index_sell``), where the run put it. ``store``: the store, or
+    its URL in a worker (which opens it for reading). ``index_file``: the index goes there."""
+    own = isinstance(store, str)
+    store = Store(store) if own else store
+    try:
+        with paused_gc():
+            exported = {
+                name: exported_users
+                if name == "users"
+                else index_of(sources[name])
+                if sources[name]
+                else _empty_sell(name, rules)
+                for name in RESOURCES
+            }
+            found = _diff_and_index(
+                store, exported, users, converted_statuses, run_id, complete, changes_file
+            )
+        if index_file is not None:
+            with open(index_file, "wb") as out:
+                pickle.dump(found.index, out, protocol=pickle.HIGHEST_PROTOCOL)
+            found.index = None
+        return found
+    finally:
+        if own:
+            store.dispose()
+
+
+def _diff_and_index(
+    store: Store,
+    exported: dict[str, pd.DataFrame],
+    users: pd.DataFrame,
+    converted_statuses: list[str],
+    run_id: int | None,
+    complete: bool,
+    changes_file: Path,
+) -> _Indexed:
+    """``exported``: the snapshot's kept columns by resource (freed here as they are done with);
+    ``users``: the Sell users once it is applied."""
     counts = {name: len(frame) for name, frame in exported.items() if name != "notes" or len(frame)}
     # a lead chatsell pushed, back in the snapshot under its Sell id, is that same lead: the
     # store keeps the chat-created one (its activities, notes and changes; found by either id)
@@ -103,29 +228,54 @@ def read_sell(
     # whole stored CRM are never held at once (a --full run of a million records)
     keys = store.crm_frames(only=("sell_hash", "email_normalized"))
     keys["users"] = store.crm_frames(["users"])["users"]
-    users_after = crm_after(keys, diff(keys, {"users": exported["users"]}))["users"]
     # hashes first: owners are resolved for the new and changed rows only (the hash is of the
     # record as exported; a --full re-read of an unchanged snapshot resolves nothing)
     delta = diff(keys, exported, track_emails=store.has_chats())
-    delta.changes = resolve_owners(delta.changes, users_after)
-    exported_ids = {name: frame["id"] for name, frame in exported.items()}
-    del exported, keys
-    return SellRead(
-        todo=todo,
-        changes=delta.changes,
-        exported_ids=exported_ids,
-        crm=crm_after(store.crm_frames(only=INDEX_COLUMNS), delta),
-        affected_emails=delta.affected_emails,
-        counts=counts,
-        rejects=rejects,
-        users=users_after,
-        leads_confirmed=confirmed,
-    )
+    delta.changes = resolve_owners(delta.changes, users)
+    deletes = {}
+    if complete:
+        deletes = {
+            resource: exported[resource]["id"].dropna().to_numpy(dtype="int64")
+            for resource in ("leads", "contacts", "deals", "users")
+        }
+    _write_changes(changes_file, delta.changes, deletes)
+    del exported, keys, deletes
+    for frame in delta.changes.values():  # written: the index needs none of these
+        for name in ("sell_hash", "owner_ref", "updated_at"):
+            if name in frame.columns:
+                del frame[name]
+    crm = crm_after(store.crm_frames(only=INDEX_COLUMNS), delta)
+    changed = {name: len(frame) for name, frame in delta.changes.items()}
+    affected = delta.affected_emails
+    del delta
+    chat_leads = crm["leads"]["id"].dropna()
+    lowest = int(chat_leads.min()) if not chat_leads.empty else 0
+    index = build_index(
+        crm["leads"], crm["contacts"], crm["deals"], crm["users"], crm["lead_conversions"],
+        converted_statuses, run_id=run_id, consume=True,
+    )  # fmt: skip
+    return _Indexed(counts, changed, affected, confirmed, index, lowest)
 
 
-def users_of(store: Store, crm: dict[str, pd.DataFrame] | None) -> pd.DataFrame:
-    """The Sell users as this run's snapshot leaves them."""
-    return crm["users"] if crm is not None else store.crm_frames(["users"])["users"]
+def _write_changes(
+    path: Path, changes: dict[str, pd.DataFrame], deletes: dict[str, np.ndarray]
+) -> None:
+    """The changed rows' ids and hashes (the versions that won), and the ids a complete snapshot
+    keeps, for the writer: arrays, not a million Python objects in the writer too."""
+    compact = {}
+    for resource, frame in changes.items():
+        if "sell_hash" not in frame.columns or frame.empty:
+            compact[resource] = (np.zeros(0, dtype="int64"), np.zeros(0, dtype="S1"))
+            continue
+        hashes = frame["sell_hash"].to_numpy(dtype=object)
+        compact[resource] = (frame["id"].to_numpy(dtype="int64"), _hash_bytes(hashes))
+    with open(path, "wb") as out:
+        pickle.dump((compact, deletes), out, protocol=pickle.HIGHEST_PROTOCOL)
+
+
+def _hash_bytes(hashes: np.ndarray) -> np.ndarray:
+    """Hashes (hex text) as a fixed-width bytes array."""
+    return np.array([h if isinstance(h, str) else "" for h in hashes], dtype=bytes)
 
 
 def send_sell(
@@ -140,27 +290,12 @@ def send_sell(
     log.info(
         "sell snapshot read",
         extra={"event": "sell_loaded", "run_id": state.run_id,
-               **{f"{k}_changed": len(v) for k, v in sell.changes.items()}},
+               **{f"{k}_changed": v for k, v in sell.changed.items()}},
     )  # fmt: skip
-    deletes = {}
-    if state.settings.sell.snapshot_is_complete and sell.todo:
-        deletes = {
-            resource: sell.exported_ids[resource].dropna().astype(int)
-            for resource in ("leads", "contacts", "deals", "users")
-        }
-    parts = {resource: sell_stage.paths(resource) for resource in sell.changes}
+    parts = {resource: sell_stage.paths(resource) for resource in sell.changed}
     # the rows are read back from the stage's files: the writer needs only which versions won
-    changes: dict[str, pd.DataFrame] | Path = {
-        resource: frame[[c for c in ("id", "sell_hash") if c in frame.columns]]
-        for resource, frame in sell.changes.items()
-    }
-    if getattr(sink, "elsewhere", False):  # a million ids and hashes to another process:
-        spilled = sell_stage.directory / "changes.pickle"  # through a file, not a copy in memory
-        with open(spilled, "wb") as out:
-            pickle.dump((changes, deletes), out, protocol=pickle.HIGHEST_PROTOCOL)
-        changes, deletes = spilled, {}
     sink.call(
-        write_sell, state.run_id, changes, parts, sell.users, deletes,
+        write_sell, state.run_id, sell.changes_file, parts, sell.users,
         sell.affected_emails, file_rows(sell.todo, "sell"), counters,
     )  # fmt: skip
 
@@ -168,26 +303,27 @@ def send_sell(
 def write_sell(
     conn: Connection,
     run_id: int,
-    changes: dict[str, pd.DataFrame] | Path,
+    changes_file: Path | None,
     parts: dict[str, list[Path]],
     users: pd.DataFrame | None,
-    deletes: dict[str, pd.Series],
     affected_emails: set[str],
     files: pd.DataFrame,
     counters: RunCounters,
 ) -> None:
     """The Sell snapshot's changed rows, its deletions and file marks, in one transaction.
-    ``changes``: by resource, or a scratch file of (changes, deletes) the run wrote."""
-    if isinstance(changes, Path):
-        with open(changes, "rb") as spilled:
+    ``changes_file``: the changed ids and hashes by resource, and the ids a complete snapshot
+    keeps (``_write_changes``); None when no Sell file was read."""
+    changes, deletes = {}, {}
+    if changes_file is not None:
+        with open(changes_file, "rb") as spilled:
             changes, deletes = pickle.load(spilled)  # noqa: S301 - this run's scratch file
     for resource in list(changes):  # each resource's ids and hashes are freed once written
-        changed = changes.pop(resource)
-        for rows in _changed_rows(resource, parts.get(resource, []), changed, users):
+        ids, hashes = changes.pop(resource)
+        for rows in _changed_rows(resource, parts.get(resource, []), ids, hashes, users):
             writers.apply_sell(conn, run_id, {resource: rows})
-        del changed
+        del ids, hashes
     for resource, ids in deletes.items():
-        writers.delete_missing(conn, resource, ids)
+        writers.delete_missing(conn, resource, pd.Series(ids, dtype="int64"))
     writers.queue_rematch(conn, run_id, affected_emails)
     writers.mark_files(conn, run_id, files)
     writers.save_counters(conn, run_id, counters)
@@ -195,24 +331,33 @@ def write_sell(
 
 
 def _changed_rows(
-    resource: str, parts: list[Path], changed: pd.DataFrame, users: pd.DataFrame | None
+    resource: str,
+    parts: list[Path],
+    ids: np.ndarray,
+    hashes: np.ndarray,
+    users: pd.DataFrame | None,
 ) -> Iterator[pd.DataFrame]:
-    """The full rows of ``changed`` (id and sell_hash: the version that won), file by file."""
-    if changed.empty:
+    """The full rows of the changed ``ids`` (with ``hashes``: the version that won), file by
+    file."""
+    if len(ids) == 0:
         return
     # the winning hash of each changed id, found through one hash index built once (a merge
     # per file would hash all the changed rows again for every file: 50 files of leads)
-    wanted = changed.drop_duplicates("id", keep="last")
-    ids = pd.Index(wanted["id"].to_numpy())
-    hashes = wanted["sell_hash"].to_numpy()
+    last = len(ids) - 1 - np.unique(ids[::-1], return_index=True)[1]  # (the last of an id)
+    if len(last) < len(ids):
+        last.sort()
+        ids, hashes = ids[last], hashes[last]
+    index = pd.Index(ids)
     written = np.zeros(len(ids), dtype=bool)
     for path in parts:
         with paused_gc():
             part = read_part(path)
-        at = ids.get_indexer(part["id"].to_numpy())
+        at = index.get_indexer(part["id"].to_numpy(dtype="int64", na_value=-1))
         known = at >= 0
         wins = np.zeros(len(part), dtype=bool)
-        wins[known] = hashes[at[known]] == part["sell_hash"].to_numpy()[known]
+        if known.any():
+            mine = _hash_bytes(part["sell_hash"].to_numpy(dtype=object)[known])
+            wins[known] = hashes[at[known]] == mine
         wins[known] &= ~written[at[known]]
         if not wins.any():
             continue
@@ -241,9 +386,14 @@ def _spill_sell_file(
         frames = iter_sell_frames([source], rejects, labels, encoding)
         for part, (resource, frame) in enumerate(frames):
             keyed = with_email_keys({resource: frame}, *rules)[resource]
+            del frame
             path = directory / f"{number:05d}_{part:04d}_{resource}.pickle"
-            parts.append((resource, path, spill(keyed, path, _SELL_INDEX.get(resource))))
-    release_memory_later()  # the columns returned are freed once sent: trimmed at the next file
+            index: pd.DataFrame | Path = spill(keyed, path, _SELL_INDEX.get(resource))
+            del keyed
+            if resource != "users":  # (the users stay with the run: configuration is checked
+                index = spill_index(index, path)  # against them before the diff)
+            parts.append((resource, path, index))
+    release_memory()  # what the file's typing left: the worker waits idle for the diff next
     return parts, rejects
 
 
@@ -271,8 +421,9 @@ _SELL_INDEX: dict[str, tuple[str, ...]] = {
 }
 
 
-def _empty_sell(resource: str, match) -> pd.DataFrame:
-    keyed = with_email_keys(
-        {resource: empty_frame(resource)}, match.provider_rules, match.strip_plus_tags
-    )
+def _empty_sell(resource: str, rules) -> pd.DataFrame:
+    """``rules``: (provider_rules, strip_plus_tags), or the ``[match]`` settings."""
+    if not isinstance(rules, tuple):
+        rules = (tuple(rules.provider_rules), rules.strip_plus_tags)
+    keyed = with_email_keys({resource: empty_frame(resource)}, *rules)
     return kept(keyed[resource], _SELL_INDEX.get(resource))

@@ -24,8 +24,8 @@ from etl.run.chunks import Chunks
 from etl.run.dry import DrySink
 from etl.run.files import Todo
 from etl.run.options import RunResult
-from etl.run.planning import LazyPlanner, build_planner, configure, plan_crm
-from etl.run.sell import read_sell, send_sell, users_of
+from etl.run.planning import LazyPlanner, build_planner, configure
+from etl.run.sell import index_sell, read_sell, send_sell, users_of
 from etl.run.state import RunState
 from etl.stage.chats import ChatStage
 from etl.stage.sell import SellStage
@@ -77,15 +77,14 @@ class _Sync:
         pool = self._worker_pool()
         started = time.perf_counter()
         sell = read_sell(state, self.sell_stage, sell_todo, pool)
-        release_memory()  # the diff's frames are gone; their pages go back to the system
+        release_memory()  # what the Sell files' results left; their pages go back to the system
         log.info(
             "sell read",
             extra={"event": "sell_read", "sell_files": len(sell_todo),
                    "seconds": round(time.perf_counter() - started, 2)},
         )  # fmt: skip
-        crm, sell.crm = sell.crm, None  # the run holds the CRM frames once, until indexed
         # configuration errors end the run here, before any write
-        assignment = configure(state, users_of(store, crm))
+        assignment = configure(state, users_of(store, sell))
         resumed = self._begin()
         log.info(
             "run started",
@@ -94,14 +93,20 @@ class _Sync:
         )  # fmt: skip
         sink = self._sink(writer)
         try:
-            # the match index is built now, before the writer takes the Sell snapshot and the
-            # workers the chats: the run holds it, compact, instead of the CRM's frames (a
-            # million records' Python strings), and builds it while the others are small
-            planned_crm = plan_crm(state, crm) if crm is not None else None
-            del crm
+            # the snapshot is diffed and the match index built in a worker, before the writer
+            # takes the Sell snapshot and the workers the chats: this process holds the index,
+            # compact, and never the million records' Python strings it is made of
+            # the workers that typed the Sell files end, and the chats' fork before the index
+            # comes to this process (a fork's pages count in each process's RSS)
+            self._close_pool(pool)
+            chat_pool: list = []
+            planned_crm = index_sell(
+                state, sell, self.sell_stage, fork=pool is not None,
+                then=lambda: chat_pool.append(self._worker_pool(started=True)),
+            )  # fmt: skip
+            pool = chat_pool[0]
             # the writer writes the Sell snapshot while the workers read the chats
             send_sell(state, sink, sell, self.sell_stage, resumed)
-            sell.changes, sell.exported_ids = {}, {}  # sent: only the match index is kept
             release_memory()
             staging = time.perf_counter()
             try:
@@ -188,12 +193,16 @@ class _Sync:
         store.reading_only()  # the writer writes the chunks; this process mostly reads
         return writer
 
-    def _worker_pool(self):
+    def _worker_pool(self, started: bool = False):
+        """The parsing workers (None: this process parses). ``started``: forked now, not at
+        their first task."""
         workers = self.state.settings.run.workers
         if workers <= 1 or not isinstance(self.engine, LocalEngine):
             return None
         pool = worker_pool(workers)
         self.resources.callback(self._close_pool, pool)
+        if started:
+            pool.submit(int).result()  # (a fork start method forks every worker at once)
         return pool
 
     @staticmethod

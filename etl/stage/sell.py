@@ -30,15 +30,21 @@ class SellStage:
     def directory(self) -> Path:
         return Path(self._dir.name)
 
-    def adopt(self, resource: str, path: Path, index: pd.DataFrame) -> None:
-        """Take a frame ``spill`` wrote (in this process or a worker) with its kept columns."""
+    def adopt(self, resource: str, path: Path, index: pd.DataFrame | Path) -> None:
+        """Take a frame ``spill`` wrote (in this process or a worker) with its kept columns,
+        or the file ``spill_index`` wrote them to."""
         self._parts.setdefault(resource, []).append(path)
         self._index.setdefault(resource, []).append(index)
 
     def index(self, resource: str) -> pd.DataFrame | None:
         """The kept columns of ``resource``, one row per id (its newest version); None if none."""
-        parts = self._index.pop(resource, [])
-        return newest(parts) if parts else None
+        parts = self.index_sources(resource)
+        return index_of(parts) if parts else None
+
+    def index_sources(self, resource: str) -> list[pd.DataFrame | Path]:
+        """What ``adopt`` took of ``resource``'s kept columns (frames, or their files), handed
+        over: another process may build the index from the files (``index_of``)."""
+        return self._index.pop(resource, [])
 
     def paths(self, resource: str) -> list[Path]:
         """The scratch files of ``resource``, in the order they were added (``read_part``)."""
@@ -56,6 +62,14 @@ class SellStage:
         self.close()
 
 
+def index_of(sources: list[pd.DataFrame | Path]) -> pd.DataFrame:
+    """One row per id (its newest version) of kept columns ``adopt`` took (the list is
+    emptied as it is read)."""
+    frames = [read_part(s) if isinstance(s, Path) else s for s in sources]
+    sources.clear()
+    return newest(frames)
+
+
 def read_part(path: Path) -> pd.DataFrame:
     """A frame ``spill`` wrote (in any process of the run)."""
     with open(path, "rb") as spilled:
@@ -65,13 +79,26 @@ def read_part(path: Path) -> pd.DataFrame:
 def spill(frame: pd.DataFrame, path: Path, keep: Sequence[str] | None = None) -> pd.DataFrame:
     """Write ``frame`` to the scratch file ``path``; return its ``keep`` columns (None: all),
     copied, so the other columns' values are freed with the frame."""
+    _dump(frame, path)
+    return shared_values(kept(frame, keep).copy())
+
+
+def spill_index(index: pd.DataFrame, path: Path) -> Path:
+    """Kept columns ``spill`` gave, written beside its file: a worker hands over the path, and
+    the process that diffs the snapshot reads them (not the run's, which never holds them)."""
+    index_path = path.with_name(path.stem + ".index.pickle")
+    # with the memo: the values ``shared_values`` shares are read back shared
+    _dump(index, index_path, memo=True)
+    return index_path
+
+
+def _dump(frame: pd.DataFrame, path: Path, memo: bool = False) -> None:
     with open(path, "wb") as out:  # a private scratch file, read back by this run only
         pickler = pickle.Pickler(out, protocol=pickle.HIGHEST_PROTOCOL)
         # no memo: a frame holds no cycles, and its strings are each their own object; the
         # memo's entry per string took 2/3 of the time
-        pickler.fast = True
+        pickler.fast = not memo
         pickler.dump(frame)
-    return shared_values(kept(frame, keep).copy())
 
 
 def shared_values(frame: pd.DataFrame, few: int = 256) -> pd.DataFrame:

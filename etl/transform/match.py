@@ -153,6 +153,11 @@ class _Column:
             return pd.Series(self.values[rows].astype(object), dtype=self.dtype)
         return pd.Series(self.values[rows], dtype=self.dtype)
 
+    def __reduce__(self):
+        if isinstance(self.values, np.ndarray) and self.values.dtype == _TEXT:
+            return (_text_column, (self.dtype, *_packed(self.values)))
+        return (_Column, (self.dtype, self.values, self.uniques))
+
     def value(self, row: int) -> object:
         """One row's value (a missing one None): for a lookup at a time, no frame built."""
         if self.uniques is not None:
@@ -208,6 +213,15 @@ class _Targets:
     def rows(self, at: np.ndarray) -> pd.DataFrame:
         return pd.DataFrame({name: column.take(at) for name, column in self.columns.items()})
 
+    def __reduce__(self):
+        # the emails are a column too (the same array): packed once
+        columns = {
+            name: None if column.values is self.emails else column
+            for name, column in self.columns.items()
+        }
+        dtypes = {name: self.columns[name].dtype for name, c in columns.items() if c is None}
+        return (_targets, (self.hashes, *_packed(self.emails), columns, dtypes))
+
     def phone_of(self, record_type: str, record_id: int) -> str | None:
         if self._by_record is None:  # (record type ->) ids ascending, and their rows
             every = np.arange(len(self.hashes))
@@ -227,6 +241,55 @@ class _Targets:
             return None
         value = self.columns["phone"].value(int(rows[at]))
         return None if value is None else str(value)
+
+
+def _packed(values: np.ndarray) -> tuple[str, np.ndarray, np.ndarray]:
+    """A ``StringDType`` array as one string, each value's length and where values are missing.
+
+    How the index goes from the worker that builds it to the run (a pickle): numpy pickles such
+    an array as a Python string per value, ~2 s and ~250 MB of objects a million values each
+    way, and the run would keep the pages they took; one string is copied in C.
+    """
+    objects = values.astype(object)
+    missing = pd.isna(objects)
+    if missing.any():
+        objects[missing] = ""
+    lengths = np.fromiter(map(len, objects), dtype=np.int64, count=len(objects))
+    return "".join(objects), lengths, missing
+
+
+def _unpacked(text: str, lengths: np.ndarray, missing: np.ndarray) -> np.ndarray:
+    ends = np.cumsum(lengths)
+    values = np.array(
+        [
+            text[start:end]
+            for start, end in zip((ends - lengths).tolist(), ends.tolist(), strict=True)
+        ],
+        dtype=_TEXT,
+    )
+    if missing.any():
+        values[missing] = None
+    return values
+
+
+def _text_column(dtype: object, text: str, lengths: np.ndarray, missing: np.ndarray) -> _Column:
+    return _Column(dtype, _unpacked(text, lengths, missing))
+
+
+def _targets(
+    hashes: np.ndarray,
+    text: str,
+    lengths: np.ndarray,
+    missing: np.ndarray,
+    columns: dict[str, _Column | None],
+    dtypes: dict[str, object],
+) -> _Targets:
+    emails = _unpacked(text, lengths, missing)
+    held = {
+        name: column if column is not None else _Column(dtypes[name], emails)
+        for name, column in columns.items()
+    }
+    return _Targets(hashes, emails, held)
 
 
 @dataclass(frozen=True)

@@ -235,3 +235,34 @@ def test_build_index_consuming_its_frames_drops_their_text_and_matches_the_same(
     for name in ("leads", "contacts"):  # the text the index took is let go with the frames
         assert not {"name", "email_normalized", "phone", "status"} & set(consumed[name].columns)
     assert list(consumed["leads"]["id"]) == [1, 2]  # ids stay (the run's lowest lead id)
+
+
+def test_the_index_pickled_to_the_run_is_the_same_and_its_text_goes_packed():
+    """A worker builds the index and the run unpickles it: numpy would pickle each text value
+    as a Python object (seconds and hundreds of MB a million values); the index packs each text
+    column into one string and rebuilds the same arrays, the emails once."""
+    import pickle
+
+    base = pd.DataFrame(
+        {
+            "record_type": pd.Series(["lead", "contact", "lead", "contact"], dtype="str"),
+            "record_id": pd.array([1, 10, 2, 11], dtype="Int64"),
+            "email_normalized": ["b@example.com", "a@example.com", "a@example.com", "ü@例え.jp"],
+            "record_name": pd.Series(["Bé", None, "", "X"], dtype="str"),
+            "owner_id": pd.array([101, None, 102, 103], dtype="Int64"),
+            "phone": pd.Series([None, "+81 3 0000 0010", "+1 555 0100", "+1"], dtype=object),
+            "origin": pd.Series(["sell", "sell", "chat", "sell"], dtype="str"),
+            "new_this_run": [False, False, True, False],
+        }
+    )
+    index = CrmIndex(base=base, deals=pd.DataFrame(), users=pd.DataFrame())
+    payload = pickle.dumps(index, protocol=pickle.HIGHEST_PROTOCOL)
+    assert b"+81 3 0000 0010+1 555 0100" in payload  # one string per column, not one per value
+    back = pickle.loads(payload)  # noqa: S301 - the test's own bytes
+    chats = pd.DataFrame(
+        {"chat_id": ["p", "q", "r"], "email_normalized": ["a@example.com", "ü@例え.jp", "z@x"]}
+    )
+    pd.testing.assert_frame_equal(back.lookup(chats), index.lookup(chats))
+    targets = back._targets
+    assert targets.columns["email_normalized"].values is targets.emails
+    assert back.phone_of("contact", 10) == "+81 3 0000 0010" and back.phone_of("lead", 1) is None
