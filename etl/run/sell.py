@@ -39,7 +39,16 @@ from etl.run.planning import PlanCrm
 from etl.run.state import RunState
 from etl.stage.sell import SellStage, index_of, kept, read_part, spill, spill_index
 from etl.transform.match import CrmIndex, build_index
-from etl.transform.sell import crm_after, diff, resolve_owners, with_email_keys
+from etl.transform.sell import (
+    SellDelta,
+    changed_emails,
+    changed_rows,
+    crm_after,
+    deal_emails,
+    diff,
+    resolve_owners,
+    with_email_keys,
+)
 from etl.vocab import RunCounters
 
 log = logging.getLogger("chatsell.pipeline")
@@ -183,20 +192,17 @@ def _index_task(
     store = Store(store) if own else store
     try:
         with paused_gc():
-            exported = {
-                name: exported_users
-                if name == "users"
-                else index_of(sources[name])
-                if sources[name]
-                else _empty_sell(name, rules)
-                for name in RESOURCES
-            }
             found = _diff_and_index(
-                store, exported, users, converted_statuses, run_id, complete, changes_file
-            )
+                store, sources, exported_users, users, rules, converted_statuses, run_id,
+                complete, changes_file,
+            )  # fmt: skip
         if index_file is not None:
             with open(index_file, "wb") as out:
-                pickle.dump(found.index, out, protocol=pickle.HIGHEST_PROTOCOL)
+                pickler = pickle.Pickler(out, protocol=pickle.HIGHEST_PROTOCOL)
+                # no memo: it would hold each packed column until the whole index is written
+                # (the index has no cycles, and shares its emails in its own reduce)
+                pickler.fast = True
+                pickler.dump(found.index)
             found.index = None
         return found
     finally:
@@ -206,48 +212,68 @@ def _index_task(
 
 def _diff_and_index(
     store: Store,
-    exported: dict[str, pd.DataFrame],
+    sources: dict[str, list],
+    exported_users: pd.DataFrame,
     users: pd.DataFrame,
+    rules: tuple[tuple[str, ...], bool],
     converted_statuses: list[str],
     run_id: int | None,
     complete: bool,
     changes_file: Path,
 ) -> _Indexed:
-    """``exported``: the snapshot's kept columns by resource (freed here as they are done with);
-    ``users``: the Sell users once it is applied."""
-    counts = {name: len(frame) for name, frame in exported.items() if name != "notes" or len(frame)}
+    """``sources``: the snapshot's kept columns by resource (``SellStage.index_sources``);
+    ``users``: the Sell users once it is applied.
+
+    One resource at a time: its exported columns against the store's ids, hashes and emails of
+    that table only (a --full run of a million records held all of both at once), then the
+    index from the CRM as the snapshot leaves it."""
+    track = store.has_chats()
     # a lead chatsell pushed, back in the snapshot under its Sell id, is that same lead: the
     # store keeps the chat-created one (its activities, notes and changes; found by either id)
     pushed = store.pushed_leads()
     confirmed = 0
-    if pushed:
-        back = exported["leads"]["id"].isin(list(pushed))
-        confirmed = int(back.sum())
-        exported["leads"] = exported["leads"][~back.to_numpy()].reset_index(drop=True)
-    # the diff needs only ids, hashes and emails of the store: the exported frames and the
-    # whole stored CRM are never held at once (a --full run of a million records)
-    keys = store.crm_frames(only=("sell_hash", "email_normalized"))
-    keys["users"] = store.crm_frames(["users"])["users"]
-    # hashes first: owners are resolved for the new and changed rows only (the hash is of the
-    # record as exported; a --full re-read of an unchanged snapshot resolves nothing)
-    delta = diff(keys, exported, track_emails=store.has_chats())
-    delta.changes = resolve_owners(delta.changes, users)
-    deletes = {}
-    if complete:
-        deletes = {
-            resource: exported[resource]["id"].dropna().to_numpy(dtype="int64")
-            for resource in ("leads", "contacts", "deals", "users")
-        }
-    _write_changes(changes_file, delta.changes, deletes)
-    del exported, keys, deletes
-    for frame in delta.changes.values():  # written: the index needs none of these
+    counts: dict[str, int] = {}
+    changes: dict[str, pd.DataFrame] = {}
+    affected: set[str] = set()
+    deletes: dict[str, np.ndarray] = {}
+    contacts = None  # the store's contact ids and emails (the deals' contacts' emails)
+    for name in RESOURCES:
+        if name == "users":
+            frame = exported_users
+        else:
+            frame = index_of(sources[name]) if sources[name] else _empty_sell(name, rules)
+        if name != "notes" or len(frame):
+            counts[name] = len(frame)
+        if name == "leads" and pushed:
+            back = frame["id"].isin(list(pushed))
+            confirmed = int(back.sum())
+            frame = frame[~back.to_numpy()].reset_index(drop=True)
+        table = "sell_notes" if name == "notes" else name
+        only = None if name == "users" else ("sell_hash", "email_normalized")
+        keys = store.crm_frames([table], only=only)[table]
+        # hashes first: owners are resolved for the new and changed rows only (the hash is of
+        # the record as exported; a --full re-read of an unchanged snapshot resolves nothing)
+        changes[name] = changed_rows(frame, keys)
+        if track:
+            affected |= changed_emails(name, changes[name])
+        if complete and name in ("leads", "contacts", "deals", "users"):
+            deletes[name] = frame["id"].dropna().to_numpy(dtype="int64")
+        if name == "contacts" and track:
+            contacts = keys[["id", "email_normalized"]]
+        del frame, keys
+    if track:
+        affected |= deal_emails(changes, contacts)
+    del contacts
+    changes = resolve_owners(changes, users)
+    _write_changes(changes_file, changes, deletes)
+    del deletes
+    for frame in changes.values():  # written: the index needs none of these
         for name in ("sell_hash", "owner_ref", "updated_at"):
             if name in frame.columns:
                 del frame[name]
-    crm = crm_after(store.crm_frames(only=INDEX_COLUMNS), delta)
-    changed = {name: len(frame) for name, frame in delta.changes.items()}
-    affected = delta.affected_emails
-    del delta
+    crm = crm_after(store.crm_frames(only=INDEX_COLUMNS), SellDelta(changes, affected))
+    changed = {name: len(frame) for name, frame in changes.items()}
+    del changes
     chat_leads = crm["leads"]["id"].dropna()
     lowest = int(chat_leads.min()) if not chat_leads.empty else 0
     index = build_index(

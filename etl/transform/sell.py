@@ -76,31 +76,41 @@ def diff(
     changes: dict[str, pd.DataFrame] = {}
     affected: set[str] = set()
     for name, frame in exported.items():
-        stored = store.get("sell_notes" if name == "notes" else name)
-        if frame.empty:
-            changes[name] = frame
-            continue
-        if stored is None or stored.empty:
-            changed = frame
-        else:
-            known = stored.set_index("id")["sell_hash"]
-            old_hash = frame["id"].map(known)
-            changed = frame[old_hash.isna() | (old_hash != frame["sell_hash"])]
-        changes[name] = changed.reset_index(drop=True)
-        if track_emails and name in ("leads", "contacts") and not changed.empty:
-            affected |= set(changed["email_normalized"].dropna())
-    deals = changes.get("deals")
-    contacts = overlay(store.get("contacts"), changes.get("contacts"))
-    if (
-        track_emails
-        and deals is not None
-        and not deals.empty
-        and contacts is not None
-        and not contacts.empty
-    ):
-        linked = set(deals["contact_id"].dropna()) | set(deals["organization_id"].dropna())
-        affected |= set(contacts.loc[contacts["id"].isin(linked), "email_normalized"].dropna())
+        changes[name] = changed_rows(frame, store.get("sell_notes" if name == "notes" else name))
+        if track_emails:
+            affected |= changed_emails(name, changes[name])
+    if track_emails:
+        affected |= deal_emails(changes, store.get("contacts"))
     return SellDelta(changes, affected)
+
+
+def changed_rows(frame: pd.DataFrame, stored: pd.DataFrame | None) -> pd.DataFrame:
+    """The rows of one resource's ``frame`` that ``stored`` (id, sell_hash) does not hold as
+    they are: one resource at a time, a run holds one resource's keys at once."""
+    if frame.empty:
+        return frame
+    if stored is None or stored.empty:
+        return frame.reset_index(drop=True)
+    known = stored.set_index("id")["sell_hash"]
+    old_hash = frame["id"].map(known)
+    return frame[old_hash.isna() | (old_hash != frame["sell_hash"])].reset_index(drop=True)
+
+
+def changed_emails(name: str, changed: pd.DataFrame) -> set[str]:
+    """The emails whose matches a new or changed lead or contact may change."""
+    if name not in ("leads", "contacts") or changed.empty:
+        return set()
+    return set(changed["email_normalized"].dropna())
+
+
+def deal_emails(changes: dict[str, pd.DataFrame], stored_contacts: pd.DataFrame | None) -> set[str]:
+    """The emails of the contacts (as person or organization) of new or changed deals."""
+    deals = changes.get("deals")
+    contacts = overlay(stored_contacts, changes.get("contacts"))
+    if deals is None or deals.empty or contacts is None or contacts.empty:
+        return set()
+    linked = set(deals["contact_id"].dropna()) | set(deals["organization_id"].dropna())
+    return set(contacts.loc[contacts["id"].isin(linked), "email_normalized"].dropna())
 
 
 def overlay(stored: pd.DataFrame | None, changed: pd.DataFrame | None) -> pd.DataFrame | None:
@@ -133,6 +143,8 @@ def crm_after(store: dict[str, pd.DataFrame], delta: SellDelta) -> dict[str, pd.
         # a phone chatsell filled stays filled when the export has none (writers.KEEP_WHEN_EXPORT_EMPTY)
         before = store.get(name)
         if name not in out or before is None or before.empty or "phone" not in before:
+            continue
+        if out[name] is before:  # nothing exported changed it: its phones are the store's
             continue
         old_phone = out[name]["id"].map(before.set_index("id")["phone"])
         empty = out[name]["phone"].isna() | (out[name]["phone"].astype("string") == "")
