@@ -40,6 +40,7 @@ from etl.run.state import RunState
 from etl.stage.sell import SellStage, index_of, kept, read_part, spill, spill_index
 from etl.transform.match import CrmIndex, build_index
 from etl.transform.sell import (
+    CompactTable,
     SellDelta,
     changed_emails,
     changed_rows,
@@ -271,13 +272,23 @@ def _diff_and_index(
         for name in ("sell_hash", "owner_ref", "updated_at"):
             if name in frame.columns:
                 del frame[name]
-    crm = crm_after(store.crm_frames(only=INDEX_COLUMNS), SellDelta(changes, affected))
     changed = {name: len(frame) for name, frame in changes.items()}
+    # the CRM as the snapshot leaves it: the few tables as frames, the leads and contacts a
+    # column at a time (``CompactTable``), each let go as the index takes it
+    few = ("deals", "users", "lead_conversions")
+    crm = crm_after(
+        store.crm_frames(few, only=INDEX_COLUMNS),
+        SellDelta({name: changes[name] for name in few}, affected),
+    )
+    people = {}
+    for name in ("leads", "contacts"):
+        stored, rows = store.crm_compact(name, INDEX_COLUMNS)
+        people[name] = CompactTable(name, stored, rows, changes.pop(name))
     del changes
-    chat_leads = crm["leads"]["id"].dropna()
+    chat_leads = people["leads"]["id"].dropna()
     lowest = int(chat_leads.min()) if not chat_leads.empty else 0
     index = build_index(
-        crm["leads"], crm["contacts"], crm["deals"], crm["users"], crm["lead_conversions"],
+        people["leads"], people["contacts"], crm["deals"], crm["users"], crm["lead_conversions"],
         converted_statuses, run_id=run_id, consume=True,
     )  # fmt: skip
     return _Indexed(counts, changed, affected, confirmed, index, lowest)

@@ -438,11 +438,13 @@ def build_index(
     )
     origins = pd.Series(dtype=object)
     if run_id is not None and "origin_chat_id" in leads and "created_run_id" in leads:
-        mine = leads[(leads["created_run_id"].astype("Int64") == run_id).fillna(False).astype(bool)]
-        mine = mine.dropna(subset=["origin_chat_id"])
+        # (column by column: ``leads`` may be a table that builds its columns when asked)
+        mine = (leads["created_run_id"].astype("Int64") == run_id).fillna(False).astype(bool)
+        origin = leads["origin_chat_id"][mine.to_numpy()]
+        present = origin.notna().to_numpy()
         origins = pd.Series(
-            mine["origin_chat_id"].astype(object).to_numpy(),
-            index=mine["id"].astype("int64").to_numpy(),
+            origin[present].astype(object).to_numpy(),
+            index=leads["id"][mine.to_numpy()][present].astype("int64").to_numpy(),
         )
     parts = [(leads, ~superseded.to_numpy(dtype=bool), "lead"), (contacts, None, "contact")]
     del contact_emails, contact_ids, converted, superseded

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from typing import Any
 
 import pandas as pd
 
@@ -150,3 +151,78 @@ def crm_after(store: dict[str, pd.DataFrame], delta: SellDelta) -> dict[str, pd.
         empty = out[name]["phone"].isna() | (out[name]["phone"].astype("string") == "")
         out[name].loc[empty, "phone"] = old_phone[empty]
     return out
+
+
+class CompactTable:
+    """A CRM table (leads, contacts) as ``crm_after`` leaves it, given one column at a time.
+
+    What ``build_index`` reads of a table it reads column by column (``frame[name]``, ``name in
+    frame``, ``del frame[name]``): the store's text waits compact (``Store.crm_compact``) and a
+    column asked for is built then, the changed rows overlaid (``overlay``: the origin filled,
+    a phone chatsell filled kept), so the table's Python strings are never all alive at once:
+    at 1.4M records a frame of them took ~540 MB of the run's peak.
+    """
+
+    def __init__(
+        self, name: str, stored: dict[str, Any], rows: int, changed: pd.DataFrame | None
+    ) -> None:
+        self.name = name
+        self._stored, self._rows = stored, rows
+        self._changed = changed if changed is not None and not changed.empty else None
+        self.columns = list(stored)
+        self._cache: dict[str, pd.Series] = {}
+        self._keep = None
+        length = rows
+        if self._changed is not None:
+            length = len(self._changed)
+            if rows:
+                ids = self._stored_series("id")
+                self._keep = ~ids.isin(set(self._changed["id"])).to_numpy()
+                length += int(self._keep.sum())
+        self.index = pd.RangeIndex(length)
+
+    def __contains__(self, column: str) -> bool:
+        return column in self.columns
+
+    def __getitem__(self, column: str) -> pd.Series:
+        if column not in self.columns:
+            raise KeyError(column)
+        if column not in self._cache:
+            self._cache[column] = self._merged(column)
+        return self._cache[column]
+
+    def __delitem__(self, column: str) -> None:
+        self.columns.remove(column)
+        self._cache.pop(column, None)
+        if column not in ("id", "phone"):  # (the phones' merge reads the stored ids and phones)
+            self._stored.pop(column, None)
+
+    def get(self, column: str, default=None):
+        return self[column] if column in self.columns else default
+
+    def _stored_series(self, column: str) -> pd.Series:
+        value = self._stored[column]
+        return value.series() if hasattr(value, "series") else value  # (text: built now)
+
+    def _merged(self, column: str) -> pd.Series:
+        stored = self._stored_series(column)
+        changed = self._changed
+        if changed is None:  # (``overlay`` gives the stored frame itself)
+            return stored
+        part = changed[[column]] if column in changed.columns else changed[[]]
+        if not self._rows:
+            merged = part.reset_index(drop=True).reindex(columns=[column])[column]
+        else:
+            kept = stored[self._keep].to_frame(column)
+            merged = pd.concat([kept, part], ignore_index=True)[column]
+        if column == "origin":
+            merged = merged.astype(object).fillna("sell")
+        if column == "phone" and self._rows and self.name in ("leads", "contacts"):
+            # a phone chatsell filled stays filled when the export has none (``crm_after``)
+            before = pd.DataFrame({"id": self._stored_series("id"), "phone": stored})
+            old_phone = self["id"].map(before.set_index("id")["phone"])
+            out = merged.to_frame(column)
+            empty = out["phone"].isna() | (out["phone"].astype("string") == "")
+            out.loc[empty, "phone"] = old_phone[empty]
+            merged = out["phone"]
+        return merged

@@ -58,3 +58,25 @@ def test_the_diff_runs_in_a_worker_and_leaves_what_one_process_would(
     monkeypatch.setattr(run_sell, "_diff_and_index", diff_and_index)
     assert sync(alone, chats, sell, settings=one).report["outcomes"] == report["outcomes"]
     assert dump(store_url, drop_run_columns=True) == dump(alone, drop_run_columns=True)
+
+
+def test_the_compact_read_gives_the_columns_crm_frames_gives(store_url, tmp_path, generated):
+    """The index reads leads and contacts with their text compact (``Store.crm_compact``): each
+    column, built back, is what ``crm_frames`` reads, dtype and all, on either store."""
+    import pandas as pd
+
+    from etl.load.store import INDEX_COLUMNS, Store
+
+    chats, sell, _manifest = generated
+    sync(store_url, chats, sell, settings=batched_settings(store_url, 500))
+    store = Store(store_url)
+    try:
+        for name in ("leads", "contacts"):
+            frame = store.crm_frames([name], only=INDEX_COLUMNS)[name]
+            columns, rows = store.crm_compact(name, INDEX_COLUMNS)
+            assert rows == len(frame) > 0 and list(columns) == list(frame.columns)
+            for column, value in columns.items():
+                got = value.series() if hasattr(value, "series") else value
+                pd.testing.assert_series_equal(got, frame[column], check_names=False)
+    finally:
+        store.dispose()

@@ -32,6 +32,38 @@ CRM_COLUMNS: dict[str, tuple[str, ...]] = {
 INDEX_COLUMNS = frozenset(c for cols in CRM_COLUMNS.values() for c in cols) - {"sell_hash"}
 
 
+# text ``crm_compact`` holds as StringDType (the rest as crm_frames types it)
+COMPACT_TEXT = frozenset(
+    {"name", "email_normalized", "phone", "status", "origin", "origin_chat_id"}
+)
+
+
+def compact_dtype():
+    import numpy as np  # noqa: PLC0415
+
+    return np.dtypes.StringDType(na_object=None)
+
+
+class CompactText:
+    """A text column held in a ``StringDType`` array; ``series()`` gives it as ``crm_frames``
+    would have read it (built now: its strings are made together, and freed together)."""
+
+    def __init__(self, column: str, values) -> None:
+        self.column, self.values = column, values
+
+    def series(self) -> pd.Series:
+        return column_series(self.column, self.values.astype(object).tolist())
+
+
+def column_series(column: str, values: list[Any]) -> pd.Series:
+    """``values`` as ``columnar_frame`` makes a column of them (the same dtype inference)."""
+    import pandas as pd  # noqa: PLC0415
+
+    if not values:
+        return pd.DataFrame([], columns=[column])[column]  # object, as from no rows at all
+    return pd.DataFrame({column: values}, columns=[column])[column]
+
+
 class CrmReads(StoreBase):
     """What a sync reads of the CRM and of the chats it stored before."""
 
@@ -66,6 +98,48 @@ class CrmReads(StoreBase):
                         frame[column] = frame[column].astype("Int64")
                 frames[name] = frame
         return frames
+
+    def crm_compact(self, name: str, only: Iterable[str]) -> tuple[dict[str, Any], int]:
+        """One CRM table's ``only`` columns (``id`` always) as ``crm_frames`` reads them, but its
+        text (``COMPACT_TEXT``) held in ``StringDType`` arrays, converted a fetch at a time: a
+        million rows' strings are never Python objects all at once. (columns, row count);
+        ``etl.transform.sell.CompactTable`` gives the frame's columns back one at a time."""
+        import numpy as np  # noqa: PLC0415
+
+        compact = compact_dtype()
+        keep = {"id", *only}
+        columns = tuple(c for c in CRM_COLUMNS[name] if c in keep)
+        text = [c in COMPACT_TEXT for c in columns]
+        parts: list[list[Any]] = [[] for _ in columns]
+        rows = 0
+        table = schema.metadata.tables[name]
+        with (
+            paused_gc(),
+            self.engine.connect().execution_options(
+                stream_results=True, max_row_buffer=FETCH_ROWS
+            ) as conn,
+        ):
+            result = conn.execute(select(*[table.c[c] for c in columns]).order_by(table.c.id))
+            while batch := result.fetchmany(FETCH_ROWS):
+                rows += len(batch)
+                for target, is_text, values in zip(
+                    parts, text, zip(*batch, strict=True), strict=True
+                ):
+                    if is_text:
+                        target.append(np.array(values, dtype=compact))
+                    else:
+                        target.extend(values)
+        out: dict[str, Any] = {}
+        for column, is_text, values in zip(columns, text, parts, strict=True):
+            if is_text:
+                joined = np.concatenate(values) if values else np.zeros(0, dtype=compact)
+                out[column] = CompactText(column, joined)
+                continue
+            series = column_series(column, values)
+            if column == "id" or (column.endswith("_id") and column != "origin_chat_id"):
+                series = series.astype("Int64")
+            out[column] = series
+        return out, rows
 
     def agents_frame(self) -> pd.DataFrame:
         import pandas as pd  # noqa: PLC0415
