@@ -78,7 +78,7 @@ def read_sell(
     snapshot leaves them (what the configuration is checked against).
 
     The full rows and the kept (index) columns of leads, contacts and deals wait in the stage's
-    files: ``index_sell`` diffs them in a worker, and this process never holds them.
+    files: ``index_sell`` diffs them in a process of its own, and this one never holds them.
     """
     store = state.store
     sell_settings = state.settings.sell
