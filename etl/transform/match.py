@@ -297,9 +297,9 @@ class _Segment:
     """Leads ordered by the hash of their email (then as added): parallel arrays."""
 
     hashes: np.ndarray  # uint64, ascending
-    emails: np.ndarray  # StringDType
+    emails: np.ndarray  # object
     ids: np.ndarray  # int64
-    names: np.ndarray  # StringDType
+    names: np.ndarray  # object
     owners: np.ndarray  # int64 (0 where missing)
     no_owner: np.ndarray  # bool
 
@@ -327,7 +327,7 @@ class CreatedLeads:
     merged into one, so n leads make O(log n) segments and each lead moves O(log n) times. A
     lookup is a binary search in each segment. (A frame indexed by email, concatenated at every
     chunk, rebuilt its hash table at every lookup: at 3M chats, 367,000 leads, that was ~80 ms a
-    chunk, 300 chunks.) Per lead it holds ~41 bytes beside its email and name (``StringDType``).
+    chunk, 300 chunks.) Per lead it holds ~41 bytes beside the email and name strings.
     """
 
     def __init__(self) -> None:
@@ -343,11 +343,9 @@ class CreatedLeads:
         owners = pd.array(leads["owner_id"], dtype="Int64")
         segment = _Segment(
             _email_hashes(leads["email_normalized"]),
-            # text compact: a run's new leads grow with its chats (1.2M at 3M chats), and a
-            # chunk's strings kept for the run would pin the pages of its other objects
-            leads["email_normalized"].to_numpy(dtype=object, na_value=None).astype(_TEXT),
+            leads["email_normalized"].to_numpy(dtype=object),
             leads["id"].to_numpy(dtype="int64"),
-            leads["name"].to_numpy(dtype=object, na_value=None).astype(_TEXT),
+            leads["name"].to_numpy(dtype=object),
             owners.to_numpy(dtype="int64", na_value=0),
             owners.isna(),
         ).ordered()
@@ -370,7 +368,7 @@ class CreatedLeads:
             rows = np.flatnonzero((high > low) & ~found)
             if not len(rows):
                 continue
-            same = segment.emails[low[rows]].astype(object) == values[rows]
+            same = segment.emails[low[rows]] == values[rows]
             hit = rows[same]
             found[hit], segment_of[hit], position[hit] = True, number, low[hit]
             for row in rows[~same]:  # a hash two emails share (rare): compare each of them
@@ -385,7 +383,7 @@ class CreatedLeads:
         for number, segment in enumerate(self._segments):
             rows = np.flatnonzero(segment_of == number)
             at = position[rows]
-            ids[rows], names[rows] = segment.ids[at], segment.names[at].astype(object)
+            ids[rows], names[rows] = segment.ids[at], segment.names[at]
             owners[rows], no_owner[rows] = segment.owners[at], segment.no_owner[at]
         return pd.DataFrame(
             {

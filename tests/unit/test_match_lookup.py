@@ -266,38 +266,3 @@ def test_the_index_pickled_to_the_run_is_the_same_and_its_text_goes_packed():
     targets = back._targets
     assert targets.columns["email_normalized"].values is targets.emails
     assert back.phone_of("contact", 10) == "+81 3 0000 0010" and back.phone_of("lead", 1) is None
-
-
-def test_created_leads_hold_their_text_compact_and_give_it_back_as_given():
-    """A run's new leads grow with its chats (1.2M at 3M chats): their emails and names are held
-    in ``StringDType`` arrays, not a Python string each kept for the run."""
-    created = match.CreatedLeads()
-    created.add(
-        pd.DataFrame(
-            {
-                "email_normalized": ["a@example.com", "ü@例え.jp"],
-                "id": [-1, -2],
-                "name": ["Ann", None],
-                "owner_id": pd.array([5, None], dtype="Int64"),
-            }
-        )
-    )
-    created.add(
-        pd.DataFrame(
-            {
-                "email_normalized": ["b@example.com"],
-                "id": [-3],
-                "name": ["Bé"],
-                "owner_id": pd.array([None], dtype="Int64"),
-            }
-        )
-    )
-    for segment in created._segments:
-        assert segment.emails.dtype == segment.names.dtype == match._TEXT
-    found = created.find(
-        pd.Series(["ü@例え.jp", "z@example.com", "b@example.com", "a@example.com"])
-    )
-    assert found["found"].tolist() == [True, False, True, True]
-    assert found["id"].tolist() == [-2, 0, -3, -1]
-    assert [v if isinstance(v, str) else None for v in found["name"]] == [None, None, "Bé", "Ann"]
-    assert found["owner_id"].tolist() == [pd.NA, pd.NA, pd.NA, 5]
