@@ -17,6 +17,7 @@ from collections.abc import Callable, Iterator
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -174,29 +175,15 @@ class _Indexed:
     lowest_lead: int
 
 
-def _index_task(
-    *,
-    store: Store | str,
-    sources: dict[str, list],
-    exported_users: pd.DataFrame,
-    users: pd.DataFrame,
-    rules: tuple[tuple[str, ...], bool],
-    converted_statuses: list[str],
-    run_id: int | None,
-    complete: bool,
-    changes_file: Path,
-    index_file: Path | None = None,
-) -> _Indexed:
-    """The diff and the index (``index_sell``), where the run put it. ``store``: the store, or
-    its URL in a worker (which opens it for reading). ``index_file``: the index goes there."""
+def _index_task(*, store: Store | str, index_file: Path | None = None, **work: Any) -> _Indexed:
+    """The diff and the index (``index_sell``), where the run put it: ``_diff_and_index`` with
+    ``work``. ``store``: the store, or its URL in a worker (which opens it for reading).
+    ``index_file``: the index goes there."""
     own = isinstance(store, str)
     store = Store(store) if own else store
     try:
         with paused_gc():
-            found = _diff_and_index(
-                store, sources, exported_users, users, rules, converted_statuses, run_id,
-                complete, changes_file,
-            )  # fmt: skip
+            found = _diff_and_index(store, **work)
         if index_file is not None:
             with open(index_file, "wb") as out:
                 pickler = pickle.Pickler(out, protocol=pickle.HIGHEST_PROTOCOL)
@@ -213,6 +200,7 @@ def _index_task(
 
 def _diff_and_index(
     store: Store,
+    *,
     sources: dict[str, list],
     exported_users: pd.DataFrame,
     users: pd.DataFrame,
