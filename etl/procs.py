@@ -81,25 +81,6 @@ def release_memory() -> None:
         trim(0)
 
 
-_trim_pending = False
-
-
-def release_memory_later() -> None:
-    """Ask for ``release_memory`` at this process's next ``release_pending``: a worker's task
-    whose large result is freed only once it has returned (a Sell file's columns)."""
-    global _trim_pending  # noqa: PLW0603 - a flag of this process, set and read by its tasks
-    _trim_pending = True
-
-
-def release_pending() -> None:
-    """``release_memory`` if a task asked for it. (Not at every task: a heap trimmed is paged
-    in again by the next file's parse, ~10 ms of faults a file, 1-2 CPU-s at 100 files.)"""
-    global _trim_pending  # noqa: PLW0603
-    if _trim_pending:
-        _trim_pending = False
-        release_memory()
-
-
 @functools.cache
 def _malloc_trim():
     try:

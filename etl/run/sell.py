@@ -29,12 +29,7 @@ from etl.extract.rejects import Reject
 from etl.extract.sell import RESOURCES, empty_frame, iter_sell_frames
 from etl.load import writers
 from etl.load.store import CRM_COLUMNS, INDEX_COLUMNS, Store
-from etl.procs import (
-    paused_gc,
-    release_memory,
-    release_pending,
-    worker_pool,
-)
+from etl.procs import paused_gc, release_memory, worker_pool
 from etl.run.files import Todo, file_rows
 from etl.run.planning import PlanCrm
 from etl.run.state import RunState
@@ -101,7 +96,7 @@ def read_sell(
         return SellRead(todo, rejects, counts={name: 0 for name in RESOURCES if name != "notes"})
     exported = sell_stage.index("users")
     if exported is None:
-        exported = _empty_sell("users", match)
+        exported = _empty_sell("users", (tuple(match.provider_rules), match.strip_plus_tags))
     stored = store.crm_frames(["users"])
     users = crm_after(stored, diff(stored, {"users": exported}))["users"]
     return SellRead(todo, rejects, users=users, exported_users=exported)
@@ -165,7 +160,7 @@ def index_sell(
 
 @dataclass
 class _Indexed:
-    """What ``_index_task`` gives back to the run (pickled from a worker: all of it compact)."""
+    """What ``_index_task`` gives back to the run (pickled from its process: all of it compact)."""
 
     counts: dict[str, int]
     changed: dict[str, int]
@@ -299,8 +294,8 @@ def _write_changes(
 
 
 def _hash_bytes(hashes: np.ndarray) -> np.ndarray:
-    """Hashes (hex text) as a fixed-width bytes array."""
-    return np.array([h if isinstance(h, str) else "" for h in hashes], dtype=bytes)
+    """Hashes (hex text, an object array) as a fixed-width bytes array (cast in C)."""
+    return hashes.astype(bytes)
 
 
 def send_sell(
@@ -404,7 +399,6 @@ def _spill_sell_file(
     """One Sell file, typed and keyed, each resource spilled to the Sell stage's directory:
     (resource, path, kept columns) per resource, and the file's rejects. Runs in a worker."""
     number, source = item
-    release_pending()  # what the worker's last Sell file left of its heap
     rejects: list[Reject] = []
     parts = []
     with paused_gc():
@@ -446,9 +440,7 @@ _SELL_INDEX: dict[str, tuple[str, ...]] = {
 }
 
 
-def _empty_sell(resource: str, rules) -> pd.DataFrame:
-    """``rules``: (provider_rules, strip_plus_tags), or the ``[match]`` settings."""
-    if not isinstance(rules, tuple):
-        rules = (tuple(rules.provider_rules), rules.strip_plus_tags)
+def _empty_sell(resource: str, rules: tuple[tuple[str, ...], bool]) -> pd.DataFrame:
+    """``rules``: (provider_rules, strip_plus_tags)."""
     keyed = with_email_keys({resource: empty_frame(resource)}, *rules)
     return kept(keyed[resource], _SELL_INDEX.get(resource))

@@ -93,11 +93,11 @@ class _Sync:
         )  # fmt: skip
         sink = self._sink(writer)
         try:
-            # the snapshot is diffed and the match index built in a worker, before the writer
-            # takes the Sell snapshot and the workers the chats: this process holds the index,
-            # compact, and never the million records' Python strings it is made of
-            # the workers that typed the Sell files end, and the chats' fork before the index
-            # comes to this process (a fork's pages count in each process's RSS)
+            # the snapshot is diffed and the match index built in a process of its own, before
+            # the writer takes the Sell snapshot and the workers the chats: this process holds
+            # the index, compact, never the million records' Python strings it is made of. The
+            # Sell workers end; the chats' fork before the index comes to this process (a
+            # fork's pages count in each process's RSS)
             self._close_pool(pool)
             chat_pool: list = []
             planned_crm = index_sell(

@@ -21,7 +21,7 @@ import pandas as pd
 
 from etl.extract.chats import ChatBatch, read_batches
 from etl.extract.files import SourceFile
-from etl.procs import release_pending, worker_pool
+from etl.procs import worker_pool
 from etl.stage.scratch import scratch_dir
 from etl.stage.versions import NEWER_THAN_STAGED
 from etl.vocab import CHAT_COLUMNS
@@ -271,7 +271,6 @@ def fill(
 
 def _stage_file(source: SourceFile, batch_size: int, path: Path) -> tuple[Path | None, Staged]:
     """A worker's unit of work: one file's chats into a new shard at ``path``."""
-    release_pending()  # what the worker's last Sell file's columns left of its heap
     total = Staged(0)
     shard = None
     try:

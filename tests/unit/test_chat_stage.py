@@ -142,19 +142,3 @@ def test_parsing_workers_end_when_the_run_is_killed(tmp_path):
     for pid in left:  # (without the fix they would stay; end them for the next test)
         os.kill(pid, 9)
     assert not left, f"workers outlived the killed run: {left}"
-
-
-def test_a_worker_trims_its_heap_once_after_a_sell_file_not_at_every_file(monkeypatch):
-    """A trimmed heap is paged in again by the next parse (~10 ms of faults a file): the trim
-    is asked for by the task that leaves a large freed heap, and done once, at the next task."""
-    from etl import procs
-
-    trims = []
-    monkeypatch.setattr(procs, "release_memory", lambda: trims.append(1))
-    monkeypatch.setattr(procs, "_trim_pending", False)
-    procs.release_pending()
-    assert trims == []  # nothing asked for it
-    procs.release_memory_later()
-    procs.release_pending()
-    procs.release_pending()
-    assert trims == [1]

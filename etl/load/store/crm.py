@@ -38,12 +38,6 @@ COMPACT_TEXT = frozenset(
 )
 
 
-def compact_dtype():
-    import numpy as np  # noqa: PLC0415
-
-    return np.dtypes.StringDType(na_object=None)
-
-
 class CompactText:
     """A text column held in a ``StringDType`` array; ``series()`` gives it as ``crm_frames``
     would have read it (built now: its strings are made together, and freed together)."""
@@ -106,7 +100,7 @@ class CrmReads(StoreBase):
         ``etl.transform.sell.CompactTable`` gives the frame's columns back one at a time."""
         import numpy as np  # noqa: PLC0415
 
-        compact = compact_dtype()
+        compact = np.dtypes.StringDType(na_object=None)  # (as the match index holds text)
         keep = {"id", *only}
         columns = tuple(c for c in CRM_COLUMNS[name] if c in keep)
         text = [c in COMPACT_TEXT for c in columns]
