@@ -89,16 +89,35 @@ def test_the_newest_version_wins_and_a_tie_keeps_the_first_file(exports):
     assert chats["chat_id"].tolist()[:5] == [f"b{i}" for i in range(5)]  # start order
 
 
-def test_a_large_file_streams_through_the_run_between_worker_files(exports, monkeypatch):
+def test_workers_parse_every_file_however_large(exports, monkeypatch):
+    """A file of any size goes to a worker: it streams the file into its shard on disk, so its
+    memory does not grow with the file. (Files over 64 MB once streamed through the run's own
+    process: a 1M-chat export of 16 NDJSON files of 80 MB was parsed on one CPU.)"""
+    import json
+    import os
+
+    big = chat("big", "big@example.com")
+    text = json.dumps(big)
+    padding = " " * (65 << 20)  # JSON whitespace: a valid 65 MB line, quick to write and parse
+    (exports / "in" / "chats_5.jsonl").write_text("{" + padding + text[1:] + "\n")
     serial, _, _ = _staged(exports, 1)
-    # chats_1.json alone is over the limit: it is staged in this process, the rest in workers
-    files = {f.path.name: f.size for f in discover(exports / "in")}
-    limit = max(size for name, size in files.items() if name != "chats_1.json")
-    assert files["chats_1.json"] > limit
-    monkeypatch.setattr(stage_module, "PARALLEL_MAX_FILE_BYTES", limit)
-    parallel, _, leftover = _staged(exports, 2)
+    parsed_by = exports / "parsed_by.txt"
+    real = stage_module.read_batches
+
+    def recording(files, batch_size):
+        files = list(files)
+        with open(parsed_by, "a") as out:
+            out.writelines(f"{os.getpid()} {f.path.name}\n" for f in files)
+        return real(files, batch_size)
+
+    monkeypatch.setattr(stage_module, "read_batches", recording)
+    parallel, _, _ = _staged(exports, 2)
     pd.testing.assert_frame_equal(serial, parallel)
-    assert leftover == ["stage.sqlite"]
+    assert "big" in set(parallel["chat_id"])
+    readers = {line.split()[1]: int(line.split()[0]) for line in parsed_by.read_text().splitlines()}
+    assert (exports / "in" / "chats_5.jsonl").stat().st_size > 64 << 20
+    assert set(readers) == {f.path.name for f in discover(exports / "in")}
+    assert os.getpid() not in readers.values()
 
 
 _KILLED_RUN = """
