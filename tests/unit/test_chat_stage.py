@@ -90,9 +90,10 @@ def test_the_newest_version_wins_and_a_tie_keeps_the_first_file(exports):
 
 
 def test_workers_parse_every_file_however_large(exports, monkeypatch):
-    """A file of any size goes to a worker: it streams the file into its shard on disk, so its
-    memory does not grow with the file. (Files over 64 MB once streamed through the run's own
-    process: a 1M-chat export of 16 NDJSON files of 80 MB was parsed on one CPU.)"""
+    """A file of any size goes to a worker: it streams the file into its shard on disk, in
+    batches of at most SHARD_BATCH chats, so its memory does not grow with the file. (Files over
+    64 MB once streamed through the run's own process: a 1M-chat export of 16 NDJSON files of
+    80 MB was parsed on one CPU.)"""
     import json
     import os
 
@@ -107,14 +108,17 @@ def test_workers_parse_every_file_however_large(exports, monkeypatch):
     def recording(files, batch_size):
         files = list(files)
         with open(parsed_by, "a") as out:
-            out.writelines(f"{os.getpid()} {f.path.name}\n" for f in files)
+            out.writelines(f"{os.getpid()} {f.path.name} {batch_size}\n" for f in files)
         return real(files, batch_size)
 
     monkeypatch.setattr(stage_module, "read_batches", recording)
+    monkeypatch.setattr(stage_module, "SHARD_BATCH", 3)  # (the run's batches are 4 here)
     parallel, _, _ = _staged(exports, 2)
     pd.testing.assert_frame_equal(serial, parallel)
     assert "big" in set(parallel["chat_id"])
-    readers = {line.split()[1]: int(line.split()[0]) for line in parsed_by.read_text().splitlines()}
+    lines = [line.split() for line in parsed_by.read_text().splitlines()]
+    readers = {name: int(pid) for pid, name, _size in lines}
+    assert {int(size) for _pid, _name, size in lines} == {3}  # a worker's batches are smaller
     assert (exports / "in" / "chats_5.jsonl").stat().st_size > 64 << 20
     assert set(readers) == {f.path.name for f in discover(exports / "in")}
     assert os.getpid() not in readers.values()
