@@ -8,10 +8,14 @@ functions, make a second application of a plan write nothing new.
 
 from __future__ import annotations
 
+from dataclasses import dataclass, replace
+
+import pandas as pd
 from sqlalchemy.engine import Connection
 
-from etl.load import writers
-from etl.load.outbox import add_to_outbox, outbox_rows
+from etl.load import schema, writers
+from etl.load.outbox import add_to_outbox, outbox_rows, prepare_outbox
+from etl.load.upsert import Rows, prepare_rows, select_in
 from etl.vocab import OUTCOME_COLUMNS, PlanWrite, RunCounters, RunInputs, WriteCounts
 
 
@@ -24,22 +28,103 @@ def apply_plan(conn: Connection, run_id: int, job: PlanWrite) -> WriteCounts:
     keeps no content: all in this transaction, with its outcome. A chat an erasure covers
     (``plan.erased_chats``) loses its row too.
     """
-    plan = job.plan
+    return write_prepared(conn, run_id, prepare_plan(conn, run_id, job))
+
+
+@dataclass
+class PreparedPlan:
+    """A plan with its largest rows (chats, activities, outcomes, outbox) made ready for the
+    driver (``etl.load.upsert.prepare_rows``): what ``apply_plan`` does before it writes.
+
+    A writer process gets plans this way: the planner prepares them, reading the activities the
+    store holds of the plan's chats on its own connection (no other chunk of a run writes
+    activities of these chats), so the writer only binds and writes. ``job.plan`` keeps the
+    smaller frames; its chats, activities and outcomes are emptied (their rows are here).
+    """
+
+    job: PlanWrite
+    chats: Rows | None
+    activities: Rows | None
+    activity_counts: writers.ActivityWrites
+    stale: pd.DataFrame
+    outcomes: Rows | None
+    outbox: list[Rows]
+
+    def frozen(self) -> PreparedPlan:
+        """The rows as tuples (``Rows.freeze``): made here, not where they are written."""
+        return replace(
+            self,
+            chats=self.chats.freeze() if self.chats is not None else None,
+            activities=self.activities.freeze() if self.activities is not None else None,
+            outcomes=self.outcomes.freeze() if self.outcomes is not None else None,
+            outbox=[part.freeze() for part in self.outbox],
+        )
+
+
+def prepare_plan(conn: Connection, run_id: int, job: PlanWrite) -> PreparedPlan:
+    """``job`` made ready to write (``PreparedPlan``); reads only the stored activities of the
+    chats the store holds (``job.held``)."""
+    plan, dialect = job.plan, conn.dialect.name
     activities = writers.ActivityWrites()
     rows = plan.activities.iloc[0:0]
+    stale = pd.DataFrame(columns=["chat_id", "record_type", "record_id"])
+    chats = None
     if not plan.chats.empty:
         chat_versions = plan.chats[["chat_id", "version"]]
         existing = writers.existing_activities(conn, job.held)
         rows, activities, stale = writers.classify_activities(
             plan.activities, existing, chat_versions
         )
-        writers.upsert_chats(conn, run_id, plan.chats, job.stored, plan.activities)
+        stored = job.stored
+        if stored is None:
+            stored = select_in(
+                conn, schema.chats, ["chat_id"], plan.chats["chat_id"],
+                ["chat_id", "version", "email_normalized"],
+            )  # fmt: skip
+        chats = prepare_rows(
+            writers.chat_rows(plan.chats, stored, plan.activities), schema.chats, ["chat_id"],
+            dialect, {"run_id": run_id},
+        )  # fmt: skip
+    outcomes = None
+    if job.record_outcomes:
+        outcomes = prepare_rows(
+            plan.outcomes[list(OUTCOME_COLUMNS)], schema.run_outcomes, ["run_id", "chat_id"],
+            dialect, {"run_id": run_id},
+        )  # fmt: skip
+    outbox = prepare_outbox(run_id, outbox_rows(plan, rows), dialect)
+    activity_rows = (
+        prepare_rows(rows, schema.activities, _ACTIVITY_KEY, dialect)
+        if not plan.chats.empty
+        else None
+    )
+    rest = replace(
+        plan,
+        chats=plan.chats.iloc[0:0],
+        activities=plan.activities.iloc[0:0],
+        outcomes=plan.outcomes.iloc[0:0],
+    )
+    return PreparedPlan(
+        replace(job, plan=rest, stored=None, held=job.held.iloc[0:0]),
+        chats, activity_rows, activities, stale, outcomes, outbox,
+    )  # fmt: skip
+
+
+_ACTIVITY_KEY = ["chat_id", "record_type", "record_id"]
+
+
+def write_prepared(conn: Connection, run_id: int, prepared: PreparedPlan) -> WriteCounts:
+    """``prepare_plan``'s plan written in the transaction ``conn`` (see ``apply_plan``)."""
+    job = prepared.job
+    plan = job.plan
+    activities = prepared.activity_counts
+    if prepared.chats is not None:
+        writers.write_chats(conn, run_id, prepared.chats)
     leads = writers.insert_leads(conn, run_id, plan.leads)
     if not plan.leads.empty:  # earlier chats of these emails now have a lead to show on
         writers.queue_rematch(conn, run_id, plan.leads["email_normalized"])
     writers.save_pool_states(conn, run_id, plan.pool_states)
-    if not plan.chats.empty:
-        writers.write_activities(conn, rows, stale)
+    if prepared.activities is not None:
+        writers.write_activities(conn, prepared.activities, prepared.stale)
     notes = writers.write_notes(conn, run_id, plan.notes)
     notifications = writers.write_notifications(conn, run_id, plan.notifications)
     if not plan.removed_chats.empty:  # deleted at source: nothing derived from them stays
@@ -47,11 +132,11 @@ def apply_plan(conn: Connection, run_id: int, job: PlanWrite) -> WriteCounts:
     if not plan.erased_chats.empty:  # an erased person's: not even their rows stay
         writers.delete_chats(conn, plan.erased_chats)
     phones = writers.apply_phone_changes(conn, run_id, plan.phone_changes)
-    if job.record_outcomes:
-        writers.write_outcomes(conn, run_id, plan.outcomes[list(OUTCOME_COLUMNS)])
+    if prepared.outcomes is not None:
+        writers.write_outcomes(conn, run_id, prepared.outcomes)
     if job.clear_emails:
         writers.clear_rematch(conn, job.clear_emails)
-    add_to_outbox(conn, run_id, outbox_rows(plan, rows))  # what Sell should see, with it
+    add_to_outbox(conn, run_id, prepared.outbox)  # what Sell should see, with it
     return _counts(activities, leads, notes, notifications, phones)
 
 

@@ -15,7 +15,7 @@ import pandas as pd
 from sqlalchemy.engine import Connection
 
 from etl.load import schema
-from etl.load.upsert import upsert
+from etl.load.upsert import Rows, prepare_rows, upsert
 from etl.vocab import NOTE_KIND, OUTBOX_COLUMNS, ChunkPlan
 
 
@@ -58,19 +58,27 @@ def outbox_rows(plan: ChunkPlan, activities: pd.DataFrame) -> pd.DataFrame:
     return pd.concat(parts, ignore_index=True)[list(OUTBOX_COLUMNS)]
 
 
-def add_to_outbox(conn: Connection, run_id: int, rows: pd.DataFrame) -> None:
+def add_to_outbox(conn: Connection, run_id: int, rows: pd.DataFrame | list[Rows]) -> None:
     """Add the rows the table does not hold yet (by ``dedupe_key``); the others stay as they are.
+    ``rows``: ``outbox_rows``, or what ``prepare_outbox`` made of them."""
+    parts = rows if isinstance(rows, list) else prepare_outbox(run_id, rows, conn.dialect.name)
+    for part in parts:
+        upsert(conn, schema.sell_outbox, part, key=["dedupe_key"])
 
-    The leads go in first: push sends oldest first, so a lead is in Sell before the rows about
-    it (an upsert writes in key order, which would put ``activity:`` before ``lead:``).
-    """
+
+def prepare_outbox(run_id: int, rows: pd.DataFrame, dialect: str) -> list[Rows]:
+    """``outbox_rows`` as the driver takes them, the leads first: push sends oldest first, so a
+    lead is in Sell before the rows about it (an upsert writes in key order, which would put
+    ``activity:`` before ``lead:``)."""
     if rows.empty:
-        return
+        return []
     constants = {"status": "pending", "attempts": 0, "created_run_id": run_id,
                  "created_at": datetime.now(UTC)}  # fmt: skip
     leads = (rows["kind"] == "lead").to_numpy()
-    for part in (rows[leads], rows[~leads]) if leads.any() else (rows,):
-        upsert(conn, schema.sell_outbox, part, key=["dedupe_key"], constants=constants)
+    return [
+        prepare_rows(part, schema.sell_outbox, ["dedupe_key"], dialect, constants)
+        for part in ((rows[leads], rows[~leads]) if leads.any() else (rows,))
+    ]
 
 
 def _by_chat_record(frame: pd.DataFrame, kind: str, suffix: pd.Series | None) -> pd.DataFrame:

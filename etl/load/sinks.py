@@ -1,6 +1,7 @@
 """Where a run's writes go in the store: here (``InlineSink``), or in a writer process beside
 the planner (``ProcessSink``). Both implement ``etl.contracts.Sink`` and apply plans through the
-one write path, ``etl.load.apply.apply_plan``.
+one write path, ``etl.load.apply.apply_plan`` (a writer process its second half,
+``write_prepared``, the planner having made the plan's rows ready with its first).
 
 Planning a chunk (pandas) and writing it (the driver building rows, the database's B-trees) each
 take about half of a sync, and both hold the GIL: a thread cannot overlap them. A writer process
@@ -34,17 +35,20 @@ import gc
 import logging
 import multiprocessing
 import os
+import queue
 import subprocess
 import sys
+import threading
 import traceback
 from collections.abc import Callable
+from multiprocessing.reduction import ForkingPickler
 from typing import Any
 
 from sqlalchemy.engine import Connection
 
 from etl.errors import RunFailed
 from etl.load import faults, writers
-from etl.load.apply import apply_plan, record_inputs
+from etl.load.apply import apply_plan, prepare_plan, record_inputs, write_prepared
 from etl.load.store import Store
 from etl.procs import release_memory
 from etl.vocab import PlanWrite, RunCounters, RunInputs
@@ -137,6 +141,7 @@ class ProcessSink:
         self.process: subprocess.Popen | None = None
         self._pipe = None
         self._in_flight = 0
+        self._committing = 0  # commits sent and not yet answered
         self._begun = False
         self.pending = 0
         self.size = 0
@@ -157,8 +162,14 @@ class ProcessSink:
             theirs.close()
         self._pipe = ours
         # through the pipe, not the command line, which every user of the machine can read:
-        # the store URL may hold its password
-        self._send((sys.path, self.store_url, os.getpid(), self.POLL_PARENT_S))
+        # the store URL may hold its password. Sent before ``start`` returns (not by the
+        # sender's thread): until the writer has it, it does not watch this process
+        try:
+            ours.send((sys.path, self.store_url, os.getpid(), self.POLL_PARENT_S))
+        except (BrokenPipeError, ConnectionResetError, EOFError):
+            self._sender = _Sender(ours)
+            self._died()
+        self._sender = _Sender(ours)
         return self
 
     def bind(self, run_id: int, counters: RunCounters, size: int) -> ProcessSink:
@@ -184,28 +195,41 @@ class ProcessSink:
 
     def apply(self, job: PlanWrite) -> None:
         if not self._begun:  # a batch: its plans commit together, counted from the run's writes
-            self._send(("begin", self.run_id, self.counters.writes, self._hand_counts()))
+            # (while a batch's commit is unanswered, the writer's count of the writes is ahead
+            # of this process's: it keeps its own)
+            writes = self.counters.writes if not self._committing else None
+            self._send(("begin", self.run_id, writes, self._hand_counts()))
             self._begun = True
-        self._send(("plan", job, self.counters))
+        # the plan made ready to write here, where there is time to spare while the writer
+        # writes the one before: the writer then only binds its rows (``PreparedPlan``)
+        with self.store.engine.connect() as conn:
+            prepared = prepare_plan(conn, self.run_id, job).frozen()
+        self._send(("plan", prepared, self.counters))
         self._in_flight += 1
-        while self._in_flight > 1:  # the one before this is written: plan the next meanwhile
-            self._expect("written")
+        # two plans ahead of the writer at most: one it writes, one waiting for it (sent from a
+        # thread, ``_Sender``) while this process plans the next; a chunk that takes longer to
+        # plan than to write, or the other way round, then costs neither process a wait
+        while self._in_flight > 2:
+            self._receive()
 
     def applied(self, chats: int) -> None:
+        """Every ``size`` chats, the batch is committed without waiting: the next chunk is
+        planned while the writer commits (``commit`` waits for every commit sent)."""
         self.pending += chats
         if self.pending >= self.size:
-            self.commit()
+            self._send_commit()
 
     def commit(self) -> None:
         """Commit what was sent and wait for it; the counters then hold its writes."""
+        self._send_commit()
+        while self._committing:
+            self._receive()
+
+    def _send_commit(self) -> None:
         self._send(("commit",))
-        _, writes, counts = self._expect("committed")
+        self._committing += 1
         self.pending = 0
         self._begun = False
-        if writes is not None:  # (None: no batch was begun, only single transactions)
-            self.counters.writes = writes
-        faults.adopt(counts)
-        self._counting = False
 
     def outcome_summary(self) -> tuple[dict[str, int], int, dict[str, int]]:
         return self.store.outcome_summary(self.run_id)
@@ -222,8 +246,10 @@ class ProcessSink:
         if self.process is None:
             return
         with contextlib.suppress(OSError, EOFError):
-            self._pipe.send((word,))
+            self._sender.put((word,))
+        self._sender.close(30)
         _reap(self.process, 30)
+        self._sender.close(5)  # (a writer that was killed took nothing more: its pipe is shut)
         self._pipe.close()
         self.process = None
 
@@ -231,28 +257,34 @@ class ProcessSink:
         if self.process is None:
             raise WriterDied("the writer process is not running")
         try:
-            self._pipe.send(message)
+            self._sender.put(message)
         except (BrokenPipeError, ConnectionResetError, EOFError):
             self._died()
 
-    def _expect(self, kind: str) -> tuple:
+    def _receive(self) -> None:
+        """Take the writer's next answer: a plan written, a batch committed, or its error."""
         try:
             message = self._pipe.recv()
         except (EOFError, ConnectionResetError, OSError):
             self._died()
-        if message[0] == "written" and kind != "written":
-            self._in_flight -= 1
-            return self._expect(kind)
         if message[0] == "error":
-            self._in_flight = 0
+            self._in_flight = self._committing = 0
             _, error, detail = message
             _reap(self.process, 30)
+            self._sender.close(5)
             self.process = None
             log.debug("writer process failed:\n%s", detail)
             raise error
         if message[0] == "written":
             self._in_flight -= 1
-        return message
+        elif message[0] == "committed":
+            _, writes, counts = message
+            self._committing -= 1
+            if writes is not None:  # (None: no batch was begun, only single transactions)
+                self.counters.writes = writes
+            faults.adopt(counts)
+            if not self._committing and not self._begun:  # else the writer holds them still
+                self._counting = False
 
     def _died(self):
         with contextlib.suppress(OSError, EOFError):  # it may have said why before it ended
@@ -260,16 +292,54 @@ class ProcessSink:
                 message = self._pipe.recv()
                 if message[0] == "error":
                     _reap(self.process, 30)
+                    self._sender.close(5)
                     self.process = None
                     raise message[1]
         process, self.process = self.process, None
         code = None
         if process is not None:
             code = _reap(process, 5)
+        self._sender.close(5)
         raise WriterDied(
             f"the writer process ended unexpectedly (exit code {code}); nothing it had not "
             "committed is kept, and the next run starts again from the last commit"
         )
+
+
+class _Sender:
+    """Sends the writer its messages from a thread of its own, in order, pickled by the caller
+    (one waits at most): a plan's bytes go while the planner plans the next chunk, instead of
+    the planner waiting for the writer to take them. An error sending is raised by the next
+    ``put``."""
+
+    def __init__(self, pipe) -> None:
+        self._pipe = pipe
+        self._queue: queue.Queue[bytes | None] = queue.Queue(maxsize=1)
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(target=self._run, name="chatsell-writer-pipe", daemon=True)
+        self._thread.start()
+
+    def put(self, message: tuple) -> None:
+        if self._error is not None:
+            raise self._error
+        self._queue.put(ForkingPickler.dumps(message))
+
+    def close(self, timeout: float) -> None:
+        """Send what was put, then end the thread, within ``timeout`` seconds (a writer that
+        does not read for that long is killed by the caller, and its pipe then fails fast)."""
+        if not self._thread.is_alive():
+            return
+        with contextlib.suppress(queue.Full):
+            self._queue.put(None, timeout=timeout)
+        self._thread.join(timeout)
+
+    def _run(self) -> None:
+        while (data := self._queue.get()) is not None:
+            if self._error is None:
+                try:
+                    self._pipe.send_bytes(data)
+                except (OSError, EOFError) as exc:  # the writer is gone: its end says why
+                    self._error = exc
 
 
 def _reap(process: subprocess.Popen, timeout: float) -> int:
@@ -325,7 +395,9 @@ def _serve(pipe, store_url: str, parent: int) -> None:
             if store is None and kind in ("call", "plan"):
                 store = Store(store_url)
             if kind == "begin":
-                _, run_id, writes, counts = message
+                _, run_id, sent, counts = message
+                if sent is not None:  # (None: the planner has not heard of the last commit yet)
+                    writes = sent
                 if counts is not None:
                     faults.adopt(counts)
             elif kind == "call":
@@ -341,7 +413,7 @@ def _serve(pipe, store_url: str, parent: int) -> None:
                 if tx is None:
                     tx = store.transaction()
                     conn = tx.__enter__()
-                writes.add(apply_plan(conn, run_id, job))
+                writes.add(write_prepared(conn, run_id, job))
                 snapshot.writes = writes
                 writers.save_counters(conn, run_id, snapshot)
                 del job

@@ -10,6 +10,7 @@ deduplicated by key first (the last row of a key wins, as SQLite would do).
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
@@ -57,10 +58,75 @@ def dedupe(frame: pd.DataFrame, key: Sequence[str]) -> pd.DataFrame:
     return frame.drop_duplicates(list(key), keep="last")
 
 
+@dataclass
+class Rows:
+    """A frame's rows as the driver takes them, made ready where the store need not be read:
+    one row per key (the last), in key order, each column an object array of driver values
+    (``_db_array``), constants included; ``tuples`` the rows themselves, made once ``freeze``
+    is called. A writer process gets a chunk's rows this way from the planner, which has
+    time to spare while the writer writes: binding them is then all the writer does."""
+
+    columns: list[str]
+    values: dict[str, np.ndarray]
+    length: int
+    tuples: list[tuple] | None = None
+
+    def __len__(self) -> int:
+        return self.length
+
+    def freeze(self) -> Rows:
+        """The rows as tuples, in ``columns`` order; the column arrays go."""
+        if self.tuples is not None:
+            return self
+        lists = [self.values[name].tolist() for name in self.columns]
+        return Rows(list(self.columns), {}, self.length, list(zip(*lists, strict=True)))
+
+    def batches(self, names: Sequence[str]) -> Iterable[list[tuple]]:
+        """The rows as tuples of ``names``, BATCH at a time."""
+        if self.tuples is not None:
+            if list(names) == self.columns:
+                for start in range(0, self.length, BATCH):
+                    yield self.tuples[start : start + BATCH]
+                return
+            at = [self.columns.index(name) for name in names]
+            for start in range(0, self.length, BATCH):
+                yield [tuple(row[i] for i in at) for row in self.tuples[start : start + BATCH]]
+            return
+        for start in range(0, self.length, BATCH):
+            lists = [self.values[name][start : start + BATCH].tolist() for name in names]
+            yield list(zip(*lists, strict=True))
+
+
+def prepare_rows(
+    frame: pd.DataFrame,
+    table: Table,
+    key: Sequence[str],
+    dialect: str,
+    constants: Mapping[str, Any] | None = None,
+) -> Rows:
+    """``frame``'s rows for ``upsert`` into ``table`` on ``dialect``: deduplicated by ``key``
+    (the last row wins), in key order, as the driver takes them; ``constants``: columns with
+    one value for every row (a run id), added without copying the frame."""
+    import pandas as pd  # noqa: PLC0415
+
+    given = dict(constants or {})
+    columns = [c for c in frame.columns if c in table.c and c not in given]
+    if frame.empty:
+        return Rows([*columns, *given], {}, 0, [])
+    # the column lists, each in the driver's form, in key order, one row per key (the last):
+    # what deduplicating and sorting the frame gave, without copying the frame twice
+    order = _key_order(frame, [k for k in key if k not in given])  # (a constant orders nothing)
+    values = {c: _db_array(frame[c], dialect)[order] for c in columns}
+    for name, value in given.items():
+        columns.append(name)
+        values[name] = _db_array(pd.Series([value]), dialect).repeat(len(order))
+    return Rows(columns, values, len(order))
+
+
 def upsert(
     conn: Connection,
     table: Table,
-    frame: pd.DataFrame,
+    frame: pd.DataFrame | Rows,
     key: Sequence[str],
     update: Sequence[str] | None = None,
     where: ColumnElement[bool] | None = None,
@@ -70,6 +136,7 @@ def upsert(
 ) -> int:
     """Insert rows; on a key conflict update ``update`` columns (or do nothing when empty).
 
+    ``frame``: a frame, or its ``prepare_rows`` (then ``constants`` are in it already).
     ``where`` guards the update (e.g. only a newer version may overwrite); ``set_`` overrides
     how individual columns are set; ``constants``: columns with one value for every row (a run
     id), added without copying the frame. Rows go in key order (faster B-tree inserts).
@@ -78,22 +145,13 @@ def upsert(
     rows the database inserted or updated (its own count: a guarded or ``DO NOTHING`` conflict
     counts none).
     """
-    import pandas as pd  # noqa: PLC0415
-
-    if frame.empty:
-        return 0
     dialect = conn.dialect.name
-    given = dict(constants or {})
-    columns = [c for c in frame.columns if c in table.c and c not in given]
-    # the column lists, each in the driver's form, in key order, one row per key (the last):
-    # what deduplicating and sorting the frame gave, without copying the frame twice
-    order = _key_order(frame, [k for k in key if k not in given])  # (a constant orders nothing)
-    values = {c: _db_array(frame[c], dialect)[order] for c in columns}
-    for name, value in given.items():
-        columns.append(name)
-        values[name] = _db_array(pd.Series([value]), dialect).repeat(len(order))
-    if dialect == "postgresql" and len(order) >= COPY_MIN_ROWS:
-        return _copy_upsert(conn, table, columns, values, key, update, where, set_, index_where)
+    rows = frame if isinstance(frame, Rows) else prepare_rows(frame, table, key, dialect, constants)
+    if not len(rows):
+        return 0
+    columns = rows.columns
+    if dialect == "postgresql" and len(rows) >= COPY_MIN_ROWS:
+        return _copy_upsert(conn, table, rows, key, update, where, set_, index_where)
     stmt = dialect_insert(conn, table).values({c: bindparam(c) for c in columns})
     stmt = _on_conflict(stmt, key, update, where, set_, index_where)
     compiled = stmt.compile(dialect=conn.dialect)
@@ -101,13 +159,10 @@ def upsert(
     positional = compiled.positional
     names = list(compiled.positiontup) if positional else columns
     written = 0
-    for start in range(0, len(order), BATCH):
-        lists = [values[name][start : start + BATCH].tolist() for name in names]
-        if positional:
-            rows = list(zip(*lists, strict=True))
-        else:
-            rows = [dict(zip(names, row, strict=True)) for row in zip(*lists, strict=True)]
-        written += max(conn.exec_driver_sql(sql, rows).rowcount, 0)
+    for batch in rows.batches(names):
+        if not positional:
+            batch = [dict(zip(names, row, strict=True)) for row in batch]
+        written += max(conn.exec_driver_sql(sql, batch).rowcount, 0)
     return written
 
 
@@ -143,8 +198,7 @@ def _on_conflict(stmt, key, update, where, set_, index_where=None):
 def _copy_upsert(
     conn: Connection,
     table: Table,
-    columns: list[str],
-    values: dict[str, np.ndarray],
+    rows: Rows,
     key,
     update,
     where,
@@ -160,11 +214,12 @@ def _copy_upsert(
         )
         _temp_tables.add((id(raw), temp))
     conn.exec_driver_sql(f'TRUNCATE "{temp}"')
+    columns = rows.columns
     names = ", ".join(f'"{c}"' for c in columns)
-    lists = [values[c].tolist() for c in columns]
     with raw.cursor() as cursor, cursor.copy(f'COPY "{temp}" ({names}) FROM STDIN') as copy:
-        for row in zip(*lists, strict=True):
-            copy.write_row(row)
+        for batch in rows.batches(columns):
+            for row in batch:
+                copy.write_row(row)
     staged = Table(temp, MetaData(), *[Column(c, table.c[c].type) for c in columns])
     stmt = dialect_insert(conn, table).from_select(columns, select(*[staged.c[c] for c in columns]))
     result = conn.execute(  # (an INSERT's rowcount is kept only when asked for)

@@ -18,7 +18,7 @@ from sqlalchemy.engine import Connection
 
 from etl.errors import RunFailed
 from etl.load import schema
-from etl.load.upsert import dedupe, dialect_insert, select_in, upsert
+from etl.load.upsert import Rows, dedupe, dialect_insert, select_in, upsert
 from etl.vocab import CHAT_COLUMNS, RunCounters, WriteCounts
 
 if TYPE_CHECKING:
@@ -159,6 +159,9 @@ def record_rejects(
     upsert(conn, schema.run_outcomes, outcomes.assign(run_id=run_id), key=["run_id", "chat_id"])
 
 
+CHAT_WRITE_COLUMNS = tuple(c for c in (*CHAT_COLUMNS, "email_normalized") if c != "chat_id")
+
+
 def upsert_chats(
     conn: Connection,
     run_id: int,
@@ -166,27 +169,34 @@ def upsert_chats(
     stored: pd.DataFrame | None = None,
     activities: pd.DataFrame | None = None,
 ) -> None:
-    """Keep the newest version of each chat (for later runs and rematching).
+    """Keep the newest version of each chat (for later runs and rematching): ``chat_rows``,
+    written by ``write_chats``. ``stored``: the store's (chat_id, version, email_normalized) of
+    these chats, when the caller read them already in this run (``Store.chat_versions``); else
+    they are read here."""
+    if stored is None:
+        stored = select_in(
+            conn, schema.chats, ["chat_id"], chats["chat_id"],
+            ["chat_id", "version", "email_normalized"],
+        )  # fmt: skip
+    write_chats(conn, run_id, chat_rows(chats, stored, activities))
 
-    ``stored``: the store's (chat_id, version, email_normalized) of these chats, when the caller
-    read them already in this run (``Store.chat_versions``); else they are read here.
+
+def chat_rows(
+    chats: pd.DataFrame, stored: pd.DataFrame, activities: pd.DataFrame | None
+) -> pd.DataFrame:
+    """The chat rows a plan writes: those the store does not hold as they are.
+
     ``activities``: the activities written with these chats in this transaction. A chat with one
     keeps its transcript there only: the chat row's is NULL, and ``Store.stored_chats`` reads it
     back from the activity (every activity of a chat holds the transcript of the chat's stored
     version, and none is removed unless a newer version replaces the row). Half the bytes of a
     first load are transcripts; this writes each once.
     """
-    table = schema.chats
-    columns = [c for c in (*CHAT_COLUMNS, "email_normalized") if c != "chat_id"]
-    chats = chats[["chat_id", *columns]]  # one copy, edited in place below
+    chats = chats[["chat_id", *CHAT_WRITE_COLUMNS]]  # one copy, edited in place below
     if activities is not None and not activities.empty:
         held = chats["chat_id"].isin(set(activities["chat_id"])).to_numpy()
         if held.any():
             chats["transcript"] = chats["transcript"].where(~held, None)
-    if stored is None:
-        stored = select_in(
-            conn, table, ["chat_id"], chats["chat_id"], ["chat_id", "version", "email_normalized"]
-        )
     if not stored.empty:  # skip rows the guard below would refuse anyway (a --full run writes none)
         both = chats[["chat_id", "version", "email_normalized"]].merge(
             stored, on="chat_id", how="left", suffixes=("", "_stored")
@@ -202,13 +212,20 @@ def upsert_chats(
         )
         if not needed.all():
             chats = chats[needed.to_numpy()]
+    return chats
+
+
+def write_chats(conn: Connection, run_id: int, chats: pd.DataFrame | Rows) -> None:
+    """``chat_rows`` (or their ``prepare_rows``, with the run id), written: an older version
+    never overwrites a newer one, and the same version only to change its email."""
+    table = schema.chats
     excluded = dialect_insert(conn, table).excluded
     upsert(
         conn,
         table,
         chats,
         key=["chat_id"],
-        update=[*columns, "run_id"],
+        update=[*CHAT_WRITE_COLUMNS, "run_id"],
         constants={"run_id": run_id},
         where=or_(
             excluded.version > table.c.version,
@@ -255,7 +272,8 @@ def classify_activities(
     return writes, counts, stale
 
 
-def write_activities(conn: Connection, rows: pd.DataFrame, stale: pd.DataFrame) -> None:
+def write_activities(conn: Connection, rows: pd.DataFrame | Rows, stale: pd.DataFrame) -> None:
+    """``classify_activities``' rows (or their ``prepare_rows``) and stale keys, written."""
     table = schema.activities
     excluded = dialect_insert(conn, table).excluded
     columns = [c for c in rows.columns if c not in ("chat_id", "record_type", "record_id")]
@@ -314,8 +332,9 @@ def delete_chats(conn: Connection, chat_ids: Iterable[str]) -> None:
         )
 
 
-def write_outcomes(conn: Connection, run_id: int, outcomes: pd.DataFrame) -> None:
-    """One row per chat per run; a resumed run never rewrites an outcome already recorded."""
+def write_outcomes(conn: Connection, run_id: int, outcomes: pd.DataFrame | Rows) -> None:
+    """One row per chat per run; a resumed run never rewrites an outcome already recorded.
+    (``outcomes``: or their ``prepare_rows``, with the run id.)"""
     upsert(conn, schema.run_outcomes, outcomes, key=["run_id", "chat_id"],
            constants={"run_id": run_id})  # fmt: skip
 

@@ -14,6 +14,7 @@ import pytest
 import sqlalchemy as sa
 
 from etl.errors import RunFailed
+from etl.load import apply as apply_module
 from etl.load import outbox, schema, writers
 from etl.load import upsert as upsert_module
 from etl.load.store import Store
@@ -44,9 +45,8 @@ def previous_upsert(
     }
     if dialect == "postgresql" and len(frame) >= upsert_module.COPY_MIN_ROWS:
         arrays = {c: v.to_numpy(dtype=object) for c, v in values.items()}
-        return upsert_module._copy_upsert(
-            conn, table, columns, arrays, key, update, where, set_, index_where
-        )
+        rows = upsert_module.Rows(columns, arrays, len(frame))
+        return upsert_module._copy_upsert(conn, table, rows, key, update, where, set_, index_where)
     stmt = upsert_module.dialect_insert(conn, table).values({c: sa.bindparam(c) for c in columns})
     stmt = upsert_module._on_conflict(stmt, key, update, where, set_, index_where)
     compiled = stmt.compile(dialect=conn.dialect)
@@ -64,14 +64,22 @@ def previous_upsert(
     return written
 
 
+def as_frame(frame, table, key, dialect, constants=None):
+    """``prepare_rows`` before it was: the frame itself goes to the upsert, constants added."""
+    return frame.assign(**constants) if constants else frame
+
+
 @pytest.fixture
 def previous(monkeypatch):
-    """Every writer's upsert is the previous one (in this process: no writer process)."""
+    """Every writer's upsert is the previous one, given frames as it was (in this process: no
+    writer process; the plan's rows are not prepared before they are written)."""
 
     def use():
         for module in (upsert_module, writers, outbox, store_alerts):
             if hasattr(module, "upsert"):
                 monkeypatch.setattr(module, "upsert", previous_upsert)
+        for module in (apply_module, outbox):
+            monkeypatch.setattr(module, "prepare_rows", as_frame)
 
     return use
 
@@ -90,7 +98,8 @@ def test_sync_writes_what_the_previous_upsert_wrote(generated, tmp_path, previou
     for name in ("today", "previous"):
         url = f"sqlite:///{tmp_path / name}.db"
         _upgraded(url)
-        settings = batched_settings(url, chunk_size=97, write_process=False)
+        # today's through the writer process (the planner prepares the rows it writes)
+        settings = batched_settings(url, chunk_size=97, write_process=name == "today")
         if name == "previous":
             previous()
         sync(url, chats, sell, settings=settings)

@@ -235,3 +235,52 @@ def test_beside_a_writer_the_run_reads_with_a_smaller_page_cache(
     kib = store_module.READ_CACHE_KIB if write_process else store_module.WRITE_CACHE_KIB
     assert set(seen) == {-kib}
     assert rows(store_url, "PRAGMA integrity_check") == [("ok",)]
+
+
+class _Slow:
+    """``writers.write_outcomes`` taking ``seconds`` more at each call, in the writer process."""
+
+    def __init__(self, seconds: float) -> None:
+        self.seconds = seconds
+
+    def __call__(self, *args, **kwargs):
+        time.sleep(self.seconds)
+        return _Slow.original(*args, **kwargs)
+
+
+def _slow_down(_conn, slow: _Slow) -> None:
+    """Run in the writer process (``ProcessSink.call``)."""
+    from etl.load import writers  # noqa: PLC0415
+
+    _Slow.original = writers.write_outcomes
+    writers.write_outcomes = slow
+
+
+def test_the_planner_plans_ahead_of_a_slow_writer(tmp_path, generated, monkeypatch):
+    """Two plans ahead of the writer, sent from a thread, each batch committed without waiting:
+    the planner plans chunks 1 to 3 while the writer is still writing the first (it waited for
+    each chunk to be taken, and for each commit, before). The store ends the same."""
+    from etl.run.chunks import Chunks
+
+    chats, sell, _ = generated
+    seconds = 1.5
+    real_start = ProcessSink.start
+    monkeypatch.setattr(
+        ProcessSink, "start", lambda sink: real_start(sink).call(_slow_down, _Slow(seconds)) or sink
+    )
+    planned: list[float] = []
+    real_plan = Chunks.plan
+    monkeypatch.setattr(
+        Chunks,
+        "plan",
+        lambda self, *a, **k: planned.append(time.monotonic()) or real_plan(self, *a, **k),
+    )
+    url = f"sqlite:///{tmp_path / 'slow.db'}"
+    sync(url, chats, sell, settings=batched_settings(url, 100, 100))  # a commit every chunk
+    assert len(planned) >= 4
+    assert planned[2] - planned[0] < seconds  # the writer was still at chunk 1
+    monkeypatch.undo()
+    inline = f"sqlite:///{tmp_path / 'inline.db'}"
+    sync(inline, chats, sell, settings=batched_settings(inline, 100, 100, write_process=False))
+    volatile = frozenset({"created_at", "loaded_at", "started_at", "finished_at", "updated_at"})
+    assert dump(url, drop=volatile) == dump(inline, drop=volatile)

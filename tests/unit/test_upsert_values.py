@@ -4,7 +4,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from etl.load.upsert import _db_values
+from etl.load import schema
+from etl.load.upsert import BATCH, _db_values, prepare_rows
 
 FORMATS = {"sqlite": "%Y-%m-%d %H:%M:%S.%f", "postgresql": "%Y-%m-%dT%H:%M:%S.%f+00:00"}
 
@@ -48,3 +49,32 @@ def test_a_year_past_9999_still_formats():
     )
     values = _db_values(far, "sqlite")
     assert values[0] == "2026-01-01 00:00:00.000000" and values[1].startswith("12000-01-01")
+
+
+def test_prepared_rows_frozen_give_the_same_batches_in_any_column_order():
+    """``prepare_rows``: one row per key (the last), in key order, constants added; frozen to
+    tuples (as the planner sends them to a writer process), the batches are the same, for the
+    statement's own parameter order too."""
+    count = BATCH + 7
+    frame = pd.DataFrame(
+        {
+            "chat_id": [f"c{i % (count - 3):06d}" for i in range(count)][::-1],
+            "outcome": ["matched"] * count,
+            "match_count": np.arange(count),
+            "reason": [None, "why"] * (count // 2) + [None] * (count % 2),
+            "not_a_column": 0,
+        }
+    )
+    rows = prepare_rows(frame, schema.run_outcomes, ["run_id", "chat_id"], "sqlite", {"run_id": 7})
+    assert rows.columns == ["chat_id", "outcome", "match_count", "reason", "run_id"]
+    assert len(rows) == count - 3
+    every = [row for batch in rows.batches(rows.columns) for row in batch]
+    assert [row[0] for row in every] == sorted({f"c{i:06d}" for i in range(count - 3)})
+    assert {row[4] for row in every} == {7}
+    # the last row of a repeated key wins (the frame runs backwards: the smaller number)
+    assert every[0][2] == count - 1 and every[1][2] == count - 2 and every[3][2] == count - 4
+    frozen = rows.freeze()
+    assert frozen.freeze() is frozen and not frozen.values
+    for names in (rows.columns, ["run_id", "reason", "chat_id", "match_count", "outcome"]):
+        assert list(frozen.batches(names)) == list(rows.batches(names))
+    assert [len(batch) for batch in frozen.batches(rows.columns)] == [BATCH, count - 3 - BATCH]
