@@ -234,7 +234,11 @@ def _diff_and_index(
             frame = frame[~back.to_numpy()].reset_index(drop=True)
         table = "sell_notes" if name == "notes" else name
         only = None if name == "users" else ("sell_hash", "email_normalized")
-        keys = store.crm_frames([table], only=only)[table]
+        if name == "leads":  # the exported leads' hashes, not the leads made from chats (no
+            # Sell id, no hash: never an exported row's), nor emails: 1.69M leads at 3M chats
+            keys = store.crm_frames([table], only=("sell_hash",), hashed=True)[table]
+        else:
+            keys = store.crm_frames([table], only=only)[table]
         # hashes first: owners are resolved for the new and changed rows only (the hash is of
         # the record as exported; a --full re-read of an unchanged snapshot resolves nothing)
         changes[name] = changed_rows(frame, keys)

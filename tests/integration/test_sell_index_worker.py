@@ -80,3 +80,32 @@ def test_the_compact_read_gives_the_columns_crm_frames_gives(store_url, tmp_path
                 pd.testing.assert_series_equal(got, frame[column], check_names=False)
     finally:
         store.dispose()
+
+
+def test_the_leads_diff_reads_only_the_exported_leads_keys(
+    store_url, tmp_path, generated, monkeypatch
+):
+    """The diff compares exported leads with the store's exported ones, by hash: the leads a run
+    made from chats (no Sell id, no hash, a million of them at 3M chats) are not read for it,
+    nor any lead's email. A --full run after the first diffs nothing and writes nothing new."""
+    from etl.load.store import Store
+
+    chats, sell, _manifest = generated
+    settings = batched_settings(store_url, 500)
+    first = sync(store_url, chats, sell, settings=settings).report
+    assert first["writes"]["leads_created"] > 0
+    read: list[tuple] = []
+    real = Store.crm_frames
+
+    def spy(self, names=None, only=None, **more):
+        frames = real(self, names, only, **more)
+        if names == ["leads"]:
+            read.append((tuple(frames["leads"].columns), len(frames["leads"])))
+        return frames
+
+    monkeypatch.setattr(Store, "crm_frames", spy)
+    one = settings.model_copy(update={"run": settings.run.model_copy(update={"workers": 1})})
+    full = sync(store_url, chats, sell, settings=one, full=True).report  # (the diff here)
+    exported = first["inputs"]["sell_records"]["leads"]
+    assert read == [(("id", "sell_hash"), exported)]
+    assert full["writes"]["leads_created"] == 0 and full["writes"]["activities_inserted"] == 0

@@ -62,11 +62,16 @@ class CrmReads(StoreBase):
     """What a sync reads of the CRM and of the chats it stored before."""
 
     def crm_frames(
-        self, names: Iterable[str] | None = None, only: Iterable[str] | None = None
+        self,
+        names: Iterable[str] | None = None,
+        only: Iterable[str] | None = None,
+        hashed: bool = False,
     ) -> dict[str, pd.DataFrame]:
         """The CRM as the match index needs it: leads, contacts, deals, users, lead conversions.
 
-        ``only``: just these of each table's columns (``id`` always), e.g. what a diff needs.
+        ``only``: just these of each table's columns (``id`` always), e.g. what a diff needs;
+        ``hashed``: only the rows with a ``sell_hash`` (records Sell exported, not the leads
+        chatsell created from chats).
         """
         wanted = CRM_COLUMNS
         frames = {}
@@ -85,7 +90,10 @@ class CrmReads(StoreBase):
         ):
             for name, columns in wanted.items():
                 table = schema.metadata.tables[name]
-                result = conn.execute(select(*[table.c[c] for c in columns]).order_by(table.c.id))
+                query = select(*[table.c[c] for c in columns]).order_by(table.c.id)
+                if hashed:
+                    query = query.where(table.c.sell_hash.is_not(None))
+                result = conn.execute(query)
                 frame = columnar_frame(result, columns)
                 for column in columns:
                     if column == "id" or (column.endswith("_id") and column != "origin_chat_id"):
