@@ -27,10 +27,13 @@ MIGRATIONS = Path(__file__).parent.parent / "migrations"
 SCHEMA_HEAD = "0009"
 
 FETCH_ROWS = 50_000  # rows a read holds as row objects at once
-# 64 MB of SQLite page cache (its default is 2 MB): chunk upserts into million-row indexes
-# otherwise spend their time re-reading pages. It is per connection, and a run has a writing
-# one and reading ones: 128 MB each put a --full run of 1M chats over 1 GiB
-WRITE_CACHE_KIB = 65_536
+# 16 MB of SQLite page cache (its default is 2 MB): chunk upserts into million-row indexes
+# re-read fewer pages. It is per connection, and a run has a writing one and reading ones:
+# 128 MB each put a --full run of 1M chats over 1 GiB. A 1M light first sync wrote its chunks
+# in the same time with 16 and 64 MB (63.6 and 62.5 s), and no faster with 256 than with 64
+# (77.1 and 78.8 s, before the planner prepared the writer's rows); its writer held 312 MiB
+# with 16 and 367 with 64
+WRITE_CACHE_KIB = 16_384
 READ_CACHE_KIB = 8_192  # a connection that only reads, beside a writer process
 # A new SQLite store's page size (SQLite's default is 4096). An activity row holds a whole
 # transcript (~1.5 KB), so a 4 KB page holds two or three of them and every chunk splits pages
