@@ -7,6 +7,7 @@ exists. A chat matched to a contact is also attached to that contact's deals.
 
 from __future__ import annotations
 
+import bisect
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -294,29 +295,58 @@ def _targets(
 
 @dataclass(frozen=True)
 class _Segment:
-    """Leads ordered by the hash of their email (then as added): parallel arrays."""
+    """Leads ordered by the hash of their email (then as added): the hashes, and each lead's
+    row in the order the leads were added (``_Added``)."""
 
     hashes: np.ndarray  # uint64, ascending
-    emails: np.ndarray  # object
-    ids: np.ndarray  # int64
-    names: np.ndarray  # object
-    owners: np.ndarray  # int64 (0 where missing)
-    no_owner: np.ndarray  # bool
+    rows: np.ndarray  # int64
 
     def __len__(self) -> int:
         return len(self.hashes)
 
     def ordered(self) -> _Segment:
         order = np.argsort(self.hashes, kind="stable")
-        return _Segment(*(column[order] for column in self._columns()))
-
-    def _columns(self) -> tuple[np.ndarray, ...]:
-        return self.hashes, self.emails, self.ids, self.names, self.owners, self.no_owner
+        return _Segment(self.hashes[order], self.rows[order])
 
     @staticmethod
     def merged(older: _Segment, newer: _Segment) -> _Segment:
-        columns = zip(older._columns(), newer._columns(), strict=True)
-        return _Segment(*(np.concatenate(pair) for pair in columns)).ordered()
+        return _Segment(
+            np.concatenate([older.hashes, newer.hashes]), np.concatenate([older.rows, newer.rows])
+        ).ordered()
+
+
+@dataclass(frozen=True)
+class _Added:
+    """One chunk's leads as added, never moved again: the emails and names as one string each
+    (``_packed``: a lead's text is a slice of it), ids and owners as integer arrays."""
+
+    emails: str
+    email_ends: np.ndarray  # int64, cumulative
+    names: str
+    name_ends: np.ndarray
+    no_name: np.ndarray  # bool
+    ids: np.ndarray  # int64
+    owners: np.ndarray  # int64 (0 where missing)
+    no_owner: np.ndarray  # bool
+
+    @classmethod
+    def of(cls, leads: pd.DataFrame) -> _Added:
+        emails, email_lengths, _ = _packed(leads["email_normalized"].to_numpy(dtype=object))
+        names, name_lengths, no_name = _packed(leads["name"].to_numpy(dtype=object, na_value=None))
+        owners = pd.array(leads["owner_id"], dtype="Int64")
+        return cls(
+            emails, np.cumsum(email_lengths), names, np.cumsum(name_lengths), no_name,
+            leads["id"].to_numpy(dtype="int64"), owners.to_numpy(dtype="int64", na_value=0),
+            owners.isna(),
+        )  # fmt: skip
+
+    def email(self, at: int) -> str:
+        return self.emails[(self.email_ends[at - 1] if at else 0) : self.email_ends[at]]
+
+    def name(self, at: int) -> str | None:
+        if self.no_name[at]:
+            return None
+        return self.names[(self.name_ends[at - 1] if at else 0) : self.name_ends[at]]
 
 
 class CreatedLeads:
@@ -324,67 +354,61 @@ class CreatedLeads:
 
     It grows chunk by chunk for the whole run and is never rebuilt whole: each chunk's leads are
     a segment ordered by a 64-bit hash of the email, and two segments of about the same size are
-    merged into one, so n leads make O(log n) segments and each lead moves O(log n) times. A
-    lookup is a binary search in each segment. (A frame indexed by email, concatenated at every
-    chunk, rebuilt its hash table at every lookup: at 3M chats, 367,000 leads, that was ~80 ms a
-    chunk, 300 chunks.) Per lead it holds ~41 bytes beside the email and name strings.
+    merged into one, so n leads make O(log n) segments and each lead's hash and row move O(log n)
+    times. A lookup is a binary search in each segment. (A frame indexed by email, concatenated
+    at every chunk, rebuilt its hash table at every lookup: at 3M chats, 367,000 leads, that was
+    ~80 ms a chunk, 300 chunks.) The leads' text stays where it was added, each chunk's emails
+    and names packed in one string (``_Added``): ~115 bytes a lead in all. As a Python string
+    each and object arrays, they took ~235 bytes a lead, 267 MiB of the run at 1.19M leads (3M
+    chats), the planner's whole growth while it planned.
     """
 
     def __init__(self) -> None:
         self._segments: list[_Segment] = []
+        self._added: list[_Added] = []
+        self._firsts: list[int] = []  # the row of each chunk's first lead
+        self._count = 0
 
     def __len__(self) -> int:
-        return sum(len(segment) for segment in self._segments)
+        return self._count
 
     def add(self, leads: pd.DataFrame) -> None:
         """Leads (email_normalized, id, name, owner_id), one per email never added before."""
         if leads.empty:
             return
-        owners = pd.array(leads["owner_id"], dtype="Int64")
-        segment = _Segment(
-            _email_hashes(leads["email_normalized"]),
-            leads["email_normalized"].to_numpy(dtype=object),
-            leads["id"].to_numpy(dtype="int64"),
-            leads["name"].to_numpy(dtype=object),
-            owners.to_numpy(dtype="int64", na_value=0),
-            owners.isna(),
-        ).ordered()
+        rows = np.arange(self._count, self._count + len(leads), dtype=np.int64)
+        self._added.append(_Added.of(leads))
+        self._firsts.append(self._count)
+        self._count += len(leads)
         segments = self._segments
-        segments.append(segment)
+        segments.append(_Segment(_email_hashes(leads["email_normalized"]), rows).ordered())
         while len(segments) > 1 and len(segments[-2]) <= 2 * len(segments[-1]):
             newer, older = segments.pop(), segments.pop()
             segments.append(_Segment.merged(older, newer))
+
+    def _where(self, row: int) -> tuple[_Added, int]:
+        chunk = bisect.bisect_right(self._firsts, row) - 1
+        return self._added[chunk], row - self._firsts[chunk]
 
     def find(self, emails: pd.Series) -> pd.DataFrame:
         """Per email, in order: ``found`` and its lead's id, name and owner_id (unfound: null)."""
         values = emails.to_numpy(dtype=object)
         wanted = _email_hashes(emails)
         found = np.zeros(len(values), dtype=bool)
-        segment_of = np.full(len(values), -1)
-        position = np.zeros(len(values), dtype=np.int64)
-        for number, segment in enumerate(self._segments):
-            low = np.searchsorted(segment.hashes, wanted, side="left")
-            high = np.searchsorted(segment.hashes, wanted, side="right")
-            rows = np.flatnonzero((high > low) & ~found)
-            if not len(rows):
-                continue
-            same = segment.emails[low[rows]] == values[rows]
-            hit = rows[same]
-            found[hit], segment_of[hit], position[hit] = True, number, low[hit]
-            for row in rows[~same]:  # a hash two emails share (rare): compare each of them
-                for at in range(low[row] + 1, high[row]):
-                    if segment.emails[at] == values[row]:
-                        found[row], segment_of[row], position[row] = True, number, at
-                        break
         ids = np.zeros(len(values), dtype=np.int64)
         names = np.full(len(values), None, dtype=object)
         owners = np.zeros(len(values), dtype=np.int64)
         no_owner = np.ones(len(values), dtype=bool)
-        for number, segment in enumerate(self._segments):
-            rows = np.flatnonzero(segment_of == number)
-            at = position[rows]
-            ids[rows], names[rows] = segment.ids[at], segment.names[at]
-            owners[rows], no_owner[rows] = segment.owners[at], segment.no_owner[at]
+        for segment in self._segments:
+            low = np.searchsorted(segment.hashes, wanted, side="left")
+            high = np.searchsorted(segment.hashes, wanted, side="right")
+            for row in np.flatnonzero((high > low) & ~found).tolist():
+                for at in range(int(low[row]), int(high[row])):  # (one, unless hashes collide)
+                    added, place = self._where(int(segment.rows[at]))
+                    if added.email(place) == values[row]:
+                        found[row], ids[row], names[row] = True, added.ids[place], added.name(place)
+                        owners[row], no_owner[row] = added.owners[place], added.no_owner[place]
+                        break
         return pd.DataFrame(
             {
                 "found": found,
