@@ -130,10 +130,15 @@ class _Sync:
             sink.commit()  # all it was sent is committed
             self.sell_stage.close()  # (the writer read the Sell rows from it)
             if writer is not None:  # the writer's part is done: the rest is written here
+                writer.close()  # (its heap, ~300 MB at 3M chats, is not the report's to sit by)
                 sink = chunks.sink = self._inline()
             chunks.rematch(
                 taken.stage, sell.affected_emails if state.dry_run else store.rematch_queue()
             )
+            # the planner (the CRM index, the run's new leads) is done too: the report is made
+            # without them
+            chunks.planner = planner = None
+            release_memory()
             report = finish.finish(state, sink, chat_todo)
         except RunStopped:
             log.warning(
