@@ -162,14 +162,10 @@ class ProcessSink:
             theirs.close()
         self._pipe = ours
         # through the pipe, not the command line, which every user of the machine can read:
-        # the store URL may hold its password. Sent before ``start`` returns (not by the
-        # sender's thread): until the writer has it, it does not watch this process
-        try:
-            ours.send((sys.path, self.store_url, os.getpid(), self.POLL_PARENT_S))
-        except (BrokenPipeError, ConnectionResetError, EOFError):
-            self._sender = _Sender(ours)
-            self._died()
+        # the store URL may hold its password. Sent before ``start`` returns (no thread sends
+        # yet): until the writer has it, it does not watch this process
         self._sender = _Sender(ours)
+        self._send((sys.path, self.store_url, os.getpid(), self.POLL_PARENT_S))
         return self
 
     def bind(self, run_id: int, counters: RunCounters, size: int) -> ProcessSink:
@@ -204,6 +200,7 @@ class ProcessSink:
         # writes the one before: the writer then only binds its rows (``PreparedPlan``)
         with self.store.engine.connect() as conn:
             prepared = prepare_plan(conn, self.run_id, job).frozen()
+        self._sender.threaded()
         self._send(("plan", prepared, self.counters))
         self._in_flight += 1
         # two plans ahead of the writer at most: one it writes, one waiting for it (sent from a
@@ -307,27 +304,37 @@ class ProcessSink:
 
 
 class _Sender:
-    """Sends the writer its messages from a thread of its own, in order, pickled by the caller
-    (one waits at most): a plan's bytes go while the planner plans the next chunk, instead of
-    the planner waiting for the writer to take them. An error sending is raised by the next
-    ``put``."""
+    """Sends the writer its messages, in order: in the caller's thread at first, and from a
+    thread of its own once ``threaded`` (the first plan): a plan's bytes then go while the
+    planner plans the next chunk, instead of the planner waiting for the writer to take them
+    (one waits at most). No thread runs before that, while the run forks its parsing workers
+    and its Sell diff. An error sending from the thread is raised by the next ``put``."""
 
     def __init__(self, pipe) -> None:
         self._pipe = pipe
         self._queue: queue.Queue[bytes | None] = queue.Queue(maxsize=1)
         self._error: BaseException | None = None
-        self._thread = threading.Thread(target=self._run, name="chatsell-writer-pipe", daemon=True)
-        self._thread.start()
+        self._thread: threading.Thread | None = None
+
+    def threaded(self) -> None:
+        if self._thread is None:
+            self._thread = threading.Thread(
+                target=self._run, name="chatsell-writer-pipe", daemon=True
+            )
+            self._thread.start()
 
     def put(self, message: tuple) -> None:
         if self._error is not None:
             raise self._error
-        self._queue.put(ForkingPickler.dumps(message))
+        if self._thread is None:
+            self._pipe.send(message)
+        else:
+            self._queue.put(ForkingPickler.dumps(message))
 
     def close(self, timeout: float) -> None:
         """Send what was put, then end the thread, within ``timeout`` seconds (a writer that
         does not read for that long is killed by the caller, and its pipe then fails fast)."""
-        if not self._thread.is_alive():
+        if self._thread is None or not self._thread.is_alive():
             return
         with contextlib.suppress(queue.Full):
             self._queue.put(None, timeout=timeout)

@@ -284,3 +284,40 @@ def test_the_planner_plans_ahead_of_a_slow_writer(tmp_path, generated, monkeypat
     sync(inline, chats, sell, settings=batched_settings(inline, 100, 100, write_process=False))
     volatile = frozenset({"created_at", "loaded_at", "started_at", "finished_at", "updated_at"})
     assert dump(url, drop=volatile) == dump(inline, drop=volatile)
+
+
+def test_no_thread_of_the_writer_runs_while_the_run_forks(tmp_path, generated, monkeypatch):
+    """The parsing workers and the Sell diff are forked from the run: the thread that sends
+    the writer its plans starts with the first plan, after every fork (a fork copies one
+    thread and whatever locks the others held)."""
+    import threading
+
+    from etl.run import sell as run_sell
+    from etl.run import stages
+
+    chats, sell, _ = generated
+    seen: dict[str, list[set[str]]] = {"fork": [], "plan": []}
+
+    def names() -> set[str]:
+        return {thread.name for thread in threading.enumerate()}
+
+    for module in (stages, run_sell):
+        real_pool = module.worker_pool
+
+        def pool(*args, _real=real_pool, **kwargs):
+            seen["fork"].append(names())
+            return _real(*args, **kwargs)
+
+        monkeypatch.setattr(module, "worker_pool", pool)
+    real_apply = ProcessSink.apply
+
+    def apply(sink, job):
+        real_apply(sink, job)
+        seen["plan"].append(names())
+
+    monkeypatch.setattr(ProcessSink, "apply", apply)
+    url = f"sqlite:///{tmp_path / 'forks.db'}"
+    sync(url, chats, sell, settings=batched_settings(url, 100))
+    assert len(seen["fork"]) >= 2 and seen["plan"]  # the Sell workers, the diff, the chats'
+    assert not any("chatsell-writer-pipe" in live for live in seen["fork"])
+    assert all("chatsell-writer-pipe" in live for live in seen["plan"])
