@@ -15,7 +15,7 @@ from sqlalchemy.engine import Connection
 
 from etl.load import schema, writers
 from etl.load.outbox import add_to_outbox, outbox_rows, prepare_outbox
-from etl.load.upsert import Rows, prepare_rows, select_in
+from etl.load.upsert import Rows, prepare_rows
 from etl.vocab import OUTCOME_COLUMNS, PlanWrite, RunCounters, RunInputs, WriteCounts
 
 
@@ -61,13 +61,16 @@ class PreparedPlan:
         )
 
 
+_ACTIVITY_KEY = ["chat_id", "record_type", "record_id"]
+
+
 def prepare_plan(conn: Connection, run_id: int, job: PlanWrite) -> PreparedPlan:
     """``job`` made ready to write (``PreparedPlan``); reads only the stored activities of the
     chats the store holds (``job.held``)."""
     plan, dialect = job.plan, conn.dialect.name
     activities = writers.ActivityWrites()
     rows = plan.activities.iloc[0:0]
-    stale = pd.DataFrame(columns=["chat_id", "record_type", "record_id"])
+    stale = pd.DataFrame(columns=_ACTIVITY_KEY)
     chats = None
     if not plan.chats.empty:
         chat_versions = plan.chats[["chat_id", "version"]]
@@ -77,10 +80,7 @@ def prepare_plan(conn: Connection, run_id: int, job: PlanWrite) -> PreparedPlan:
         )
         stored = job.stored
         if stored is None:
-            stored = select_in(
-                conn, schema.chats, ["chat_id"], plan.chats["chat_id"],
-                ["chat_id", "version", "email_normalized"],
-            )  # fmt: skip
+            stored = writers.chat_versions(conn, plan.chats["chat_id"])
         chats = prepare_rows(
             writers.chat_rows(plan.chats, stored, plan.activities), schema.chats, ["chat_id"],
             dialect, {"run_id": run_id},
@@ -107,9 +107,6 @@ def prepare_plan(conn: Connection, run_id: int, job: PlanWrite) -> PreparedPlan:
         replace(job, plan=rest, stored=None, held=job.held.iloc[0:0]),
         chats, activity_rows, activities, stale, outcomes, outbox,
     )  # fmt: skip
-
-
-_ACTIVITY_KEY = ["chat_id", "record_type", "record_id"]
 
 
 def write_prepared(conn: Connection, run_id: int, prepared: PreparedPlan) -> WriteCounts:

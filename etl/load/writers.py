@@ -162,23 +162,10 @@ def record_rejects(
 CHAT_WRITE_COLUMNS = tuple(c for c in (*CHAT_COLUMNS, "email_normalized") if c != "chat_id")
 
 
-def upsert_chats(
-    conn: Connection,
-    run_id: int,
-    chats: pd.DataFrame,
-    stored: pd.DataFrame | None = None,
-    activities: pd.DataFrame | None = None,
-) -> None:
-    """Keep the newest version of each chat (for later runs and rematching): ``chat_rows``,
-    written by ``write_chats``. ``stored``: the store's (chat_id, version, email_normalized) of
-    these chats, when the caller read them already in this run (``Store.chat_versions``); else
-    they are read here."""
-    if stored is None:
-        stored = select_in(
-            conn, schema.chats, ["chat_id"], chats["chat_id"],
-            ["chat_id", "version", "email_normalized"],
-        )  # fmt: skip
-    write_chats(conn, run_id, chat_rows(chats, stored, activities))
+def chat_versions(conn: Connection, chat_ids: Iterable[str]) -> pd.DataFrame:
+    """(chat_id, version, email_normalized) of the chats among these the store holds."""
+    columns = ["chat_id", "version", "email_normalized"]
+    return select_in(conn, schema.chats, ["chat_id"], chat_ids, columns)
 
 
 def chat_rows(

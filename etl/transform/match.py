@@ -245,11 +245,13 @@ class _Targets:
 
 
 def _packed(values: np.ndarray) -> tuple[str, np.ndarray, np.ndarray]:
-    """A ``StringDType`` array as one string, each value's length and where values are missing.
+    """A text array (``StringDType`` or objects) as one string, each value's length and where
+    values are missing (an empty string in the text).
 
     How the index goes from the worker that builds it to the run (a pickle): numpy pickles such
     an array as a Python string per value, ~2 s and ~250 MB of objects a million values each
-    way, and the run would keep the pages they took; one string is copied in C.
+    way, and the run would keep the pages they took; one string is copied in C. How the run's
+    new leads keep their emails and names too (``_Added``).
     """
     objects = values.astype(object)
     missing = pd.isna(objects)

@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import func, select
 
-from etl.load import schema
+from etl.load import schema, writers
 from etl.load.store.base import FETCH_ROWS, StoreBase, _utc, columnar_frame
 from etl.load.upsert import select_in
 from etl.procs import paused_gc
@@ -157,9 +157,8 @@ class CrmReads(StoreBase):
 
     def chat_versions(self, chat_ids: Iterable[str]) -> pd.DataFrame:
         """(chat_id, version, email_normalized) of the chats among these the store holds."""
-        columns = ["chat_id", "version", "email_normalized"]
         with self.engine.connect() as conn:
-            return select_in(conn, schema.chats, ["chat_id"], chat_ids, columns)
+            return writers.chat_versions(conn, chat_ids)
 
     def stored_chats(self, chat_ids: Iterable[str], columns: list[str]) -> pd.DataFrame:
         """Stored chats by id; a transcript kept on the chat's activities is read from there."""
@@ -191,7 +190,7 @@ class CrmReads(StoreBase):
 
 
 def _stored_transcript() -> dict[str, Any]:
-    """A chat row's transcript, or its activities' (``writers.upsert_chats`` writes it once)."""
+    """A chat row's transcript, or its activities' (``writers.chat_rows`` writes it once)."""
     chats, held = schema.chats, schema.activities.alias("held")
     from_activity = (
         select(held.c.transcript).where(held.c.chat_id == chats.c.chat_id).limit(1)
