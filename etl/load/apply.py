@@ -36,10 +36,11 @@ class PreparedPlan:
     """A plan with its largest rows (chats, activities, outcomes, outbox) made ready for the
     driver (``etl.load.upsert.prepare_rows``): what ``apply_plan`` does before it writes.
 
-    A writer process gets plans this way: the planner prepares them, reading the activities the
-    store holds of the plan's chats on its own connection (no other chunk of a run writes
-    activities of these chats), so the writer only binds and writes. ``job.plan`` keeps the
-    smaller frames; its chats, activities and outcomes are emptied (their rows are here).
+    A writer process gets plans of new chats this way: the planner prepares them, so the writer
+    only binds and writes (a plan with chats the store holds goes to the writer as it is, and
+    the writer reads and compares their stored activities: ``ProcessSink.apply``). ``job.plan``
+    keeps the smaller frames; its chats, activities and outcomes are emptied (their rows are
+    here).
     """
 
     job: PlanWrite

@@ -48,7 +48,13 @@ from sqlalchemy.engine import Connection
 
 from etl.errors import RunFailed
 from etl.load import faults, writers
-from etl.load.apply import apply_plan, prepare_plan, record_inputs, write_prepared
+from etl.load.apply import (
+    PreparedPlan,
+    apply_plan,
+    prepare_plan,
+    record_inputs,
+    write_prepared,
+)
 from etl.load.store import Store
 from etl.procs import release_memory
 from etl.vocab import PlanWrite, RunCounters, RunInputs
@@ -196,12 +202,18 @@ class ProcessSink:
             writes = self.counters.writes if not self._committing else None
             self._send(("begin", self.run_id, writes, self._hand_counts()))
             self._begun = True
-        # the plan made ready to write here, where there is time to spare while the writer
-        # writes the one before: the writer then only binds its rows (``PreparedPlan``)
-        with self.store.engine.connect() as conn:
-            prepared = prepare_plan(conn, self.run_id, job).frozen()
+        # a plan of new chats is made ready to write here, while the writer writes the one
+        # before: the writer then only binds its rows (``PreparedPlan``). A plan with chats the
+        # store holds (``job.held``) goes as it is: their stored activities are read and
+        # compared by the writer, which has less to do on such a chunk than this process
+        # (--full at a million light chats, measured back to back: on PostgreSQL 196.0 s
+        # prepared here, 136.4 s there; on SQLite 112.4 s and 99.5 s)
+        message: PlanWrite | PreparedPlan = job
+        if job.held.empty:
+            with self.store.engine.connect() as conn:
+                message = prepare_plan(conn, self.run_id, job).frozen()
         self._sender.threaded()
-        self._send(("plan", prepared, self.counters))
+        self._send(("plan", message, self.counters))
         self._in_flight += 1
         # two plans ahead of the writer at most: one it writes, one waiting for it (sent from a
         # thread, ``_Sender``) while this process plans the next; a chunk that takes longer to
@@ -420,7 +432,10 @@ def _serve(pipe, store_url: str, parent: int) -> None:
                 if tx is None:
                     tx = store.transaction()
                     conn = tx.__enter__()
-                writes.add(write_prepared(conn, run_id, job))
+                if isinstance(job, PreparedPlan):
+                    writes.add(write_prepared(conn, run_id, job))
+                else:  # a plan of chats the store holds (``ProcessSink.apply``)
+                    writes.add(apply_plan(conn, run_id, job))
                 snapshot.writes = writes
                 writers.save_counters(conn, run_id, snapshot)
                 del job

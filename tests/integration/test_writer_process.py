@@ -321,3 +321,41 @@ def test_no_thread_of_the_writer_runs_while_the_run_forks(tmp_path, generated, m
     assert len(seen["fork"]) >= 2 and seen["plan"]  # the Sell workers, the diff, the chats'
     assert not any("chatsell-writer-pipe" in live for live in seen["fork"])
     assert all("chatsell-writer-pipe" in live for live in seen["plan"])
+
+
+def test_a_plan_of_chats_the_store_holds_is_compared_by_the_writer(
+    tmp_path, generated, monkeypatch
+):
+    """The planner prepares plans of new chats (``prepare_plan``); a plan with chats the store
+    holds goes to the writer as it is, which reads and compares their stored activities itself
+    (a --full run's planner did that work while the writer waited). Both ways, the store ends
+    as a run that writes inline leaves it."""
+    from etl.load import sinks
+
+    chats, sell, _ = generated
+    prepared: list[int] = []
+    real_prepare = sinks.prepare_plan
+
+    def prepare(conn, run_id, job):
+        prepared.append(len(job.held))
+        return real_prepare(conn, run_id, job)
+
+    monkeypatch.setattr(sinks, "prepare_plan", prepare)
+    volatile = frozenset({"created_at", "loaded_at", "started_at", "finished_at", "updated_at"})
+    url = f"sqlite:///{tmp_path / 'writer.db'}"
+    inline = f"sqlite:///{tmp_path / 'inline.db'}"
+    sync(url, chats, sell, settings=batched_settings(url, 100))
+    assert len(prepared) >= 4 and set(prepared) == {0}  # the first sync: every chat new
+    prepared.clear()
+    report = sync(url, chats, sell, settings=batched_settings(url, 100), full=True).report
+    assert report["status"] == "succeeded" and report["inputs"]["chats_read"] > 0
+    assert prepared == []  # every chat held: every plan went as it is
+    for options in ({}, {"full": True}):
+        sync(
+            inline,
+            chats,
+            sell,
+            settings=batched_settings(inline, 100, write_process=False),
+            **options,
+        )
+    assert dump(url, drop=volatile) == dump(inline, drop=volatile)
