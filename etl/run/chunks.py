@@ -33,6 +33,8 @@ class Chunks:
 
     def __init__(self, state: RunState, sink: Sink, planner: LazyPlanner) -> None:
         self.state, self.sink, self.planner = state, sink, planner
+        # tables that held no row when the range being processed began (``process_range``)
+        self._empty: frozenset[str] = frozenset()
 
     # -- a sync, or a backfill window by window ------------------------------------------------
 
@@ -81,13 +83,21 @@ class Chunks:
         since = since if since is not None else state.options.since
         until = until if until is not None else state.options.until
         processed = 0
+        # a chat is staged once (its newest version) and planned in one chunk: when the store
+        # holds no chat (no phone change) as the range begins, no chunk finds one of its own
+        # there, and none is looked up (a first sync of a million chats: ~6 s of this process)
+        self._empty = store.empty_tables(["chats", "field_changes"])
         try:
             for chunk in stage.chunks(state.settings.run.chunk_size, since, until):
                 if state.should_stop():
                     sink.commit()  # what was applied is kept; the next run goes on
                     raise RunStopped("stopped on request between chunks")
                 processed += len(chunk)
-                stored = store.chat_versions(chunk["chat_id"])
+                stored = (
+                    _none_stored()
+                    if "chats" in self._empty
+                    else store.chat_versions(chunk["chat_id"])
+                )
                 chunk = newest_versions(store, chunk, stored)
                 if done:
                     chunk = chunk[~chunk["chat_id"].isin(done)]
@@ -102,6 +112,8 @@ class Chunks:
         except BaseException:
             sink.abort()
             raise
+        finally:
+            self._empty = frozenset()
         sink.commit()
         return processed
 
@@ -127,8 +139,10 @@ class Chunks:
 
     def plan(self, chats: pd.DataFrame, record_outcomes: bool) -> ChunkPlan:
         """A chunk's plan (phone changes already made to these chats are not made again)."""
-        with self.state.store.engine.connect() as conn:
-            applied = writers.applied_phone_changes(conn, chats["chat_id"])
+        applied: frozenset[tuple[str, int, str]] = frozenset()
+        if "field_changes" not in self._empty:
+            with self.state.store.engine.connect() as conn:
+                applied = writers.applied_phone_changes(conn, chats["chat_id"])
         return self.planner.get().plan(
             chats, record_outcomes=record_outcomes, applied_changes=applied
         )
@@ -204,3 +218,8 @@ def newest_versions(
         [chunk[~chunk["chat_id"].isin(set(newer))], kept[list(CHAT_COLUMNS)]], ignore_index=True
     )
     return chunk.sort_values(["started_at", "chat_id"], kind="stable").reset_index(drop=True)
+
+
+def _none_stored() -> pd.DataFrame:
+    """``Store.chat_versions`` of chats the store does not hold."""
+    return pd.DataFrame(columns=["chat_id", "version", "email_normalized"])

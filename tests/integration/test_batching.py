@@ -70,3 +70,41 @@ def test_the_writer_process_and_inline_writes_leave_the_same_store(store_url, tm
         assert there[key] == here[key], key
     assert there["writes"]["activities_inserted"] > 0 and there["writes"]["leads_created"] > 0
     assert dump(store_url, drop_run_columns=True) == dump(inline, drop_run_columns=True)
+
+
+def test_a_first_sync_looks_up_none_of_its_chats_and_a_second_looks_up_all(
+    store_url, tmp_path, generated, monkeypatch
+):
+    """A chat is staged once and planned in one chunk: when the store holds no chat and no
+    phone change as the chunks begin, no chunk can find its own chats there, so none is looked
+    up. Once it holds them, every chunk's are, and a --full run writes nothing new."""
+    from etl.load import writers
+    from etl.load.store import Store
+
+    chats, sell, _ = generated
+    looked_up = {"versions": 0, "phones": 0}
+    real_versions, real_phones = Store.chat_versions, writers.applied_phone_changes
+
+    def versions(store, chat_ids):
+        looked_up["versions"] += 1
+        return real_versions(store, chat_ids)
+
+    def phones(conn, chat_ids):
+        looked_up["phones"] += 1
+        return real_phones(conn, chat_ids)
+
+    monkeypatch.setattr(Store, "chat_versions", versions)
+    monkeypatch.setattr(writers, "applied_phone_changes", phones)
+    first = sync(store_url, chats, sell, settings=batched_settings(store_url, 40)).report
+    assert first["writes"]["phone_updates"] > 0 and first["writes"]["activities_inserted"] > 0
+    assert looked_up == {"versions": 0, "phones": 0}
+    reference = f"sqlite:///{tmp_path / 'reference.db'}"
+    sync(reference, chats, sell, settings=batched_settings(reference, 20_000))
+    assert dump(store_url, drop_run_columns=True) == dump(reference, drop_run_columns=True)
+
+    full = sync(store_url, chats, sell, settings=batched_settings(store_url, 40), full=True)
+    chunks = -(-first["inputs"]["chats_read"] // 40)
+    assert looked_up["versions"] >= chunks and looked_up["phones"] >= chunks
+    new = ("activities_inserted", "activities_updated", "leads_created", "notes_created",
+           "notifications_created", "phone_updates")  # fmt: skip
+    assert {key: full.report["writes"][key] for key in new} == dict.fromkeys(new, 0)

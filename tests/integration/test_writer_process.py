@@ -224,10 +224,14 @@ def test_beside_a_writer_the_run_reads_with_a_smaller_page_cache(
             seen.append(conn.exec_driver_sql("PRAGMA cache_size").scalar())
         return real_versions(self, chat_ids)
 
-    monkeypatch.setattr(Store, "chat_versions", chat_versions)
     settings = batched_settings(store_url, 40, 120, write_process=write_process)
     try:
-        report = run_sync(settings, SyncOptions(chats=chats, sell=sell), store=store).report
+        # a second run: a first looks up none of its chats (the store holds none)
+        run_sync(settings, SyncOptions(chats=chats, sell=sell), store=store)
+        monkeypatch.setattr(Store, "chat_versions", chat_versions)
+        report = run_sync(
+            settings, SyncOptions(chats=chats, sell=sell, full=True), store=store
+        ).report
         assert store.sqlite_cache_kib == store_module.WRITE_CACHE_KIB
     finally:
         store.dispose()

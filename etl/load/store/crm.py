@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import func, select
+from sqlalchemy import func, literal, select
 
 from etl.load import schema, writers
 from etl.load.store.base import FETCH_ROWS, StoreBase, _utc, columnar_frame
@@ -181,8 +181,19 @@ class CrmReads(StoreBase):
             return [dict(r) for r in conn.execute(select(schema.pool_state)).mappings()]
 
     def has_chats(self) -> bool:
+        return not self.empty_tables(["chats"])
+
+    def empty_tables(self, names: Iterable[str]) -> frozenset[str]:
+        """Which of these tables hold no row."""
         with self.engine.connect() as conn:
-            return conn.execute(select(schema.chats.c.chat_id).limit(1)).first() is not None
+            return frozenset(
+                name
+                for name in names
+                if conn.execute(
+                    select(literal(1)).select_from(schema.metadata.tables[name]).limit(1)
+                ).first()
+                is None
+            )
 
     def rematch_queue(self) -> set[str]:
         with self.engine.connect() as conn:
