@@ -5,7 +5,7 @@ import pandas as pd
 import pytest
 
 from etl.load import schema
-from etl.load.upsert import BATCH, _db_values, prepare_rows
+from etl.load.upsert import BATCH, Rows, _db_values, prepare_rows
 
 FORMATS = {"sqlite": "%Y-%m-%d %H:%M:%S.%f", "postgresql": "%Y-%m-%dT%H:%M:%S.%f+00:00"}
 
@@ -78,3 +78,35 @@ def test_prepared_rows_frozen_give_the_same_batches_in_any_column_order():
     for names in (rows.columns, ["run_id", "reason", "chat_id", "match_count", "outcome"]):
         assert list(frozen.batches(names)) == list(rows.batches(names))
     assert [len(batch) for batch in frozen.batches(rows.columns)] == [BATCH, count - 3 - BATCH]
+
+
+def test_frozen_rows_pickle_to_the_same_rows_without_the_picklers_memo():
+    """Frozen rows go to the writer process in a pickle of their own, made without the memo
+    (a dict entry per string and tuple: the planner's costliest step at a million chats). Every
+    value a row holds comes back equal, a string shared by rows included; rows not yet frozen
+    pickle as they are."""
+    import pickle
+    import pickletools
+
+    shared = "shared@example.com"
+    values = {
+        "text": np.array([shared, shared, None, "日本語", ""], dtype=object),
+        "number": np.array([1, -(2**62), 0, 7, 3], dtype=object),
+        "real": np.array([0.5, None, float("inf"), -0.0, 1e300], dtype=object),
+        "flag": np.array([True, False, None, True, False], dtype=object),
+        "blob": np.array([b"\x00\xff", None, b"", b"a", b"b"], dtype=object),
+    }
+    rows = Rows(list(values), values, 5)
+    frozen = rows.freeze()
+    back = pickle.loads(pickle.dumps(("plan", frozen), protocol=pickle.HIGHEST_PROTOCOL))[1]
+    assert back == frozen and back.tuples[0][0] == back.tuples[1][0] == shared
+    assert back.tuples[2] == (None, 0, float("inf"), None, b"")
+    inner = frozen.__reduce__()[1][2]  # the rows' own pickle
+    assert pickle.loads(inner) == frozen.tuples  # noqa: S301
+    assert not [
+        op for op, _arg, _pos in pickletools.genops(inner) if "MEMO" in op.name or "PUT" in op.name
+    ]
+    unfrozen = pickle.loads(pickle.dumps(rows))
+    assert unfrozen.tuples is None and list(unfrozen.batches(rows.columns)) == list(
+        rows.batches(rows.columns)
+    )
