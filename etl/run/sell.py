@@ -260,6 +260,7 @@ def _diff_and_index(
             if name in frame.columns:
                 del frame[name]
     changed = {name: len(frame) for name, frame in changes.items()}
+    release_memory()  # the diff's frames, before the index is built beside what they left
     # the CRM as the snapshot leaves it: the few tables as frames, the leads and contacts a
     # column at a time (``CompactTable``), each let go as the index takes it
     few = ("deals", "users", "lead_conversions")
@@ -269,7 +270,9 @@ def _diff_and_index(
     )
     people = {}
     for name in ("leads", "contacts"):
-        stored, rows = store.crm_compact(name, INDEX_COLUMNS)
+        # (the origin chats of the leads this run created, if it is resumed, are read alone)
+        only = INDEX_COLUMNS - {"origin_chat_id"}
+        stored, rows = store.crm_compact(name, only)
         people[name] = CompactTable(name, stored, rows, changes.pop(name))
     del changes
     chat_leads = people["leads"]["id"].dropna()
@@ -278,6 +281,8 @@ def _diff_and_index(
         people["leads"], people["contacts"], crm["deals"], crm["users"], crm["lead_conversions"],
         converted_statuses, run_id=run_id, consume=True,
     )  # fmt: skip
+    if run_id is not None:
+        index.origins = store.run_origins(run_id)
     return _Indexed(counts, changed, affected, confirmed, index, lowest)
 
 

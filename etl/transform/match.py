@@ -156,7 +156,7 @@ class _Column:
 
     def __reduce__(self):
         if isinstance(self.values, np.ndarray) and self.values.dtype == _TEXT:
-            return (_text_column, (self.dtype, *_packed(self.values)))
+            return (_text_column, (self.dtype, *_packed_pieces(self.values)))
         return (_Column, (self.dtype, self.values, self.uniques))
 
     def value(self, row: int) -> object:
@@ -197,18 +197,22 @@ class _Targets:
         usable = np.flatnonzero(email_column.notna().to_numpy())
         emails = email_column.to_numpy(dtype=object)[usable]
         del email_column
+        # each column's source goes as soon as its values are taken, before their compact copy
+        # is made (the emails' were ~100 MB of the index build's peak at 2.2M targets)
+        done("email_normalized")
         hashes = _email_hashes(pd.Series(emails, dtype=object))
         order = np.argsort(hashes, kind="stable")
         rows = usable[order]
         emails = emails[order].astype(_TEXT)
-        done("email_normalized")
         columns = {}
         for name in names:
             if name == "email_normalized":
                 columns[name] = _Column(email_dtype, emails)
             else:
-                columns[name] = _Column.of(column(name), rows)
+                values = column(name)
                 done(name)
+                columns[name] = _Column.of(values, rows)
+                del values
         return cls(hashes[order], emails, columns)
 
     def rows(self, at: np.ndarray) -> pd.DataFrame:
@@ -221,7 +225,7 @@ class _Targets:
             for name, column in self.columns.items()
         }
         dtypes = {name: self.columns[name].dtype for name, c in columns.items() if c is None}
-        return (_targets, (self.hashes, *_packed(self.emails), columns, dtypes))
+        return (_targets, (self.hashes, *_packed_pieces(self.emails), columns, dtypes))
 
     def phone_of(self, record_type: str, record_id: int) -> str | None:
         if self._by_record is None:  # (record type ->) ids ascending, and their rows
@@ -261,7 +265,36 @@ def _packed(values: np.ndarray) -> tuple[str, np.ndarray, np.ndarray]:
     return "".join(objects), lengths, missing
 
 
-def _unpacked(text: str, lengths: np.ndarray, missing: np.ndarray) -> np.ndarray:
+_PACKED_AT_ONCE = 65_536  # values made Python strings together to pack or unpack an index
+
+
+def _packed_pieces(values: np.ndarray) -> tuple[list[str], np.ndarray, np.ndarray]:
+    """``_packed``, a string every ``_PACKED_AT_ONCE`` values: no more than that many values
+    are Python strings at once on either side (the 2.2M emails of a 3M-chat store were ~165 MB
+    of them, the peak of the process that builds the index, then of the run's)."""
+    texts, lengths, missing = [], [], []
+    for start in range(0, len(values), _PACKED_AT_ONCE):
+        text, length, absent = _packed(values[start : start + _PACKED_AT_ONCE])
+        texts.append(text)
+        lengths.append(length)
+        missing.append(absent)
+    if not texts:
+        return [], np.zeros(0, dtype=np.int64), np.zeros(0, dtype=bool)
+    return texts, np.concatenate(lengths), np.concatenate(missing)
+
+
+def _unpacked(text: str | list[str], lengths: np.ndarray, missing: np.ndarray) -> np.ndarray:
+    """The text array ``_packed`` (one string) or ``_packed_pieces`` (a list) packed."""
+    if isinstance(text, str):
+        return _unpacked_one(text, lengths, missing)
+    values = np.empty(len(lengths), dtype=_TEXT)
+    for number, piece in enumerate(text):
+        at = slice(number * _PACKED_AT_ONCE, (number + 1) * _PACKED_AT_ONCE)
+        values[at] = _unpacked_one(piece, lengths[at], missing[at])
+    return values
+
+
+def _unpacked_one(text: str, lengths: np.ndarray, missing: np.ndarray) -> np.ndarray:
     ends = np.cumsum(lengths)
     values = np.array(
         [
@@ -275,13 +308,15 @@ def _unpacked(text: str, lengths: np.ndarray, missing: np.ndarray) -> np.ndarray
     return values
 
 
-def _text_column(dtype: object, text: str, lengths: np.ndarray, missing: np.ndarray) -> _Column:
+def _text_column(
+    dtype: object, text: str | list[str], lengths: np.ndarray, missing: np.ndarray
+) -> _Column:
     return _Column(dtype, _unpacked(text, lengths, missing))
 
 
 def _targets(
     hashes: np.ndarray,
-    text: str,
+    text: str | list[str],
     lengths: np.ndarray,
     missing: np.ndarray,
     columns: dict[str, _Column | None],
@@ -422,9 +457,21 @@ class CreatedLeads:
         )
 
 
+_HASHED_AT_ONCE = 65_536  # emails hashed together (pandas encodes each to bytes first)
+
+
 def _email_hashes(emails: pd.Series) -> np.ndarray:
-    """uint64 hashes of normalized emails (pandas' SipHash of the text, computed in C)."""
-    return pd.util.hash_array(emails.to_numpy(dtype=object), categorize=False)
+    """uint64 hashes of normalized emails (pandas' SipHash of the text, computed in C), a
+    piece at a time: ``hash_array`` makes a bytes object of every value it is given before
+    it hashes them (~150 MB at the 2.2M targets of a 3M-chat store, the index build's peak)."""
+    values = emails.to_numpy(dtype=object)
+    if len(values) <= _HASHED_AT_ONCE:
+        return pd.util.hash_array(values, categorize=False)
+    out = np.empty(len(values), dtype=np.uint64)
+    for start in range(0, len(values), _HASHED_AT_ONCE):
+        piece = values[start : start + _HASHED_AT_ONCE]
+        out[start : start + _HASHED_AT_ONCE] = pd.util.hash_array(piece, categorize=False)
+    return out
 
 
 def build_index(
@@ -449,19 +496,31 @@ def build_index(
     """
     contact_emails = set(contacts["email_normalized"].dropna())
     contact_ids = set(contacts["id"].dropna().astype("int64"))
-    converted = leads["status"].isin(converted_statuses)
+    statuses = list(converted_statuses)
+    if hasattr(leads, "text_isin"):  # (a ``CompactTable``: compared where the text is held)
+        converted = leads.text_isin("status", statuses)
+    else:
+        converted = leads["status"].isin(statuses).to_numpy(dtype=bool)
     if not conversions.empty:
         linked = conversions[
             conversions["individual_id"].isin(contact_ids)
             | conversions["organization_id"].isin(contact_ids)
         ]
-        converted_with_contact = leads["id"].isin(set(linked["lead_id"].dropna()))
-        converted = converted | leads["id"].isin(set(conversions["lead_id"].dropna()))
+        converted_with_contact = (
+            leads["id"].isin(set(linked["lead_id"].dropna())).to_numpy(dtype=bool)
+        )
+        converted = converted | leads["id"].isin(set(conversions["lead_id"].dropna())).to_numpy(
+            dtype=bool
+        )
     else:
-        converted_with_contact = pd.Series(False, index=leads.index)
-    superseded = converted & (
-        converted_with_contact | leads["email_normalized"].isin(contact_emails)
-    )
+        converted_with_contact = np.zeros(len(leads.index), dtype=bool)
+    # a converted lead whose contact exists: the conversion's, else any with its email (asked
+    # of those rows only)
+    superseded = converted & converted_with_contact
+    asked = np.flatnonzero(converted & ~converted_with_contact)
+    if len(asked):
+        emails = leads["email_normalized"].to_numpy(dtype=object)[asked]
+        superseded[asked] = pd.Series(emails, dtype=object).isin(contact_emails).to_numpy()
     origins = pd.Series(dtype=object)
     if run_id is not None and "origin_chat_id" in leads and "created_run_id" in leads:
         # (column by column: ``leads`` may be a table that builds its columns when asked)
@@ -472,7 +531,7 @@ def build_index(
             origin[present].astype(object).to_numpy(),
             index=leads["id"][mine.to_numpy()][present].astype("int64").to_numpy(),
         )
-    parts = [(leads, ~superseded.to_numpy(dtype=bool), "lead"), (contacts, None, "contact")]
+    parts = [(leads, ~superseded, "lead"), (contacts, None, "contact")]
     del contact_emails, contact_ids, converted, superseded
     if consume:  # what the flags above were made of
         for frame, _keep, _kind in parts:

@@ -60,15 +60,19 @@ def test_the_diff_runs_in_a_worker_and_leaves_what_one_process_would(
     assert dump(store_url, drop_run_columns=True) == dump(alone, drop_run_columns=True)
 
 
-def test_the_compact_read_gives_the_columns_crm_frames_gives(store_url, tmp_path, generated):
-    """The index reads leads and contacts with their text compact (``Store.crm_compact``): each
-    column, built back, is what ``crm_frames`` reads, dtype and all, on either store."""
+def test_the_compact_read_gives_the_columns_crm_frames_gives(
+    store_url, tmp_path, generated, monkeypatch
+):
+    """The index reads leads and contacts with their text compact (``Store.crm_compact``), a
+    fetch at a time: each column, built back, is what ``crm_frames`` reads, dtype and all, on
+    either store."""
     import pandas as pd
 
-    from etl.load.store import INDEX_COLUMNS, Store
+    from etl.load.store import INDEX_COLUMNS, Store, crm
 
     chats, sell, _manifest = generated
     sync(store_url, chats, sell, settings=batched_settings(store_url, 500))
+    monkeypatch.setattr(crm, "FETCH_ROWS", 7)  # many fetches, the last one short
     store = Store(store_url)
     try:
         for name in ("leads", "contacts"):
@@ -109,3 +113,71 @@ def test_the_leads_diff_reads_only_the_exported_leads_keys(
     exported = first["inputs"]["sell_records"]["leads"]
     assert read == [(("id", "sell_hash"), exported)]
     assert full["writes"]["leads_created"] == 0 and full["writes"]["activities_inserted"] == 0
+
+
+def test_the_index_from_compact_tables_is_the_index_from_frames(store_url, tmp_path, generated):
+    """The diff builds the index from the leads and contacts held compact (``CompactTable``:
+    ids read as Int64 a fetch at a time, statuses compared where they are held); the index is
+    the one the same CRM read as frames makes: every target, in the same order, dtype and all,
+    as given and with changed rows overlaid."""
+    import pandas as pd
+
+    from etl.load.store import INDEX_COLUMNS, Store
+    from etl.transform.match import build_index
+    from etl.transform.sell import CompactTable, SellDelta, crm_after
+
+    chats, sell, _manifest = generated
+    sync(store_url, chats, sell, settings=batched_settings(store_url, 500))
+    store = Store(store_url)
+    try:
+        frames = store.crm_frames(only=INDEX_COLUMNS)
+        compact = {name: store.crm_compact(name, INDEX_COLUMNS) for name in ("leads", "contacts")}
+    finally:
+        store.dispose()
+    lead = frames["leads"].iloc[[0]].assign(name="Renamed", phone=None)  # an exported change
+    for changed in (None, lead):
+        delta = SellDelta({"leads": changed} if changed is not None else {})
+        after = crm_after({name: frames[name].copy() for name in ("leads", "contacts")}, delta)
+        tables = {
+            name: CompactTable(name, dict(compact[name][0]), compact[name][1],
+                               changed if name == "leads" else None)
+            for name in ("leads", "contacts")
+        }  # fmt: skip
+        rest = (frames["deals"], frames["users"], frames["lead_conversions"], ["Converted"])
+        held = build_index(tables["leads"], tables["contacts"], *rest, run_id=1, consume=True)
+        expected = build_index(after["leads"], after["contacts"], *rest, run_id=1)
+        mine, theirs = held._targets, expected._targets
+        assert len(theirs.hashes) > 100 and (mine.hashes == theirs.hashes).all()
+        assert mine.emails.tolist() == theirs.emails.tolist()
+        every = np.arange(len(theirs.hashes))
+        assert list(mine.columns) == list(theirs.columns)
+        for name, column in theirs.columns.items():
+            pd.testing.assert_series_equal(mine.columns[name].take(every), column.take(every))
+
+
+def test_the_origins_of_a_runs_leads_are_read_as_the_index_found_them(
+    store_url, tmp_path, generated
+):
+    """The diff reads the leads without their origin chats (1.2M chat ids at 3M chats) and the
+    origins of the leads the run created (a resumed run meets them) alone: the same as the
+    index finds in the leads' columns."""
+    import pandas as pd
+
+    from etl.load.store import INDEX_COLUMNS, Store
+    from etl.transform.match import build_index
+
+    chats, sell, _manifest = generated
+    report = sync(store_url, chats, sell, settings=batched_settings(store_url, 500)).report
+    assert report["writes"]["leads_created"] > 0
+    store = Store(store_url)
+    try:
+        frames = store.crm_frames(only=INDEX_COLUMNS)
+        for run_id in (report["run_id"], report["run_id"] + 1):  # its leads; none
+            index = build_index(
+                frames["leads"], frames["contacts"], frames["deals"], frames["users"],
+                frames["lead_conversions"], ["Converted"], run_id=run_id,
+            )  # fmt: skip
+            pd.testing.assert_series_equal(store.run_origins(run_id), index.origins)
+        assert len(store.run_origins(report["run_id"])) == report["writes"]["leads_created"]
+    finally:
+        store.dispose()

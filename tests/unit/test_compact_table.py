@@ -56,3 +56,40 @@ def test_each_column_is_the_frame_crm_after_makes(stored, changed):
     assert "phone" in table and table.get("missing") is None
     del table["name"]
     assert "name" not in table and "name" not in table.columns
+
+
+def _compact(frame: pd.DataFrame) -> dict:
+    """``frame``'s columns as ``Store.crm_compact`` holds them: text in ``StringDType``."""
+    import numpy as np
+
+    from etl.load.store.crm import COMPACT_TEXT, CompactText
+
+    text = np.dtypes.StringDType(na_object=None)
+    return {
+        c: CompactText(
+            c, np.array(frame[c].astype(object).where(frame[c].notna(), None), dtype=text)
+        )
+        if c in COMPACT_TEXT
+        else frame[c].copy()
+        for c in frame.columns
+    }
+
+
+@pytest.mark.parametrize(
+    "stored, changed",
+    [(STORED, None), (STORED, CHANGED), (_stored([]), CHANGED), (STORED, CHANGED.iloc[0:0])],
+    ids=["unchanged", "overlaid", "empty store", "nothing changed"],
+)
+@pytest.mark.parametrize(
+    "values", [["sell"], ["chat", "sell", "other"], [], ["Ann", "Gus", "Bo"], ["a@example.com"]]
+)
+def test_text_isin_is_the_columns_isin_without_building_it(stored, changed, values):
+    """Asked whether a text column's values are among some, a table answers as the built
+    column would, overlay included, and builds no column to do it."""
+    table = CompactTable("leads", _compact(stored), len(stored), changed)
+    for column in ("origin", "name", "email_normalized"):
+        found = table.text_isin(column, values)
+        # none built (but the origin, which the overlay fills in)
+        assert set(table._cache) <= {"origin"}
+        expected = CompactTable("leads", _compact(stored), len(stored), changed)[column]
+        assert found.dtype == bool and found.tolist() == expected.isin(values).tolist()

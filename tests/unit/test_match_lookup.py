@@ -237,11 +237,15 @@ def test_build_index_consuming_its_frames_drops_their_text_and_matches_the_same(
     assert list(consumed["leads"]["id"]) == [1, 2]  # ids stay (the run's lowest lead id)
 
 
-def test_the_index_pickled_to_the_run_is_the_same_and_its_text_goes_packed():
+@pytest.mark.parametrize("at_once", [65_536, 3, 1], ids=["one piece", "pieces", "one each"])
+def test_the_index_pickled_to_the_run_is_the_same_and_its_text_goes_packed(monkeypatch, at_once):
     """A worker builds the index and the run unpickles it: numpy would pickle each text value
     as a Python object (seconds and hundreds of MB a million values); the index packs each text
-    column into one string and rebuilds the same arrays, the emails once."""
+    column into strings of ``_PACKED_AT_ONCE`` values and rebuilds the same arrays, the emails
+    once."""
     import pickle
+
+    monkeypatch.setattr(match, "_PACKED_AT_ONCE", at_once)
 
     base = pd.DataFrame(
         {
@@ -257,7 +261,8 @@ def test_the_index_pickled_to_the_run_is_the_same_and_its_text_goes_packed():
     )
     index = CrmIndex(base=base, deals=pd.DataFrame(), users=pd.DataFrame())
     payload = pickle.dumps(index, protocol=pickle.HIGHEST_PROTOCOL)
-    assert b"+81 3 0000 0010+1 555 0100" in payload  # one string per column, not one per value
+    if at_once > 4:  # one string per column, not one per value
+        assert b"+81 3 0000 0010+1 555 0100" in payload
     back = pickle.loads(payload)  # noqa: S301 - the test's own bytes
     chats = pd.DataFrame(
         {"chat_id": ["p", "q", "r"], "email_normalized": ["a@example.com", "ü@例え.jp", "z@x"]}
@@ -266,3 +271,6 @@ def test_the_index_pickled_to_the_run_is_the_same_and_its_text_goes_packed():
     targets = back._targets
     assert targets.columns["email_normalized"].values is targets.emails
     assert back.phone_of("contact", 10) == "+81 3 0000 0010" and back.phone_of("lead", 1) is None
+    every = np.arange(len(index._targets.hashes))
+    for name, column in index._targets.columns.items():
+        pd.testing.assert_series_equal(targets.columns[name].take(every), column.take(every))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
@@ -38,6 +39,16 @@ COMPACT_TEXT = frozenset(
 )
 
 
+def _is_id(column: str) -> bool:
+    """A column ``crm_frames`` types Int64 (a record's id)."""
+    return column == "id" or (column.endswith("_id") and column != "origin_chat_id")
+
+
+# text columns of a few distinct values: built with one string object a value (the origins of
+# 1.7M leads as a string each were 90 MB of the index build's peak at 3M chats)
+_FEW_VALUES = frozenset({"origin", "status"})
+
+
 class CompactText:
     """A text column held in a ``StringDType`` array; ``series()`` gives it as ``crm_frames``
     would have read it (built now: its strings are made together, and freed together)."""
@@ -46,7 +57,10 @@ class CompactText:
         self.column, self.values = column, values
 
     def series(self) -> pd.Series:
-        return column_series(self.column, self.values.astype(object).tolist())
+        values = self.values.astype(object).tolist()
+        if self.column in _FEW_VALUES:  # one string object a distinct value, not one a row
+            values = [value if value is None else sys.intern(value) for value in values]
+        return column_series(self.column, values)
 
 
 def column_series(column: str, values: list[Any]) -> pd.Series:
@@ -96,7 +110,7 @@ class CrmReads(StoreBase):
                 result = conn.execute(query)
                 frame = columnar_frame(result, columns)
                 for column in columns:
-                    if column == "id" or (column.endswith("_id") and column != "origin_chat_id"):
+                    if _is_id(column):
                         frame[column] = frame[column].astype("Int64")
                 frames[name] = frame
         return frames
@@ -107,11 +121,15 @@ class CrmReads(StoreBase):
         million rows' strings are never Python objects all at once. (columns, row count);
         ``etl.transform.sell.CompactTable`` gives the frame's columns back one at a time."""
         import numpy as np  # noqa: PLC0415
+        import pandas as pd  # noqa: PLC0415
 
         compact = np.dtypes.StringDType(na_object=None)  # (as the match index holds text)
         keep = {"id", *only}
         columns = tuple(c for c in CRM_COLUMNS[name] if c in keep)
         text = [c in COMPACT_TEXT for c in columns]
+        # ids, as crm_frames types them: an Int64 array a fetch (a Python int a value was
+        # ~36 bytes: 180 MB at the 1.7M leads of a 3M-chat store, the index build's peak)
+        ids = [_is_id(c) for c in columns]
         parts: list[list[Any]] = [[] for _ in columns]
         rows = 0
         table = schema.metadata.tables[name]
@@ -124,23 +142,28 @@ class CrmReads(StoreBase):
             result = conn.execute(select(*[table.c[c] for c in columns]).order_by(table.c.id))
             while batch := result.fetchmany(FETCH_ROWS):
                 rows += len(batch)
-                for target, is_text, values in zip(
-                    parts, text, zip(*batch, strict=True), strict=True
+                for target, is_text, is_id, values in zip(
+                    parts, text, ids, zip(*batch, strict=True), strict=True
                 ):
                     if is_text:
                         target.append(np.array(values, dtype=compact))
+                    elif is_id:
+                        target.append(pd.Series(pd.array(values, dtype="Int64")))
                     else:
                         target.extend(values)
         out: dict[str, Any] = {}
-        for column, is_text, values in zip(columns, text, parts, strict=True):
+        for column, is_text, is_id, values in zip(columns, text, ids, parts, strict=True):
             if is_text:
                 joined = np.concatenate(values) if values else np.zeros(0, dtype=compact)
                 out[column] = CompactText(column, joined)
-                continue
-            series = column_series(column, values)
-            if column == "id" or (column.endswith("_id") and column != "origin_chat_id"):
-                series = series.astype("Int64")
-            out[column] = series
+            elif is_id:
+                out[column] = (
+                    pd.concat(values, ignore_index=True).rename(column)
+                    if values
+                    else column_series(column, []).astype("Int64")
+                )
+            else:
+                out[column] = column_series(column, values)
         return out, rows
 
     def agents_frame(self) -> pd.DataFrame:
@@ -179,6 +202,27 @@ class CrmReads(StoreBase):
     def pool_rows(self) -> list[dict[str, Any]]:
         with self.engine.connect() as conn:
             return [dict(r) for r in conn.execute(select(schema.pool_state)).mappings()]
+
+    def run_origins(self, run_id: int) -> pd.Series:
+        """Lead id -> origin chat id of the leads run ``run_id`` created (a resumed run meets
+        them): what ``build_index`` finds in the leads' columns, without reading every lead's
+        origin chat (1.2M chat ids at 3M chats, held through the index build)."""
+        import numpy as np  # noqa: PLC0415
+        import pandas as pd  # noqa: PLC0415
+
+        leads = schema.leads
+        query = (
+            select(leads.c.id, leads.c.origin_chat_id)
+            .where(leads.c.created_run_id == run_id, leads.c.origin_chat_id.is_not(None))
+            .order_by(leads.c.id)
+        )
+        with self.engine.connect() as conn:
+            rows = conn.execute(query).all()
+        # (typed as ``build_index`` types them: inferred from an object array)
+        return pd.Series(
+            np.array([chat for _id, chat in rows], dtype=object),
+            index=np.array([int(lead) for lead, _chat in rows], dtype="int64"),
+        )
 
     def has_chats(self) -> bool:
         return not self.empty_tables(["chats"])
