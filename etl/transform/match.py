@@ -465,8 +465,6 @@ def _email_hashes(emails: pd.Series) -> np.ndarray:
     piece at a time: ``hash_array`` makes a bytes object of every value it is given before
     it hashes them (~150 MB at the 2.2M targets of a 3M-chat store, the index build's peak)."""
     values = emails.to_numpy(dtype=object)
-    if len(values) <= _HASHED_AT_ONCE:
-        return pd.util.hash_array(values, categorize=False)
     out = np.empty(len(values), dtype=np.uint64)
     for start in range(0, len(values), _HASHED_AT_ONCE):
         piece = values[start : start + _HASHED_AT_ONCE]

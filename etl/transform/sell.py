@@ -209,10 +209,12 @@ class CompactTable:
         values = list(values)
         wanted = [value for value in values if isinstance(value, str)]
         stored = self._stored.get(column)
-        plain = column not in ("origin", "phone")  # (``_merged`` fills these: built then)
-        if column in self._cache or not hasattr(stored, "series") or len(wanted) != len(values):
-            plain = False
-        if not plain:
+        if (
+            column in ("origin", "phone")  # (``_merged`` fills these: built then)
+            or column in self._cache
+            or not hasattr(stored, "series")
+            or len(wanted) != len(values)
+        ):
             return self[column].isin(values).to_numpy(dtype=bool)
         hit = np.isin(stored.values, wanted) if wanted else np.zeros(len(stored.values), bool)
         if self._changed is None:
