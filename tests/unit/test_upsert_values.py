@@ -3,6 +3,8 @@
 import numpy as np
 import pandas as pd
 import pytest
+from sqlalchemy import bindparam
+from sqlalchemy.dialects import sqlite
 
 from etl.load import schema
 from etl.load.upsert import BATCH, Rows, _db_values, prepare_rows
@@ -66,13 +68,20 @@ def test_prepared_rows_frozen_give_the_same_batches_in_any_column_order():
         }
     )
     rows = prepare_rows(frame, schema.run_outcomes, ["run_id", "chat_id"], "sqlite", {"run_id": 7})
-    assert rows.columns == ["chat_id", "outcome", "match_count", "reason", "run_id"]
+    # in the table's order, the constant's place included: the order an INSERT binds them in
+    assert rows.columns == ["run_id", "chat_id", "outcome", "reason", "match_count"]
+    stmt = sqlite.insert(schema.run_outcomes).values({c: bindparam(c) for c in rows.columns})
+    assert list(stmt.compile(dialect=sqlite.dialect()).positiontup) == rows.columns
     assert len(rows) == count - 3
-    every = [row for batch in rows.batches(rows.columns) for row in batch]
-    assert [row[0] for row in every] == sorted({f"c{i:06d}" for i in range(count - 3)})
-    assert {row[4] for row in every} == {7}
+    every = [
+        dict(zip(rows.columns, row, strict=True))
+        for batch in rows.batches(rows.columns)
+        for row in batch
+    ]
+    assert [row["chat_id"] for row in every] == sorted({f"c{i:06d}" for i in range(count - 3)})
+    assert {row["run_id"] for row in every} == {7}
     # the last row of a repeated key wins (the frame runs backwards: the smaller number)
-    assert every[0][2] == count - 1 and every[1][2] == count - 2 and every[3][2] == count - 4
+    assert [every[i]["match_count"] for i in (0, 1, 3)] == [count - 1, count - 2, count - 4]
     frozen = rows.freeze()
     assert frozen.freeze() is frozen and not frozen.values
     for names in (rows.columns, ["run_id", "reason", "chat_id", "match_count", "outcome"]):
