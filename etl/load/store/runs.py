@@ -211,14 +211,14 @@ class RunBook(StoreBase):
         """What the report page needs of a run's outcomes, in the memory of a small run:
         (counts, listed).
 
-        ``counts``, read now (one GROUP BY, ``_grouped_counts``): ``rows`` (the run's outcome rows), ``first`` and
-        ``last`` (the earliest and latest chat start, as stored) and ``groups``: for each of
-        "day" (the UTC day started, as text, or missing), "department" and "agent", a frame of
-        that value as stored, the outcome and ``n`` (none for no rows: no frame built). ``listed``,
-        read as it is consumed: the exception lists' rows only (invalid emails, skipped leads,
-        removed chats, multi-matches), ``size`` at a time in chat id order, as ``outcome_rows``
-        gives them. ``etl.report.digest`` folds both into the page's ``OutcomeDigest``
-        (``OutcomeDigest.from_store``).
+        ``counts``, read now (one grouped pass, ``_grouped_counts``): ``rows`` (the run's outcome
+        rows), ``first`` and ``last`` (the earliest and latest chat start, as stored) and
+        ``groups``: for each of "day" (the UTC day started, as text, or missing), "department"
+        and "agent", a frame of that value as stored, the outcome and ``n`` (none for no rows:
+        no frame built). ``listed``, read as it is consumed: the exception lists' rows only
+        (invalid emails, skipped leads, removed chats, multi-matches), ``size`` at a time in chat
+        id order, as ``outcome_rows`` gives them. ``etl.report.digest`` folds both into the
+        page's ``OutcomeDigest`` (``OutcomeDigest.from_store``).
         """
         o = schema.run_outcomes
         mine = o.c.run_id == run_id
@@ -336,14 +336,14 @@ def _grouped_counts(engine, mine, day, size: int) -> tuple[int, Any, Any, dict[s
         result = conn.execute(stmt)
         while fetched := result.fetchmany(size):
             rows += sum(row.n for row in fetched)
-            first = _least(first, (row.first for row in fetched), min)
-            last = _least(last, (row.last for row in fetched), max)
+            first = _bound(first, (row.first for row in fetched), min)
+            last = _bound(last, (row.last for row in fetched), max)
             _fold_groups(groups, fetched)
     return rows, first, last, groups
 
 
-def _least(now: Any, values: Iterable[Any], pick) -> Any:
-    """``pick`` (min or max) of ``now`` and the ``values`` that are not None."""
+def _bound(now: Any, values: Iterable[Any], pick) -> Any:
+    """``pick`` (min or max) of ``now`` and the ``values``, None left out (None: none left)."""
     present = [v for v in values if v is not None]
     if now is not None:
         present.append(now)
