@@ -15,6 +15,12 @@ def content_hash(frame: pd.DataFrame) -> pd.Series:
     Strings, integers and missing values hash as they are; timestamps by their microseconds.
     Nested values must be canonical text already (chatsell keeps them as sorted-key JSON).
     """
+    combined = row_hashes(frame)
+    return pd.Series(combined.astype(">u8").view("S8"), index=frame.index).map(bytes.hex)
+
+
+def row_hashes(frame: pd.DataFrame) -> np.ndarray:
+    """``content_hash``'s 64 bits, as unsigned integers (one per row)."""
     combined = np.zeros(len(frame), dtype=np.uint64)
     for name in frame.columns:
         column = frame[name]
@@ -23,7 +29,7 @@ def content_hash(frame: pd.DataFrame) -> pd.Series:
         else:
             values = _hash_objects(column.to_numpy(dtype=object, na_value=None))
         combined = (combined * np.uint64(1_000_003)) ^ values
-    return pd.Series(combined.astype(">u8").view("S8"), index=frame.index).map(bytes.hex)
+    return combined
 
 
 _MISSING = np.uint64(np.iinfo(np.uint64).max)  # what ``hash_array`` gives a missing value

@@ -223,6 +223,9 @@ class ChunkPlan:
     removed_chats: pd.Series = field(default_factory=_no_chats)
     # of those, the chats of an erased email: not in ``chats`` (their stored rows go too)
     erased_chats: pd.Series = field(default_factory=_no_chats)
+    # activities of chats whose plan key is the stored one: planned as they are stored, so
+    # neither built nor read back (``etl.transform.plankey``); counted as unchanged
+    unchanged_activities: int = 0
 
     def outcome_counts(self) -> dict[str, int]:
         counts = self.outcomes["outcome"].value_counts()

@@ -50,6 +50,7 @@ class PreparedPlan:
     stale: pd.DataFrame
     outcomes: Rows | None
     outbox: list[Rows]
+    plan_keys: pd.DataFrame  # ``writers.plan_key_changes``
 
     def frozen(self) -> PreparedPlan:
         """The rows as tuples (``Rows.freeze``): made here, not where they are written."""
@@ -72,6 +73,7 @@ def prepare_plan(conn: Connection, run_id: int, job: PlanWrite) -> PreparedPlan:
     activities = writers.ActivityWrites()
     rows = plan.activities.iloc[0:0]
     stale = pd.DataFrame(columns=_ACTIVITY_KEY)
+    keys = writers.plan_key_changes(plan.chats, plan.chats.iloc[0:0], plan.chats.iloc[0:0])
     chats = None
     if not plan.chats.empty:
         chat_versions = plan.chats[["chat_id", "version"]]
@@ -82,10 +84,10 @@ def prepare_plan(conn: Connection, run_id: int, job: PlanWrite) -> PreparedPlan:
         stored = job.stored
         if stored is None:
             stored = writers.chat_versions(conn, plan.chats["chat_id"])
-        chats = prepare_rows(
-            writers.chat_rows(plan.chats, stored, plan.activities), schema.chats, ["chat_id"],
-            dialect, {"run_id": run_id},
-        )  # fmt: skip
+        written = writers.chat_rows(plan.chats, stored, plan.activities)
+        keys = writers.plan_key_changes(plan.chats, stored, written)
+        chats = prepare_rows(written, schema.chats, ["chat_id"], dialect, {"run_id": run_id})
+    activities.unchanged += plan.unchanged_activities  # (not built: the stored ones stand)
     outcomes = None
     if job.record_outcomes:
         outcomes = prepare_rows(
@@ -106,7 +108,7 @@ def prepare_plan(conn: Connection, run_id: int, job: PlanWrite) -> PreparedPlan:
     )
     return PreparedPlan(
         replace(job, plan=rest, stored=None, held=job.held.iloc[0:0]),
-        chats, activity_rows, activities, stale, outcomes, outbox,
+        chats, activity_rows, activities, stale, outcomes, outbox, keys,
     )  # fmt: skip
 
 
@@ -117,6 +119,7 @@ def write_prepared(conn: Connection, run_id: int, prepared: PreparedPlan) -> Wri
     activities = prepared.activity_counts
     if prepared.chats is not None:
         writers.write_chats(conn, run_id, prepared.chats)
+    writers.write_plan_keys(conn, prepared.plan_keys)
     leads = writers.insert_leads(conn, run_id, plan.leads)
     if not plan.leads.empty:  # earlier chats of these emails now have a lead to show on
         writers.queue_rematch(conn, run_id, plan.leads["email_normalized"])
@@ -145,6 +148,7 @@ def count_plan(conn: Connection, job: PlanWrite) -> WriteCounts:
     _rows, activities, _stale = writers.classify_activities(
         plan.activities, existing, plan.chats[["chat_id", "version"]]
     )
+    activities.unchanged += plan.unchanged_activities
     return _counts(
         activities,
         leads=len(plan.leads),

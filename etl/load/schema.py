@@ -230,6 +230,8 @@ chats = Table(
     Column("source_file", Text),
     Column("position", Text),
     Column("run_id", Integer),  # the run that stored this version
+    # what the stored rows of this chat were planned from (``etl.transform.plankey``)
+    Column("plan_key", BigInteger),
 )
 
 activities = Table(

@@ -159,13 +159,58 @@ def record_rejects(
     upsert(conn, schema.run_outcomes, outcomes.assign(run_id=run_id), key=["run_id", "chat_id"])
 
 
-CHAT_WRITE_COLUMNS = tuple(c for c in (*CHAT_COLUMNS, "email_normalized") if c != "chat_id")
+CHAT_WRITE_COLUMNS = tuple(
+    c for c in (*CHAT_COLUMNS, "email_normalized", "plan_key") if c != "chat_id"
+)
 
 
 def chat_versions(conn: Connection, chat_ids: Iterable[str]) -> pd.DataFrame:
-    """(chat_id, version, email_normalized) of the chats among these the store holds."""
-    columns = ["chat_id", "version", "email_normalized"]
-    return select_in(conn, schema.chats, ["chat_id"], chat_ids, columns)
+    """(chat_id, version, email_normalized, plan_key) of the chats among these the store
+    holds; a chat stored without a plan key has 0 (keys are 64-bit: a missing one read as NaN
+    would make the column float, which holds 53 bits)."""
+    columns = ["chat_id", "version", "email_normalized", "plan_key"]
+    no_key = {"plan_key": func.coalesce(schema.chats.c.plan_key, 0)}
+    return select_in(conn, schema.chats, ["chat_id"], chat_ids, columns, no_key)
+
+
+def plan_key_changes(
+    chats: pd.DataFrame, stored: pd.DataFrame, written: pd.DataFrame
+) -> pd.DataFrame:
+    """(chat_id, plan_key) of the plan's chats the store holds at the same version, whose row
+    is not written again (``written``: ``chat_rows``) and whose stored key differs: the key
+    of the rows written with them now (``etl.transform.plankey``)."""
+    import pandas as pd  # noqa: PLC0415
+
+    if stored.empty or "plan_key" not in chats:
+        return pd.DataFrame(columns=["chat_id", "version", "plan_key"])
+    both = chats[["chat_id", "version", "plan_key"]].merge(
+        stored[["chat_id", "version", "plan_key"]], on="chat_id", suffixes=("", "_stored")
+    )
+    changed = (
+        (both["version"] == both["version_stored"])
+        & (both["plan_key"] != both["plan_key_stored"])
+        & ~both["chat_id"].isin(set(written["chat_id"]))
+    )
+    return both.loc[changed, ["chat_id", "version", "plan_key"]].reset_index(drop=True)
+
+
+def write_plan_keys(conn: Connection, keys: pd.DataFrame) -> None:
+    """``plan_key_changes``, written (at the same version only: a version that replaced it
+    keeps its own key)."""
+    if keys.empty:
+        return
+    table = schema.chats
+    conn.execute(
+        update(table)
+        .where(table.c.chat_id == bindparam("b_chat_id"), table.c.version == bindparam("b_version"))
+        .values(plan_key=bindparam("b_plan_key")),
+        [
+            {"b_chat_id": chat_id, "b_version": version, "b_plan_key": int(key)}
+            for chat_id, version, key in zip(
+                keys["chat_id"], keys["version"], keys["plan_key"], strict=True
+            )
+        ],
+    )
 
 
 def chat_rows(

@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 from datetime import datetime, timedelta
 
+import numpy as np
 import pandas as pd
 
 from etl.contracts import Sink, Stage
@@ -128,7 +129,7 @@ class Chunks:
     ) -> None:
         """``stored``: what ``Store.chat_versions`` gave for these chats, if read already. A chat
         the store does not hold has no activities yet: they are not looked up."""
-        plan = self.plan(chats, record_outcomes)
+        plan = self.plan(chats, record_outcomes, stored)
         for warning in plan.warnings:
             self.state.warn(warning)
         self.state.count_assignments(plan.leads, plan.assignments)
@@ -137,14 +138,23 @@ class Chunks:
             held = held[held.isin(set(stored["chat_id"]))]
         self.sink.apply(PlanWrite(plan, record_outcomes, clear_emails, stored, held))
 
-    def plan(self, chats: pd.DataFrame, record_outcomes: bool) -> ChunkPlan:
-        """A chunk's plan (phone changes already made to these chats are not made again)."""
+    def plan(
+        self, chats: pd.DataFrame, record_outcomes: bool, stored: pd.DataFrame | None = None
+    ) -> ChunkPlan:
+        """A chunk's plan (phone changes already made to these chats are not made again).
+        ``stored``: ``Store.chat_versions`` of these chats; a chat whose plan key is the stored
+        one is then planned without rows (``etl.transform.plankey``)."""
         applied: frozenset[tuple[str, int, str]] = frozenset()
         if "field_changes" not in self._empty:
             with self.state.store.engine.connect() as conn:
                 applied = writers.applied_phone_changes(conn, chats["chat_id"])
+        keys = None
+        if stored is not None and record_outcomes and not stored.empty:
+            keys = pd.Series(
+                stored["plan_key"].to_numpy(dtype=np.int64), index=stored["chat_id"].to_numpy()
+            )
         return self.planner.get().plan(
-            chats, record_outcomes=record_outcomes, applied_changes=applied
+            chats, record_outcomes=record_outcomes, applied_changes=applied, stored_keys=keys
         )
 
     # -- the rematch -----------------------------------------------------------------------------
@@ -222,4 +232,4 @@ def newest_versions(
 
 def _none_stored() -> pd.DataFrame:
     """``Store.chat_versions`` of chats the store does not hold."""
-    return pd.DataFrame(columns=["chat_id", "version", "email_normalized"])
+    return pd.DataFrame(columns=["chat_id", "version", "email_normalized", "plan_key"])

@@ -36,6 +36,7 @@ from etl.transform.normalize import (
     phone_key,
     split_name,
 )
+from etl.transform.plankey import context_key, plan_keys
 from etl.vocab import (
     ACTIVITY_COLUMNS,
     CHANGE_COLUMNS,
@@ -304,18 +305,19 @@ class Planner:
         *,
         record_outcomes: bool = True,
         applied_changes: frozenset = frozenset(),
+        stored_keys: pd.Series | None = None,
     ) -> ChunkPlan:
         """Plan a chunk of chats (deduplicated, in stable order).
 
         ``applied_changes`` holds (record_type, record_id, chat_id) of phone changes already made,
         so a rerun never makes them twice. With ``record_outcomes`` False (rematching chats
-        already accounted for), no lead is created.
+        already accounted for), no lead is created. ``stored_keys``: see ``build_plan``.
         """
         prepared = prepare(chats, self.index, self.ctx, record_outcomes=record_outcomes)
         decisions = self.decide(
             prepared.lead_candidates(), prepared.phone_candidates(self.ctx), applied_changes
         )
-        return build_plan(prepared, decisions, self.ctx)
+        return build_plan(prepared, decisions, self.ctx, stored_keys)
 
     def decide(
         self, candidates: pd.DataFrame, phones: pd.DataFrame, applied: frozenset = frozenset()
@@ -487,13 +489,27 @@ def _no_pairs() -> pd.DataFrame:
     return pd.DataFrame(columns=[*PAIR_COLUMNS, "own_lead"])
 
 
-def build_plan(prepared: Prepared, decisions: Decisions, ctx: PlanContext) -> ChunkPlan:
-    """Every chat's outcome and every row to write, from a prepared batch and its decisions."""
+def build_plan(
+    prepared: Prepared,
+    decisions: Decisions,
+    ctx: PlanContext,
+    stored_keys: pd.Series | None = None,
+) -> ChunkPlan:
+    """Every chat's outcome and every row to write, from a prepared batch and its decisions.
+
+    ``stored_keys``: chat id -> the plan key the store holds for it (int64, 0 for none:
+    ``etl.transform.plankey``).
+    A chat whose key is the one stored gets its outcome and no rows: the store holds them
+    already (``ChunkPlan.unchanged_activities`` counts its activities), and it is left out of
+    ``ChunkPlan.chats`` (its row is the stored one)."""
     chats, pairs = prepared.chats, prepared.pairs
     if not decisions.new_pairs.empty:
         pairs = pd.concat([pairs, decisions.new_pairs], ignore_index=True)
     # each pair's chat as a row of ``chats``: per-chat facts are counts over it, not groupbys
     at = chat_rows(chats, pairs)
+    expired = _past_retention(chats, ctx)
+    keys = plan_keys(chats, pairs, at, expired, context_key(ctx))
+    chats = chats.assign(plan_key=keys)
     person = (pairs["record_type"] != "deal").to_numpy(dtype=bool)
     people = np.bincount(at[person], minlength=len(chats))  # leads and contacts matched
     old = np.bincount(
@@ -543,7 +559,18 @@ def build_plan(prepared: Prepared, decisions: Decisions, ctx: PlanContext) -> Ch
         columns=list(OUTCOME_COLUMNS),
     )
     pairs = pairs.drop(columns=["own_lead"])
-    expired = _past_retention(chats, ctx)
+    multi_match = set(chats.loc[match_count > 1, "email_normalized"].dropna())
+    removed_chats = chats.loc[removed, "chat_id"].astype(object).reset_index(drop=True)
+    erased_chats = chats.loc[erased, "chat_id"].astype(object).reset_index(drop=True)
+    unchanged_activities = 0
+    if stored_keys is not None and not stored_keys.empty:
+        same = _unchanged(chats, keys, stored_keys)
+        if same.any():  # their rows are the stored ones: built from what is left
+            unchanged_activities = int(same[at].sum())
+            kept = ~same
+            pairs = pairs[kept[at]].reset_index(drop=True)
+            chats, expired, erased = chats[kept], expired[kept], erased[kept]
+            at = chat_rows(chats, pairs)
     return ChunkPlan(
         chats=_without_erased(_without_transcripts(chats, expired), erased).drop(
             columns=[
@@ -564,10 +591,26 @@ def build_plan(prepared: Prepared, decisions: Decisions, ctx: PlanContext) -> Ch
         phone_changes=decisions.phone_changes,
         pool_states=decisions.pool_states,
         assignments=decisions.assignments,
-        multi_match_emails=set(chats.loc[match_count > 1, "email_normalized"].dropna()),
+        multi_match_emails=multi_match,
         warnings=decisions.warnings,
-        removed_chats=chats.loc[removed, "chat_id"].astype(object).reset_index(drop=True),
-        erased_chats=chats.loc[erased, "chat_id"].astype(object).reset_index(drop=True),
+        removed_chats=removed_chats,
+        erased_chats=erased_chats,
+        unchanged_activities=unchanged_activities,
+    )
+
+
+def _unchanged(chats: pd.DataFrame, keys: np.ndarray, stored_keys: pd.Series) -> np.ndarray:
+    """Where a chat's key is the stored one and nothing decided in order or removed enters its
+    rows (not a lead candidate, not deleted at source, not erased)."""
+    at = pd.Index(stored_keys.index).get_indexer(chats["chat_id"])  # (-1: not stored)
+    held = at >= 0
+    same = np.zeros(len(chats), dtype=bool)  # (no float on the way: a key takes all 64 bits)
+    same[held] = stored_keys.to_numpy(dtype=np.int64)[at[held]] == keys[held]
+    return (
+        same
+        & ~chats["lead_candidate"].to_numpy(dtype=bool)
+        & ~chats["deleted"].to_numpy(dtype=bool)
+        & ~chats["erased"].to_numpy(dtype=bool)
     )
 
 

@@ -52,6 +52,7 @@ from etl.transform.plan import (
     _past_retention,
     _without_transcripts,
 )
+from etl.transform.plankey import context_key, plan_keys
 from etl.vocab import (
     ACTIVITY_COLUMNS,
     ERASED_REASON,
@@ -235,7 +236,57 @@ def lead_rows_reference(
     return leads
 
 
-def build_plan_reference(prepared: Prepared, decisions: Decisions, ctx: PlanContext) -> ChunkPlan:
+def build_plan_reference(
+    prepared: Prepared,
+    decisions: Decisions,
+    ctx: PlanContext,
+    stored_keys: pd.Series | None = None,
+) -> ChunkPlan:
+    """The whole plan; then, if some chats' plan key is the stored one, the rows of the plan of
+    the other chats alone: what skipping them must come to."""
+    plan = build_whole_plan_reference(prepared, decisions, ctx)
+    chats, pairs = prepared.chats, prepared.pairs
+    if not decisions.new_pairs.empty:
+        pairs = pd.concat([pairs, decisions.new_pairs], ignore_index=True)
+    at = pd.Index(chats["chat_id"]).get_indexer(pairs["chat_id"])
+    keys = plan_keys(chats, pairs, at, _past_retention(chats, ctx), context_key(ctx))
+    plan.chats = plan.chats.assign(plan_key=keys[~chats["erased"].to_numpy(dtype=bool)])
+    if stored_keys is None:
+        return plan
+    same = {
+        chat_id
+        for chat_id, key, candidate, deleted, erased in zip(
+            chats["chat_id"],
+            keys,
+            chats["lead_candidate"],
+            chats["deleted"],
+            chats["erased"],
+            strict=True,
+        )  # fmt: skip
+        if stored_keys.get(chat_id) == key and not (candidate or deleted or erased)
+    }
+    if not same:
+        return plan
+    others = Prepared(
+        chats=chats[~chats["chat_id"].isin(same)],
+        pairs=prepared.pairs[~prepared.pairs["chat_id"].isin(same)].reset_index(drop=True),
+    )
+    rows = build_whole_plan_reference(others, decisions, ctx)
+    rows.chats = rows.chats.assign(plan_key=plan.chats.set_index("chat_id")["plan_key"]
+                                   .reindex(rows.chats["chat_id"]).to_numpy())  # fmt: skip
+    return dataclasses.replace(
+        plan,
+        chats=rows.chats,
+        activities=rows.activities,
+        notes=rows.notes,
+        notifications=rows.notifications,
+        unchanged_activities=len(plan.activities) - len(rows.activities),
+    )
+
+
+def build_whole_plan_reference(
+    prepared: Prepared, decisions: Decisions, ctx: PlanContext
+) -> ChunkPlan:
     """Every chat's outcome and every row to write, from a prepared batch and its decisions."""
     chats, pairs = prepared.chats, prepared.pairs
     if not decisions.new_pairs.empty:
@@ -686,7 +737,7 @@ def plans_compared(monkeypatch):
             expected = plan(reference, chats, **options)
         got = plan(self, chats, **options)
         _assert_same_plan(expected, got)
-        planned.append((len(chats), len(got.leads), len(got.activities)))
+        planned.append((len(chats), len(got.leads), len(got.activities), got.unchanged_activities))
         return got
 
     monkeypatch.setattr(Planner, "plan", both)
@@ -750,9 +801,23 @@ def test_a_sync_plans_what_the_references_plan(
     try:
         first = run_sync(settings, SyncOptions(chats=chats, sell=sell), store=store)
         full = run_sync(settings, SyncOptions(chats=chats, sell=sell, full=True), store=store)
+        before = len(plans_compared)
+        # every chat's plan key is stored now: the rows of none are built again, and both
+        # planners (the skip and the reference's whole plan taken apart) agree on each chunk
+        again = run_sync(settings, SyncOptions(chats=chats, sell=sell, full=True), store=store)
     finally:
         store.dispose()
     assert first.report["outcomes"]["lead_created"] > 0
     assert full.report["accounting"]["balanced"]
-    assert sum(chats for chats, _leads, _activities in plans_compared) >= 600
-    assert sum(leads for _chats, leads, _activities in plans_compared) > 0
+    assert sum(chats for chats, *_ in plans_compared) >= 600
+    assert sum(leads for _chats, leads, *_ in plans_compared) > 0
+    assert again.report["outcomes"] == full.report["outcomes"]
+    writes = again.report["writes"]
+    assert writes["activities_unchanged"] == full.report["writes"]["activities_unchanged"]
+    assert {key: value for key, value in writes.items() if key != "activities_unchanged"} == (
+        dict.fromkeys(set(writes) - {"activities_unchanged"}, 0)
+    )
+    second = plans_compared[before:]
+    built = sum(activities for _c, _l, activities, _u in second)
+    skipped = sum(unchanged for *_, unchanged in second)
+    assert skipped == full.report["writes"]["activities_unchanged"] and built == 0
