@@ -20,6 +20,7 @@ from __future__ import annotations
 import argparse
 import csv
 import difflib
+import functools
 import os
 import re
 import shlex
@@ -59,7 +60,8 @@ def main() -> None:
 
 
 def _run(args: argparse.Namespace) -> int:
-    out: Path = args.out
+    out: Path = args.out.resolve()  # (the runs' directory: the paths below must hold there)
+    args.exports = args.exports.resolve()
     out.mkdir(parents=True, exist_ok=True)
     schema = None
     if args.db:
@@ -79,19 +81,19 @@ def _run(args: argparse.Namespace) -> int:
         "-q",
     ]
     try:
-        subprocess.run([*base, "db", "upgrade"], env=env, check=True, stdout=subprocess.DEVNULL)
+        # run from ``out``: ``python -m etl`` from a checkout imports that checkout's ``etl``
+        # before ``PYTHONPATH``'s, so a "before" run from the "after" checkout would be "after"
+        run = functools.partial(subprocess.run, env=env, check=True, cwd=out)
+        run([*base, "db", "upgrade"], stdout=subprocess.DEVNULL)
         for number, extra in enumerate(([], [], ["--full"]), start=1):
             reports = out / "reports"
-            subprocess.run(
+            run(
                 [*base, "sync", "--chats", str(args.exports / "chat"), "--sell",
                  str(args.exports / "sell"), "--report-dir", str(reports), *extra],
-                env=env, check=True, stdout=subprocess.DEVNULL,
+                stdout=subprocess.DEVNULL,
             )  # fmt: skip
             with open(out / f"details-{number}.csv", "wb") as sink:
-                subprocess.run(
-                    [*base, "report", str(number), "--details", "--format", "csv"],
-                    env=env, check=True, stdout=sink,
-                )  # fmt: skip
+                run([*base, "report", str(number), "--details", "--format", "csv"], stdout=sink)
         _dump(url, out / "tables")
     finally:
         if schema:
