@@ -50,7 +50,7 @@ class PreparedPlan:
     stale: pd.DataFrame
     outcomes: Rows | None
     outbox: list[Rows]
-    plan_keys: pd.DataFrame  # ``writers.plan_key_changes``
+    plan_keys: pd.DataFrame | None  # ``writers.plan_key_changes`` (None: a plan of no chat)
 
     def frozen(self) -> PreparedPlan:
         """The rows as tuples (``Rows.freeze``): made here, not where they are written."""
@@ -73,7 +73,7 @@ def prepare_plan(conn: Connection, run_id: int, job: PlanWrite) -> PreparedPlan:
     activities = writers.ActivityWrites()
     rows = plan.activities.iloc[0:0]
     stale = pd.DataFrame(columns=_ACTIVITY_KEY)
-    keys = writers.plan_key_changes(plan.chats, plan.chats.iloc[0:0], plan.chats.iloc[0:0])
+    keys = None
     chats = None
     if not plan.chats.empty:
         chat_versions = plan.chats[["chat_id", "version"]]
@@ -119,7 +119,8 @@ def write_prepared(conn: Connection, run_id: int, prepared: PreparedPlan) -> Wri
     activities = prepared.activity_counts
     if prepared.chats is not None:
         writers.write_chats(conn, run_id, prepared.chats)
-    writers.write_plan_keys(conn, prepared.plan_keys)
+    if prepared.plan_keys is not None:
+        writers.write_plan_keys(conn, prepared.plan_keys)
     leads = writers.insert_leads(conn, run_id, plan.leads)
     if not plan.leads.empty:  # earlier chats of these emails now have a lead to show on
         writers.queue_rematch(conn, run_id, plan.leads["email_normalized"])
