@@ -261,10 +261,14 @@ def _child_env() -> dict[str, str]:
     return {k: v for k, v in os.environ.items() if not k.startswith("CHATSELL_")}
 
 
-def _run_child(argv: list[str], cwd: Path, timeout: float, env: dict[str, str]) -> dict[str, Any]:
-    """Run one chatsell process; wall time, its own CPU and peak RSS (wait4), output."""
+def _run_child(
+    argv: list[str], cwd: Path, timeout: float, env: dict[str, str], server: bool = False
+) -> dict[str, Any]:
+    """Run one chatsell process; wall time, its own CPU and peak RSS (wait4), output.
+    ``server``: also the CPU the PostgreSQL server on this machine spent meanwhile."""
     stdout_path, stderr_path = cwd / "stdout.txt", cwd / "stderr.txt"
     load = os.getloadavg()[0]
+    server_before = _server_cpu_s() if server else None
     code = _code_version()  # the child imports the code as it is now; others may be editing it
     with open(stdout_path, "wb") as stdout, open(stderr_path, "wb") as stderr:
         started = time.perf_counter()
@@ -286,6 +290,7 @@ def _run_child(argv: list[str], cwd: Path, timeout: float, env: dict[str, str]) 
             timer.cancel()
             tree.stop()
         wall = time.perf_counter() - started
+    server_after = _server_cpu_s() if server_before is not None else None
     child.returncode = os.waitstatus_to_exitcode(status)  # reaped here, not by Popen
     out = stdout_path.read_text("utf-8", errors="replace")
     err = stderr_path.read_text("utf-8", errors="replace")
@@ -294,6 +299,10 @@ def _run_child(argv: list[str], cwd: Path, timeout: float, env: dict[str, str]) 
         "wall_s": round(wall, 3),
         "cpu_user_s": round(usage.ru_utime, 3),
         "cpu_sys_s": round(usage.ru_stime, 3),
+        # the PostgreSQL server's processes on this machine (None: not measured, or not here)
+        "server_cpu_s": (
+            round(server_after - server_before, 2) if server_after is not None else None
+        ),
         "peak_rss_mib": round(usage.ru_maxrss * 1024 / MIB, 1),  # Linux: ru_maxrss in KiB
         # the run's processes together (parsers, writer): sampled, so a lower bound
         "peak_tree_rss_mib": round(tree.peak_kib / 1024, 1) if tree.peak_kib else None,
@@ -304,6 +313,34 @@ def _run_child(argv: list[str], cwd: Path, timeout: float, env: dict[str, str]) 
         "report": _last_json(out),
         "stderr_tail": err.strip().splitlines()[-15:] if child.returncode else [],
     }
+
+
+def _server_cpu_s() -> float | None:
+    """CPU seconds spent so far by the PostgreSQL server on this machine: its processes' own,
+    and the postmaster's reaped children's (a backend that ended with its connection). None
+    when no ``postgres`` process is visible (a server elsewhere, or not Linux)."""
+    tick = os.sysconf("SC_CLK_TCK")
+    total, found = 0, False
+    for entry in Path("/proc").iterdir() if Path("/proc").is_dir() else ():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+        except OSError:
+            continue
+        if not stat[stat.index("(") + 1 : stat.rindex(")")].startswith("postgres"):
+            continue
+        fields = stat[stat.rindex(")") + 2 :].split()
+        user, system, children_user, children_system = (int(v) for v in fields[11:15])
+        total += user + system
+        try:
+            parent = (Path("/proc") / fields[1] / "comm").read_text().strip()
+        except OSError:
+            parent = ""
+        if not parent.startswith("postgres"):  # the postmaster: its ended backends
+            total += children_user + children_system
+        found = True
+    return total / tick if found else None
 
 
 class _TreeSampler(threading.Thread):
@@ -456,7 +493,9 @@ def _bench_store(
             _say(f"db upgrade failed: {upgrade['stderr_tail'][-1:]}")
             return result
         for phase, extra in (("first", []), ("unchanged", []), ("full", ["--full"])):
-            run = _run_child([*base, *sync, *extra, "--json"], run_dir, timeout, env)
+            run = _run_child(
+                [*base, *sync, *extra, "--json"], run_dir, timeout, env, server=schema is not None
+            )
             result[phase] = run
             _say(
                 f"{phase:9s} exit {run['exit_code']}  {run['wall_s']:8.1f} s  "
@@ -504,7 +543,7 @@ def _run_reference(
     ref_dir = run_dir / "reference"
     ref_dir.mkdir(exist_ok=True)
     try:
-        return _run_child(argv, ref_dir, timeout, env)
+        return _run_child(argv, ref_dir, timeout, env, server=schema is not None)
     finally:
         if schema and not keep:
             _pg_drop_schema(pg_url, schema)
@@ -741,11 +780,20 @@ def _markdown(machine: dict[str, Any], results: list[dict[str, Any]]) -> str:
         cpu = run["cpu_user_s"] + run["cpu_sys_s"]
         return f"{cpu / (reference['cpu_user_s'] + reference['cpu_sys_s'] or 1):.1f}x"
 
+    def floor(run: dict | None, reference: dict | None) -> str:
+        """The run's CPU (and the server's) over the machine's CPUs, x the reference's wall:
+        what no schedule of the same work on this machine goes below."""
+        if ratio(run, reference) == "-":
+            return "-"
+        cpu = run["cpu_user_s"] + run["cpu_sys_s"] + (run.get("server_cpu_s") or 0)
+        return f"{cpu / (os.cpu_count() or 1) / reference['wall_s']:.2f}x"
+
     rows = [
         "| shape | store | chats | records | reference s | reference peak MiB | first sync s "
-        "| x ref | x ref CPU | chats/s | peak RSS MiB | all processes MiB (RSS / PSS) "
-        "| unchanged sync s | --full s | --full x ref |",
-        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "| x ref | x ref CPU | CPU floor x ref | chats/s | peak RSS MiB "
+        "| all processes MiB (RSS / PSS) | unchanged sync s | --full s | --full x ref "
+        "| --full CPU floor x ref |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for r in sorted(results, key=_order):
         first, reference = r.get("first"), r.get("reference")
@@ -765,10 +813,11 @@ def _markdown(machine: dict[str, Any], results: list[dict[str, Any]]) -> str:
             f"| {r.get('shape', 'realistic')} | {r['store']} | {r['chats']:,} | {r['records']:,} "
             f"| {seconds(reference)} | {reference['peak_rss_mib'] if reference else '-'} "
             f"| {seconds(first)} | {ratio(first, reference)} | {cpu_ratio(first, reference)} "
-            f"| {rate} | "
+            f"| {floor(first, reference)} | {rate} | "
             f"{peak if peak is not None else '-'} | {tree} | "
             f"{seconds(r.get('unchanged'))} | "
-            f"{seconds(r.get('full'))} | {ratio(r.get('full'), reference)} |"
+            f"{seconds(r.get('full'))} | {ratio(r.get('full'), reference)} "
+            f"| {floor(r.get('full'), reference)} |"
         )
     checks = [
         "| shape | store | chats | outcomes as generated | reference wrote as the sync "
@@ -842,7 +891,9 @@ def _markdown(machine: dict[str, Any], results: list[dict[str, Any]]) -> str:
         "one executemany (SQLite) or COPY (PostgreSQL) per table, no outcomes, reports or Sell "
         "snapshot. x ref = first sync s / reference s; x ref CPU = the same for user + system CPU "
         "seconds (chatsell's with its parsing workers and writer; steadier than wall time on a "
-        "shared machine); --full x ref = --full s / reference s. "
+        "shared machine); CPU floor x ref = that CPU, with the PostgreSQL server's when it runs "
+        "on this machine, divided by the machine's CPUs, over the reference's wall time: what no "
+        "schedule of the same work here can go below; --full x ref = --full s / reference s. "
         "The realistic shape is `etl.generate`'s (gzipped pages of 1,000 heavy chats, Sell in "
         "pages); the light one `benchmarks/light_shape.py`'s (16 NDJSON files of ~1.3 KB chats "
         "at 1M, the leads as one CSV, the contacts as one envelope).",
