@@ -786,7 +786,7 @@ def _markdown(machine: dict[str, Any], results: list[dict[str, Any]]) -> str:
         if ratio(run, reference) == "-":
             return "-"
         cpu = run["cpu_user_s"] + run["cpu_sys_s"] + (run.get("server_cpu_s") or 0)
-        return f"{cpu / (os.cpu_count() or 1) / reference['wall_s']:.2f}x"
+        return f"{cpu / (machine.get('nproc') or 1) / reference['wall_s']:.2f}x"
 
     rows = [
         "| shape | store | chats | records | reference s | reference peak MiB | first sync s "
